@@ -1,0 +1,71 @@
+"""The suite interface: what the runner needs from a benchmark.
+
+A suite is a named, loaded benchmark: a sequence of :class:`Item` plus how to render an item for one
+repeat (:meth:`Suite.render`) and how to score a model's text against the rendered prompt
+(:meth:`Suite.score`). Suites live in ``suites/`` and are found by name with
+``suites.get_suite(name, ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from .types import Prompt
+
+__all__ = ["Item", "Score", "ScoreStatus", "Suite"]
+
+#: ``scored``: an answer was judged (``correct`` True or False). ``unusable``: paid for but cannot
+#: be scored (empty, cut at the output limit, refused); never counted as wrong.
+ScoreStatus = Literal["scored", "unusable"]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One benchmark question."""
+
+    id: str
+    """Stable id within the suite (the dataset's own id where it has one)."""
+    question: str
+    answer: str
+    """The reference answer as the dataset gives it."""
+    stratum: str = ""
+    """Category used for stratified sampling (subject, level, year ...); empty if none."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """Suite-specific fields (options, solution, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    status: ScoreStatus
+    correct: bool | None
+    """True/False when scored, None when unusable."""
+    extracted: str | None = None
+    """The answer extracted from the model's text, if any."""
+    reason: str | None = None
+    """For unusable answers: ``empty``, ``truncated`` or ``refused``."""
+
+
+@runtime_checkable
+class Suite(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default_repeats(self) -> int: ...
+
+    @property
+    def items(self) -> Sequence[Item]: ...
+
+    def render(self, item: Item, repeat: int, seed: int) -> Prompt:
+        """The prompt for ``item`` on repeat ``repeat`` (0-based) of a run seeded with ``seed``.
+
+        Must be deterministic in its arguments: resuming a run re-renders the same prompt.
+        """
+        ...
+
+    async def score(self, prompt: Prompt, text: str) -> Score:
+        """Score a model's visible text against the rendered prompt. CPU-heavy scorers (math-verify)
+        run in a process pool, never in a thread."""
+        ...
