@@ -1,0 +1,495 @@
+"""Helpers shared by the provider adapters: headers, retry classification, error mapping.
+
+Nothing here imports a provider SDK, so the functions are cheap to unit-test and the registry stays
+SDK-free. The adapters call into this module only off the per-chunk hot path (once per call or once
+per failure).
+
+The retry policy follows PROTOCOLS.md §5.3-§5.4 and STYLE.md §7.4: ``x-should-retry`` wins; 408, 409,
+429 and 5xx (incl. 529) are retried, except quota and billing errors; every other 4xx is final.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx2
+
+from harness.errors import (
+    AuthError,
+    BadRequest,
+    CallTimeout,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    StreamInterrupted,
+)
+from harness.types import FinishReason, RateLimitInfo, RetryDecision, Usage
+
+__all__ = [
+    "NON_RETRYABLE_CODES",
+    "HeaderLike",
+    "body_error_fields",
+    "build_timeout",
+    "classify_status",
+    "decimal_str",
+    "error_for_status",
+    "finish_reason",
+    "malformed_stream",
+    "one_line",
+    "parse_duration",
+    "parse_reset",
+    "rate_limits_from_headers",
+    "redact",
+    "request_id_from_headers",
+    "retry_after_from_headers",
+    "stream_error",
+    "transport_error",
+]
+
+
+#: ``httpx2.Headers`` (case-insensitive) or a plain dict with lower-case keys.
+HeaderLike = Mapping[str, str]
+
+
+#: Error ``code``/``type`` values that mean "your account cannot pay": retrying can never help.
+NON_RETRYABLE_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "billing_error",
+        "billing_not_active",
+        "contract_spend_limit_reached",
+        "enforced_spend_limit_reached",
+        "linked_organization_spend_limit_reached",
+    }
+)
+
+#: Mid-stream error types (Anthropic ``event: error``, OpenAI ``{"error": ...}``) worth another attempt.
+_TRANSIENT_STREAM_TYPES = frozenset(
+    {"overloaded_error", "api_error", "server_error", "service_unavailable_error", "timeout_error"}
+)
+_RATE_LIMIT_STREAM_TYPES = frozenset({"rate_limit_error", "rate_limit_exceeded", "tokens", "requests"})
+
+# -- timeouts -----------------------------------------------------------------------------------------
+
+
+def build_timeout(*, connect_timeout_s: float, stall_timeout_s: float) -> httpx2.Timeout:
+    """The httpx2 timeout every SDK client gets.
+
+    ``read`` is the longest silence allowed between two received byte chunks, so a stream that stalls
+    for ``stall_timeout_s`` fails the attempt (OpenAI raises ``APITimeoutError``, Anthropic a raw
+    ``httpx2.ReadTimeout``); the whole-attempt deadline is the runner's ``anyio.fail_after``.
+    """
+    return httpx2.Timeout(
+        connect=connect_timeout_s,
+        read=stall_timeout_s,
+        write=stall_timeout_s,
+        pool=stall_timeout_s,
+    )
+
+
+# -- header parsing -----------------------------------------------------------------------------------
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Parse an OpenAI-style Go duration (``6m0s``, ``12ms``, ``1h2m3.5s``) or plain seconds.
+
+    Returns:
+        Seconds as a float, or None when the value is missing or malformed.
+    """
+    if text is None:
+        return None
+    s = text.strip()
+    if not s:
+        return None
+    try:
+        value = float(s)
+    except ValueError:
+        pass
+    else:
+        return value if math.isfinite(value) and value >= 0 else None
+    pos = 0
+    total = 0.0
+    for m in _GO_DURATION.finditer(s):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _UNIT_S[m.group(2)]
+        pos = m.end()
+    return total if pos == len(s) and pos > 0 else None
+
+
+def parse_reset(text: str | None, *, now: float | None = None) -> float | None:
+    """Seconds until a rate-limit window resets.
+
+    Accepts a Go duration (OpenAI ``x-ratelimit-reset-*``) or an RFC 3339 timestamp (Anthropic
+    ``anthropic-ratelimit-*-reset``); a timestamp in the past gives 0.
+    """
+    if text is None:
+        return None
+    duration = parse_duration(text)
+    if duration is not None:
+        return duration
+    s = text.strip()
+    try:
+        when = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _int_header(headers: HeaderLike, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def rate_limits_from_headers(headers: HeaderLike, *, now: float | None = None) -> RateLimitInfo | None:
+    """Read OpenAI ``x-ratelimit-*`` or Anthropic ``anthropic-ratelimit-*`` headers.
+
+    Returns:
+        A :class:`RateLimitInfo`, or None when the response carried no rate-limit header at all.
+    """
+    for prefix, req, tok in (
+        ("x-ratelimit-", "requests", "tokens"),
+        ("anthropic-ratelimit-", "requests", "tokens"),
+    ):
+        if prefix == "x-ratelimit-":
+            rem_req = _int_header(headers, f"{prefix}remaining-{req}")
+            rem_tok = _int_header(headers, f"{prefix}remaining-{tok}")
+            reset_req = parse_reset(headers.get(f"{prefix}reset-{req}"), now=now)
+            reset_tok = parse_reset(headers.get(f"{prefix}reset-{tok}"), now=now)
+        else:
+            rem_req = _int_header(headers, f"{prefix}{req}-remaining")
+            rem_tok = _int_header(headers, f"{prefix}{tok}-remaining")
+            reset_req = parse_reset(headers.get(f"{prefix}{req}-reset"), now=now)
+            reset_tok = parse_reset(headers.get(f"{prefix}{tok}-reset"), now=now)
+        if rem_req is None and rem_tok is None and reset_req is None and reset_tok is None:
+            continue
+        return RateLimitInfo(
+            remaining_requests=rem_req,
+            remaining_tokens=rem_tok,
+            reset_requests_s=reset_req,
+            reset_tokens_s=reset_tok,
+        )
+    return None
+
+
+def retry_after_from_headers(headers: HeaderLike | None, *, now: float | None = None) -> float | None:
+    """The server's requested wait: ``retry-after-ms``, then ``retry-after`` (seconds or HTTP date).
+
+    Returns:
+        Non-negative seconds, or None when absent or unparseable.
+    """
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            delay = float(str(value).strip())
+        except ValueError:
+            continue
+        if math.isfinite(delay) and delay >= 0:
+            return delay / divisor
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, parsed.timestamp() - current)
+
+
+def request_id_from_headers(headers: HeaderLike | None) -> str | None:
+    """The provider's request id (OpenAI ``x-request-id``, Anthropic ``request-id``)."""
+    if headers is None:
+        return None
+    value = headers.get("x-request-id") or headers.get("request-id")
+    return str(value) if value else None
+
+
+# -- message hygiene ----------------------------------------------------------------------------------
+
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{3,}")
+_BEARER = re.compile(r"(?i)\b(bearer|x-api-key:?)\s+\S+")
+_WS = re.compile(r"\s+")
+_MAX_MESSAGE = 400
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """Remove anything that looks like an API key from ``text``.
+
+    Removes the given secrets verbatim, any ``sk-...`` style token (the SDKs echo a masked key prefix in
+    401 bodies), ``Bearer <token>``, and long prefixes or suffixes of the given secrets.
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
+    text = _KEY_LIKE.sub("[redacted]", text)
+    for secret in secrets:
+        if len(secret) >= 12:
+            # Providers echo masked keys such as "abcd1234****wxyz": drop prefixes/suffixes of 8+.
+            text = text.replace(secret[:8], "[redacted]").replace(secret[-8:], "[redacted]")
+    return text
+
+
+def one_line(text: str, *, limit: int = _MAX_MESSAGE) -> str:
+    """Collapse whitespace to single spaces and truncate to ``limit`` characters."""
+    flat = _WS.sub(" ", text).strip()
+    if len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return flat
+
+
+def decimal_str(value: object) -> str | None:
+    """A provider-reported amount (JSON number or string) as an exact decimal string, or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        # repr() of a float is its shortest round-trip form, so no binary noise leaks into the string.
+        d = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    if not d.is_finite():
+        return None
+    return format(d, "f")
+
+
+# -- finish reasons -----------------------------------------------------------------------------------
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "completed": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "refusal",
+    "content_filter": "refusal",
+}
+
+
+def finish_reason(raw: str | None) -> FinishReason:
+    """Map a provider's stop/finish reason to :data:`harness.types.FinishReason`."""
+    if raw is None:
+        return "other"
+    return _FINISH.get(raw, "other")
+
+
+# -- error classification -----------------------------------------------------------------------------
+
+
+def classify_status(
+    status: int,
+    headers: HeaderLike | None,
+    *,
+    error_type: str | None = None,
+    error_code: str | None = None,
+) -> RetryDecision:
+    """The retry decision for an HTTP error status (PROTOCOLS.md §5.3, STYLE.md §7.4).
+
+    ``x-should-retry`` wins; quota/billing errors are never retried; 408/409/429/5xx are, with the
+    server's ``retry-after`` when given (501 is not: the endpoint does not exist).
+    """
+    retry_after = retry_after_from_headers(headers)
+    if error_code in NON_RETRYABLE_CODES or error_type in NON_RETRYABLE_CODES:
+        return RetryDecision.no()
+    should = headers.get("x-should-retry") if headers is not None else None
+    if should == "false":
+        return RetryDecision.no()
+    if status == 429:
+        return RetryDecision.rate_limit(retry_after)
+    if should == "true" or status in (408, 409) or (status >= 500 and status != 501):
+        return RetryDecision.transient(retry_after)
+    return RetryDecision.no()
+
+
+def error_for_status(
+    status: int,
+    *,
+    provider: str,
+    message: str,
+    headers: HeaderLike | None,
+    error_type: str | None,
+    error_code: str | None,
+    request_id: str | None,
+    secrets: tuple[str, ...],
+) -> ProviderError:
+    """Build the harness error for an HTTP error response received before any output.
+
+    Such attempts are never billed, so ``generation_started`` is False.
+    """
+    decision = classify_status(status, headers, error_type=error_type, error_code=error_code)
+    cls: type[ProviderError]
+    if status in (401, 403):
+        cls = AuthError
+    elif status == 429:
+        cls = RateLimited
+    elif status == 408:
+        cls = CallTimeout
+    elif status == 409 or status >= 500:
+        cls = ProviderUnavailable
+    else:
+        cls = BadRequest
+    kind = error_code or error_type
+    text = f"{provider} HTTP {status}" + (f" {kind}" if kind else "") + f": {message}"
+    return cls(
+        one_line(redact(text, secrets)),
+        provider=provider,
+        retry=decision,
+        status_code=status,
+        request_id=request_id,
+        error_type=error_type or error_code,
+    )
+
+
+def stream_error(
+    *,
+    provider: str,
+    message: str,
+    error_type: str | None,
+    error_code: str | None,
+    request_id: str | None,
+    secrets: tuple[str, ...],
+    partial_text: str,
+    partial_usage: Usage | None,
+) -> ProviderError:
+    """Build the harness error for an error object received inside a 200 stream.
+
+    Overloaded/server errors and rate limits are retried; anything else (quota, invalid request) is
+    final. ``generation_started`` is True: the provider may bill what it produced.
+    """
+    kinds = {k for k in (error_type, error_code) if k}
+    cls: type[ProviderError]
+    decision: RetryDecision
+    if kinds & NON_RETRYABLE_CODES:
+        cls, decision = BadRequest, RetryDecision.no()
+    elif kinds & _RATE_LIMIT_STREAM_TYPES:
+        cls, decision = RateLimited, RetryDecision.rate_limit()
+    elif kinds & _TRANSIENT_STREAM_TYPES:
+        cls, decision = ProviderUnavailable, RetryDecision.transient()
+    elif kinds & {"authentication_error", "permission_error", "invalid_api_key"}:
+        cls, decision = AuthError, RetryDecision.no()
+    else:
+        cls, decision = BadRequest, RetryDecision.no()
+    kind = error_type or error_code or "error"
+    text = f"{provider} stream error {kind}: {message}"
+    return cls(
+        one_line(redact(text, secrets)),
+        provider=provider,
+        retry=decision,
+        status_code=200,
+        request_id=request_id,
+        error_type=error_type or error_code,
+        generation_started=True,
+        partial_text=partial_text,
+        partial_usage=partial_usage,
+    )
+
+
+def transport_error(
+    exc: BaseException,
+    *,
+    provider: str,
+    timeout: bool,
+    generation_started: bool,
+    request_id: str | None = None,
+    partial_text: str = "",
+    partial_usage: Usage | None = None,
+) -> ProviderError:
+    """Build the harness error for a connect error, timeout, stall or dropped stream.
+
+    All of these are retried. Before the response started they cost nothing; after it (a stall or a
+    cut mid-body) the attempt may be billed, so ``generation_started`` is True.
+    """
+    if timeout:
+        cls: type[ProviderError] = CallTimeout
+        what = "stream stalled (no bytes within the stall timeout)" if generation_started else "timed out"
+    elif generation_started:
+        cls = StreamInterrupted
+        what = "connection dropped mid-stream"
+    else:
+        cls = ProviderUnavailable
+        what = "connection failed"
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    detail = type(cause).__name__
+    return cls(
+        one_line(f"{provider} {what} ({detail})"),
+        provider=provider,
+        retry=RetryDecision.transient(),
+        request_id=request_id,
+        error_type=type(exc).__name__,
+        generation_started=generation_started,
+        partial_text=partial_text,
+        partial_usage=partial_usage,
+    )
+
+
+def malformed_stream(
+    exc: ValueError,
+    *,
+    provider: str,
+    request_id: str | None,
+    partial_text: str = "",
+    partial_usage: Usage | None = None,
+) -> ProviderError:
+    """Build the harness error for an SSE event whose data is not valid JSON (retried: the provider
+    or a proxy garbled one response; the attempt may be billed)."""
+    return StreamInterrupted(
+        one_line(f"{provider} sent a malformed stream event ({type(exc).__name__})"),
+        provider=provider,
+        retry=RetryDecision.transient(),
+        status_code=200,
+        request_id=request_id,
+        error_type="malformed_stream",
+        generation_started=True,
+        partial_text=partial_text,
+        partial_usage=partial_usage,
+    )
+
+
+def body_error_fields(body: object) -> tuple[str | None, str | None, str | None]:
+    """``(type, code, message)`` from an error body in either provider's shape.
+
+    OpenAI: ``e.body`` is the inner ``error`` object; Anthropic: the full ``{"type": "error",
+    "error": {...}}`` envelope. Values that are not strings become None.
+    """
+    if not isinstance(body, Mapping):
+        return None, None, None
+    inner = body.get("error")
+    obj: Mapping[str, Any] = inner if isinstance(inner, Mapping) else body
+    etype = obj.get("type")
+    code = obj.get("code")
+    details = obj.get("details")
+    if code is None and isinstance(details, Mapping):
+        code = details.get("error_code")
+    message = obj.get("message")
+    return (
+        etype if isinstance(etype, str) else None,
+        str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+        message if isinstance(message, str) else None,
+    )

@@ -1,0 +1,271 @@
+"""OpenAI Responses API (``POST /v1/responses``), always streamed, through the ``openai`` SDK.
+
+System messages become ``instructions``; the rest go in ``input``. Usage arrives only in the
+terminal event (``response.completed`` or ``response.incomplete``; PROTOCOLS.md §3). Failures come in
+three shapes (§3.4), all handled: the SDK raising ``APIError`` on the nested ``{"error": {...}}``
+event, a flat ``type == "error"`` event, and ``response.failed``.
+
+Usage normalisation (§8.1): ``cached_tokens`` and ``cache_write_tokens`` are inside ``input_tokens``;
+``reasoning_tokens`` is inside ``output_tokens``. Cache writes with the 12 hour TTL go to
+``cache_write_1h`` (the long-lived slot), all others to ``cache_write_5m``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio
+import openai
+from openai.types.responses import Response, ResponseUsage
+
+from harness.errors import ProviderError
+from harness.types import Completion, ModelSpec, Request, Usage, input_tokens_upper_bound
+
+from ._common import (
+    build_timeout,
+    decimal_str,
+    finish_reason,
+    malformed_stream,
+    rate_limits_from_headers,
+    request_id_from_headers,
+    stream_error,
+)
+from .openai_chat import map_openai_error, merged_extra_body
+
+__all__ = ["OpenAIResponsesAdapter", "usage_from_openai_responses"]
+
+
+def _nonneg(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def usage_from_openai_responses(usage: ResponseUsage) -> Usage:
+    """Normalise a Responses usage object (cached and reasoning tokens are subsets)."""
+    total_in = _nonneg(usage.input_tokens)
+    details = usage.input_tokens_details
+    cached = cache_write = long_write = 0
+    if details is not None:
+        cached = _nonneg(details.cached_tokens)
+        cache_write = _nonneg(details.cache_write_tokens)
+        ttl = details.cache_write_tokens_details
+        if ttl is not None:
+            long_write = min(cache_write, _nonneg(ttl.ttl_12h_tokens))
+    out_details = usage.output_tokens_details
+    return Usage(
+        input_uncached=max(0, total_in - cached - cache_write),
+        cache_read=cached,
+        cache_write_5m=cache_write - long_write,
+        cache_write_1h=long_write,
+        output=_nonneg(usage.output_tokens),
+        reasoning=_nonneg(out_details.reasoning_tokens) if out_details is not None else 0,
+    )
+
+
+class OpenAIResponsesAdapter:
+    """Streams the Responses API (``store=False``) and returns a normalised :class:`Completion`."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        stall_timeout_s: float = 120.0,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        """Build the SDK client (SDK retries off; the harness owns retries).
+
+        Args:
+            spec: the resolved model.
+            api_key: passed explicitly.
+            base_url: endpoint including ``/v1`` (None: the SDK default or ``OPENAI_BASE_URL``).
+            stall_timeout_s: longest silence allowed while streaming.
+            connect_timeout_s: TCP/TLS connect timeout.
+        """
+        self._spec = spec
+        self._api_key = api_key
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
+        )
+
+    @property
+    def provider(self) -> str:
+        """Price-table provider: ``openai``."""
+        return "openai"
+
+    @property
+    def api(self) -> str:
+        """``responses``."""
+        return "responses"
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model this adapter serves."""
+        return self._spec
+
+    def input_tokens_upper_bound(self, request: Request) -> int:
+        """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`)."""
+        return input_tokens_upper_bound(request.messages)
+
+    def request_params(self, request: Request) -> dict[str, Any]:
+        """The keyword arguments passed to ``responses.create`` (the JSON body's fields)."""
+        spec = self._spec
+        system = [m.content for m in request.messages if m.role == "system"]
+        params: dict[str, Any] = {
+            "model": request.model or spec.model,
+            "input": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+            "max_output_tokens": request.max_output_tokens,
+            "store": False,
+            "stream": True,
+        }
+        if system:
+            params["instructions"] = "\n\n".join(system)
+        effort = request.reasoning_effort or spec.reasoning_effort
+        if effort:
+            params["reasoning"] = {"effort": effort}
+        temperature = request.temperature if request.temperature is not None else spec.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
+        extra = merged_extra_body(spec, request)
+        if extra:
+            params["extra_body"] = extra
+        if request.extra_headers:
+            params["extra_headers"] = dict(request.extra_headers)
+        return params
+
+    async def complete(self, request: Request) -> Completion:
+        """Stream one response.
+
+        Raises:
+            harness.errors.ProviderError: HTTP errors, transport failures, stalls, error events and
+                ``response.failed``, classified for retry.
+        """
+        params = self.request_params(request)
+        started = time.perf_counter()
+        try:
+            stream = await self._client.responses.create(**params)
+        except openai.APIError as exc:
+            raise map_openai_error(exc, generation_started=False, api_key=self._api_key) from exc
+
+        headers = stream.response.headers
+        parts: list[str] = []
+        append = parts.append
+        ttft: float | None = None
+        final: Response | None = None
+        terminal: str | None = None
+        flat_error: tuple[str | None, str] | None = None
+        refused = False
+        response_model: str | None = None
+        try:
+            async for event in stream:
+                etype = event.type
+                if etype == "response.output_text.delta":
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    append(event.delta)
+                elif etype in ("response.completed", "response.incomplete", "response.failed"):
+                    final = event.response
+                    terminal = etype
+                elif etype == "response.created":
+                    response_model = event.response.model
+                elif etype == "error":
+                    flat_error = (event.code, event.message)
+                elif ttft is None and etype in (
+                    "response.reasoning_text.delta",
+                    "response.reasoning_summary_text.delta",
+                ):
+                    ttft = time.perf_counter() - started
+                elif etype == "response.refusal.delta":
+                    refused = True
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+        except openai.APIError as exc:
+            raise map_openai_error(
+                exc,
+                generation_started=True,
+                api_key=self._api_key,
+                headers=headers,
+                partial_text="".join(parts),
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise malformed_stream(
+                exc,
+                provider="openai",
+                request_id=request_id_from_headers(headers),
+                partial_text="".join(parts),
+            ) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.close()
+
+        request_id = request_id_from_headers(headers)
+        if terminal == "response.failed" or flat_error is not None:
+            raise self._failed(final, flat_error, request_id, "".join(parts))
+
+        latency = time.perf_counter() - started
+        usage = final.usage if final is not None else None
+        raw_finish: str | None = None
+        if final is not None:
+            if terminal == "response.incomplete":
+                details = final.incomplete_details
+                raw_finish = (details.reason if details is not None else None) or "incomplete"
+            else:
+                raw_finish = final.status or "completed"
+        reason = finish_reason(raw_finish)
+        if refused and reason == "stop":
+            reason = "refusal"
+        return Completion(
+            text="".join(parts),
+            usage=usage_from_openai_responses(usage) if usage is not None else Usage(),
+            usage_known=usage is not None,
+            finish_reason=reason,
+            raw_finish_reason=raw_finish,
+            raw_usage=usage.model_dump() if usage is not None else None,
+            request_id=request_id,
+            response_model=(final.model if final is not None else None) or response_model,
+            service_tier=final.service_tier if final is not None else None,
+            ttft_s=ttft,
+            latency_s=latency,
+            rate_limits=rate_limits_from_headers(headers),
+            provider_cost_usd=decimal_str(getattr(usage, "cost", None)) if usage is not None else None,
+        )
+
+    def _failed(
+        self,
+        final: Response | None,
+        flat_error: tuple[str | None, str] | None,
+        request_id: str | None,
+        partial_text: str,
+    ) -> ProviderError:
+        code: str | None = None
+        message = "response failed"
+        if final is not None and final.error is not None:
+            code = final.error.code
+            message = final.error.message or message
+        if flat_error is not None:
+            # The flat error event is the more specific of the two (PROTOCOLS.md §3.4).
+            code = flat_error[0] or code
+            message = flat_error[1] or message
+        usage = final.usage if final is not None else None
+        return stream_error(
+            provider="openai",
+            message=message,
+            error_type=None,
+            error_code=code,
+            request_id=request_id,
+            secrets=(self._api_key,),
+            partial_text=partial_text,
+            partial_usage=usage_from_openai_responses(usage) if usage is not None else None,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connection pool."""
+        await self._client.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIResponsesAdapter({self._spec.name!r})"

@@ -1,0 +1,9 @@
+"""``python -m harness`` is the ``tollbench`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,279 @@
+"""Model ids, aliases with parameters, and API keys.
+
+A model is named ``provider/model`` (``openai/o3-mini``, ``anthropic/claude-sonnet-4-5``,
+``openai-responses/o3``). An *alias* is a name bound to a model plus parameters, so that effort levels
+can be benchmarked as separate models (``openai/o3-mini-high`` = ``openai/o3-mini`` with
+``reasoning_effort = "high"``). Aliases come from :data:`BUILTIN_ALIASES`, the user's
+``~/.config/tollbench/models.toml`` (or ``$TOLLBENCH_MODELS``) and a file given on the command line::
+
+    [models."openai/o3-mini-high"]
+    model = "openai/o3-mini"
+    reasoning_effort = "high"
+
+    [models."local/qwen"]
+    model = "openai/Qwen/Qwen3-8B"
+    base_url = "http://127.0.0.1:8000/v1"
+    max_output_tokens = 4096
+
+API keys are read from the environment only (invariant 8).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError, MissingApiKey, UnknownModel
+from .types import ModelSpec
+
+__all__ = [
+    "ALIAS_KEYS",
+    "BUILTIN_ALIASES",
+    "PROVIDERS",
+    "ProviderInfo",
+    "api_key_for",
+    "default_alias_file",
+    "load_aliases",
+    "require_api_key",
+    "resolve_model",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """What the ``provider`` part of a model id selects."""
+
+    price_provider: str
+    """Provider name in the price table (``openai`` / ``anthropic``)."""
+    default_api: str
+    """Adapter used unless an alias says otherwise: ``chat``, ``responses`` or ``messages``."""
+    api_key_env: str
+    """Environment variable holding the API key."""
+    base_url_env: str
+    """Environment variable the SDK reads for a custom endpoint."""
+    apis: tuple[str, ...]
+    """The APIs this provider speaks."""
+
+
+PROVIDERS: dict[str, ProviderInfo] = {
+    "openai": ProviderInfo("openai", "chat", "OPENAI_API_KEY", "OPENAI_BASE_URL", ("chat", "responses")),
+    "openai-responses": ProviderInfo(
+        "openai", "responses", "OPENAI_API_KEY", "OPENAI_BASE_URL", ("chat", "responses")
+    ),
+    "anthropic": ProviderInfo(
+        "anthropic", "messages", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", ("messages",)
+    ),
+}
+
+#: Keys an alias may set, with the types they accept.
+ALIAS_KEYS: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "api": (str,),
+    "reasoning_effort": (str,),
+    "thinking_budget": (int,),
+    "max_output_tokens": (int,),
+    "temperature": (int, float),
+    "base_url": (str,),
+    "extra_body": (dict,),
+}
+
+BUILTIN_ALIASES: dict[str, dict[str, Any]] = {
+    "openai/o3-mini-low": {"model": "openai/o3-mini", "reasoning_effort": "low"},
+    "openai/o3-mini-high": {"model": "openai/o3-mini", "reasoning_effort": "high"},
+    "openai/o4-mini-high": {"model": "openai/o4-mini", "reasoning_effort": "high"},
+    "openai/o3-high": {"model": "openai/o3", "reasoning_effort": "high"},
+    "anthropic/claude-sonnet-4-5-thinking": {"model": "anthropic/claude-sonnet-4-5", "thinking_budget": 8000},
+    "anthropic/claude-haiku-4-5-thinking": {"model": "anthropic/claude-haiku-4-5", "thinking_budget": 8000},
+}
+
+_MAX_ALIAS_DEPTH = 8
+
+
+def _providers_hint() -> str:
+    return ", ".join(sorted(PROVIDERS))
+
+
+def default_alias_file(env: Mapping[str, str] | None = None) -> Path:
+    """``$TOLLBENCH_MODELS``, else ``$XDG_CONFIG_HOME/tollbench/models.toml`` (``~/.config`` by default)."""
+    e = os.environ if env is None else env
+    explicit = e.get("TOLLBENCH_MODELS")
+    if explicit:
+        return Path(explicit).expanduser()
+    config_home = e.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "tollbench" / "models.toml"
+
+
+def _validate_alias(name: str, entry: object, source: str) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise DataError(f"{source}: models.{name!r} must be a table")
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        types = ALIAS_KEYS.get(key)
+        if types is None:
+            allowed = ", ".join(ALIAS_KEYS)
+            raise DataError(f"{source}: models.{name!r} has unknown key {key!r} (allowed: {allowed})")
+        if isinstance(value, bool) or not isinstance(value, types):
+            want = " or ".join(t.__name__ for t in types)
+            raise DataError(f"{source}: models.{name!r}.{key} must be {want}, not {type(value).__name__}")
+        out[key] = value
+    if "model" not in out:
+        raise DataError(f"{source}: models.{name!r} needs a 'model' (for example \"openai/o3-mini\")")
+    for key in ("thinking_budget", "max_output_tokens"):
+        if key in out and out[key] <= 0:
+            raise DataError(f"{source}: models.{name!r}.{key} must be positive")
+    return out
+
+
+def _read_alias_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise DataError(f"{path}: model alias file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read model alias file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: malformed TOML: {exc}") from None
+    extra = set(data) - {"models"}
+    if extra:
+        raise DataError(
+            f'{path}: unexpected top-level key(s) {sorted(extra)}; put aliases under [models."NAME"]'
+        )
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise DataError(f"{path}: 'models' must be a table of aliases")
+    return {name: _validate_alias(name, entry, str(path)) for name, entry in models.items()}
+
+
+def load_aliases(
+    path: Path | None = None, *, env: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Built-in aliases, overlaid by the user's default file, overlaid by ``path``.
+
+    Args:
+        path: an alias file given explicitly (it must exist).
+        env: environment to read ``TOLLBENCH_MODELS`` / ``XDG_CONFIG_HOME`` from (default ``os.environ``).
+
+    Raises:
+        harness.errors.DataError: a file is malformed (the message names it), or ``path`` or
+            ``$TOLLBENCH_MODELS`` does not exist.
+    """
+    aliases: dict[str, dict[str, Any]] = {k: dict(v) for k, v in BUILTIN_ALIASES.items()}
+    e = os.environ if env is None else env
+    default = default_alias_file(e)
+    if e.get("TOLLBENCH_MODELS") or default.is_file():
+        aliases.update(_read_alias_file(default))
+    if path is not None:
+        aliases.update(_read_alias_file(path))
+    return aliases
+
+
+def _split(name: str, *, origin: str) -> tuple[str, str]:
+    provider, sep, model = name.partition("/")
+    if not sep or not provider or not model or any(c.isspace() for c in name):
+        raise UnknownModel(
+            f"unknown model {origin!r}: use PROVIDER/MODEL with PROVIDER one of {_providers_hint()}, "
+            "or an alias from models.toml"
+        )
+    if provider not in PROVIDERS:
+        raise UnknownModel(
+            f"unknown provider {provider!r} in {origin!r}: use one of {_providers_hint()} "
+            "(an OpenAI-compatible server is openai/MODEL with --base-url)"
+        )
+    return provider, model
+
+
+def resolve_model(
+    name: str,
+    *,
+    aliases: Mapping[str, Mapping[str, Any]] | None = None,
+    base_url: str | None = None,
+) -> ModelSpec:
+    """Resolve a model id or alias to a :class:`ModelSpec`.
+
+    Aliases may point at other aliases; the outer alias's parameters win. ``name`` stays the name the
+    user typed (what reports show).
+
+    Args:
+        name: ``provider/model`` or an alias name.
+        aliases: alias table, usually :func:`load_aliases`; None means the built-ins only (no file I/O).
+        base_url: an endpoint that overrides the alias's ``base_url`` (``--base-url``).
+
+    Raises:
+        harness.errors.UnknownModel: malformed id, unknown provider, alias loop, or an ``api`` the
+            provider does not speak; the one-line message lists the valid providers.
+    """
+    table: Mapping[str, Mapping[str, Any]] = BUILTIN_ALIASES if aliases is None else aliases
+    params: dict[str, Any] = {}
+    current = name.strip()
+    seen: list[str] = []
+    while current in table:
+        if current in seen or len(seen) >= _MAX_ALIAS_DEPTH:
+            raise UnknownModel(f"alias loop resolving {name!r}: {' -> '.join([*seen, current])}")
+        seen.append(current)
+        entry = table[current]
+        for key, value in entry.items():
+            if key != "model":
+                params.setdefault(key, value)
+        target = entry.get("model")
+        if not isinstance(target, str) or not target:
+            raise UnknownModel(f"alias {current!r} has no 'model'")
+        if target == current:
+            break
+        current = target
+    provider, model = _split(current, origin=name)
+    info = PROVIDERS[provider]
+    api = params.get("api", info.default_api)
+    if api not in info.apis:
+        raise UnknownModel(
+            f"{name!r}: provider {provider} does not speak api {api!r}; use one of {', '.join(info.apis)}"
+        )
+    extra = params.get("extra_body") or {}
+    temperature = params.get("temperature")
+    return ModelSpec(
+        name=name.strip(),
+        provider=info.price_provider,
+        api=api,
+        model=model,
+        reasoning_effort=params.get("reasoning_effort"),
+        thinking_budget=params.get("thinking_budget"),
+        max_output_tokens=params.get("max_output_tokens"),
+        temperature=float(temperature) if temperature is not None else None,
+        base_url=base_url if base_url is not None else params.get("base_url"),
+        extra_body=dict(extra),
+    )
+
+
+def _info(provider: str) -> ProviderInfo:
+    info = PROVIDERS.get(provider)
+    if info is None:
+        raise UnknownModel(f"unknown provider {provider!r}: use one of {_providers_hint()}")
+    return info
+
+
+def api_key_for(provider: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The API key for ``provider`` from the environment, or None when unset or blank.
+
+    Raises:
+        harness.errors.UnknownModel: unknown provider.
+    """
+    e = os.environ if env is None else env
+    value = e.get(_info(provider).api_key_env, "").strip()
+    return value or None
+
+
+def require_api_key(provider: str, env: Mapping[str, str] | None = None) -> str:
+    """Like :func:`api_key_for` but raises when the key is missing.
+
+    Raises:
+        harness.errors.MissingApiKey: with a one-line message naming the variable to set.
+    """
+    key = api_key_for(provider, env)
+    if key is None:
+        var = _info(provider).api_key_env
+        raise MissingApiKey(f"No API key for {provider}: set {var} (or use --sim for the simulator)")
+    return key

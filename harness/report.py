@@ -1,0 +1,225 @@
+"""Reports of runs and costs, as JSON-able dicts (what ``--json`` prints) and rich tables.
+
+The JSON is the Python API's output: ``run_report_dict(store, run_id)`` is exactly what
+``tollbench show RUN --json`` and ``tollbench run --json`` print. Dollar amounts are decimal strings.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .money import format_usd, usd_str
+from .stats import accuracy_ci
+from .storage import Store
+
+__all__ = ["cost_rows", "print_costs", "print_run", "print_runs", "run_report_dict", "runs_rows"]
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
+    """Everything about one run: status, budget, spend and per model and suite the calls, tokens,
+    spend and score (accuracy with its 95% interval)."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise KeyError(run_id)
+    outcomes: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
+    for r in store.item_results(run_id):
+        if r["status"] == "scored" and r["correct"] is not None:
+            outcomes[(r["model"], r["suite"])].append((str(r["item_id"]), bool(r["correct"])))
+    results: list[dict[str, Any]] = []
+    for row in store.run_report(run_id):
+        key = (row["model"], row["suite"])
+        ci = accuracy_ci(outcomes.get(key, []))
+        correct = int(row["correct"] or 0)
+        spent = int(row["spent_nano"] or 0)
+        results.append(
+            {
+                "model": row["model"],
+                "suite": row["suite"],
+                "calls": int(row["calls"] or 0),
+                "errors": int(row["errors"] or 0),
+                "items": int(row["items"] or 0),
+                "scored": int(row["scored"] or 0),
+                "correct": correct,
+                "unusable": int(row["unusable"] or 0),
+                "not_run": int(row["not_run"] or 0),
+                "accuracy": None if ci is None else ci.accuracy,
+                "ci_low": None if ci is None else ci.low,
+                "ci_high": None if ci is None else ci.high,
+                "ci_method": None if ci is None else ci.method,
+                "input_tokens": int(row["input_uncached"] or 0),
+                "cache_read_tokens": int(row["cache_read"] or 0),
+                "cache_write_tokens": int(row["cache_write"] or 0),
+                "output_tokens": int(row["output_tokens"] or 0),
+                "reasoning_tokens": int(row["reasoning_tokens"] or 0),
+                "spent_usd": usd_str(spent),
+                "unsettled_usd": usd_str(int(row["unsettled_nano"] or 0)),
+                "unusable_usd": usd_str(int(row["unusable_nano"] or 0)),
+                "cost_per_correct_usd": usd_str(-(-spent // correct)) if correct else None,
+            }
+        )
+    return {
+        "id": run["id"],
+        "status": run["status"],
+        "simulated": bool(run["simulated"]),
+        "created_at": _iso(run["created_at"]),
+        "finished_at": _iso(run.get("finished_at")),
+        "suites": list(run["suites"]),
+        "models": list(run["models"]),
+        "budget_usd": usd_str(int(run["budget_nano"])),
+        "spent_usd": usd_str(int(run["spent_nano"])),
+        "committed_usd": usd_str(int(run["committed_nano"])),
+        "unsettled_usd": usd_str(int(run["committed_nano"]) - int(run["spent_nano"])),
+        "config": run.get("config") or {},
+        "results": results,
+    }
+
+
+def runs_rows(store: Store) -> list[dict[str, Any]]:
+    """One row per run, newest first (``tollbench runs``)."""
+    out = []
+    for r in store.list_runs():
+        out.append(
+            {
+                "id": r["id"],
+                "started": _iso(r["created_at"]),
+                "suites": list(r["suites"]),
+                "models": list(r["models"]),
+                "status": r["status"],
+                "budget_usd": usd_str(int(r["budget_nano"])),
+                "spent_usd": usd_str(int(r["spent_nano"])),
+                "unsettled_usd": usd_str(int(r["committed_nano"]) - int(r["spent_nano"])),
+                "simulated": bool(r["simulated"]),
+                "calls": int(r.get("calls") or 0),
+            }
+        )
+    return out
+
+
+def cost_rows(store: Store, *, by: Sequence[str], **filters: Any) -> list[dict[str, Any]]:
+    """Grouped costs (``tollbench costs``); money as decimal strings."""
+    rows = []
+    for r in store.cost_summary(by=by, **filters):
+        d = {k: (_iso(r[k]) if k == "day" else r[k]) for k in by}
+        d.update(
+            {
+                "calls": int(r["calls"] or 0),
+                "input_tokens": int(r["input_uncached"] or 0),
+                "cache_read_tokens": int(r["cache_read"] or 0),
+                "cache_write_tokens": int(r["cache_write"] or 0),
+                "output_tokens": int(r["output_tokens"] or 0),
+                "reasoning_tokens": int(r["reasoning_tokens"] or 0),
+                "spent_usd": usd_str(int(r["spent_nano"] or 0)),
+                "unsettled_usd": usd_str(int(r["unsettled_nano"] or 0)),
+                "simulated": r["simulated"],
+            }
+        )
+        rows.append(d)
+    return rows
+
+
+def _sim_tag(simulated: Any) -> str:
+    if simulated == "mixed":
+        return " [mixed real+SIMULATED]"
+    return " [SIMULATED]" if simulated else ""
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def print_run(report: Mapping[str, Any], console: Console) -> None:
+    """The end-of-run table per model and suite, and the total against the budget."""
+    sim = " (SIMULATED: no real money)" if report["simulated"] else ""
+    table = Table(title=f"run {report['id']} — {report['status']}{sim}", title_justify="left")
+    for col in (
+        "model",
+        "suite",
+        "items",
+        "score (95% CI)",
+        "unusable",
+        "not run",
+        "in tok",
+        "out tok",
+        "reasoning",
+        "spent",
+        "$/correct",
+    ):
+        table.add_column(col, justify="left" if col in ("model", "suite") else "right")
+    for r in report["results"]:
+        score = "-"
+        if r["accuracy"] is not None:
+            score = f"{_pct(r['accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+        table.add_row(
+            r["model"],
+            r["suite"],
+            f"{r['scored'] + r['unusable']}/{r['items']}",
+            score,
+            str(r["unusable"]),
+            str(r["not_run"]),
+            f"{r['input_tokens'] + r['cache_read_tokens'] + r['cache_write_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            f"{r['reasoning_tokens']:,}",
+            _usd(r["spent_usd"]),
+            _usd(r["cost_per_correct_usd"]) if r["cost_per_correct_usd"] else "-",
+        )
+    console.print(table)
+    line = f"total {_usd(report['spent_usd'])} of budget {_usd(report['budget_usd'])}"
+    if report["unsettled_usd"] not in ("0", "0.0"):
+        line += f" (+ {_usd(report['unsettled_usd'])} unsettled, counted at worst case)"
+    console.print(line + sim)
+
+
+def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+    table = Table()
+    for col in ("id", "started", "suites", "models", "status", "budget", "spent", "simulated"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            str(r["started"])[:19],
+            ",".join(r["suites"]),
+            ",".join(r["models"]),
+            r["status"],
+            _usd(r["budget_usd"]),
+            _usd(r["spent_usd"]),
+            "SIMULATED" if r["simulated"] else "real",
+        )
+    console.print(table)
+
+
+def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: Console) -> None:
+    table = Table()
+    for col in [*by, "calls", "in tok", "out tok", "reasoning", "spent", "unsettled"]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            *[str(r[k]) + (_sim_tag(r["simulated"]) if k == by[-1] else "") for k in by],
+            f"{r['calls']:,}",
+            f"{r['input_tokens'] + r['cache_read_tokens'] + r['cache_write_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            f"{r['reasoning_tokens']:,}",
+            _usd(r["spent_usd"]),
+            _usd(r["unsettled_usd"]),
+        )
+    console.print(table)
+
+
+def _usd(text: str | None) -> str:
+    from decimal import Decimal
+
+    from .money import usd_to_nano
+
+    if text is None:
+        return "-"
+    return format_usd(usd_to_nano(Decimal(text)))

@@ -1,0 +1,757 @@
+"""Run suites against models under a hard dollar cap.
+
+Flow of one call (DESIGN.md): suite item -> worker -> provider slot -> ledger ``reserve(worst case)``
+(durable before sending) -> adapter streams through the official SDK -> usage normalised -> priced with
+the run's price snapshot -> ledger ``settle(actual)`` -> scorer -> item result.
+
+Concurrency: one pool of ``concurrency`` workers per model reading that model's work units from a memory
+stream, and one :class:`~harness.limiter.AdaptiveLimiter` per provider. When a reservation does not fit
+the budget no new call starts anywhere, in-flight calls finish and settle, and the run ends
+``budget_exhausted`` with the remaining items recorded as not run.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .errors import (
+    AuthError,
+    BadRequest,
+    CallTimeout,
+    ConfigError,
+    ProviderError,
+    RateLimited,
+)
+from .ledger import CallEnd, CallStart, ItemResult, Ledger
+from .limiter import AdaptiveLimiter
+from .models import load_aliases, require_api_key, resolve_model
+from .money import usd_to_nano
+from .pricing import Price, PriceTable
+from .retry import RetryPolicy, retrying
+from .sampling import stratified_sample
+from .storage import Store
+from .suite import Item, Score, Suite
+from .types import Adapter, Completion, ModelSpec, Prompt, Request, RetryDecision
+
+__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "RunOptions", "RunOutcome", "Unit", "prepare_run", "run"]
+
+#: AA v2's output cap; every request carries an explicit limit (invariant 1).
+DEFAULT_MAX_OUTPUT_TOKENS = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    suites: Sequence[str | Suite]
+    """Suite names (or already loaded :class:`~harness.suite.Suite` objects)."""
+    models: Sequence[str]
+    budget_usd: Decimal
+    concurrency: int = 16
+    limit: int | None = None
+    repeats: int | None = None
+    seed: int = 0
+    max_output_tokens: int | None = None
+    simulated: bool = False
+    data: Path | None = None
+    suite_options: Mapping[str, str] = field(default_factory=dict)
+    prices: Sequence[Path] = ()
+    models_file: Path | None = None
+    base_url: str | None = None
+    attempt_timeout_s: float = 900.0
+    stall_timeout_s: float = 120.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    run_id: str | None = None
+    sim_speed: float = 0.02
+    sim_seed: int | None = None
+    sim_profiles: Path | None = None
+    sim_faults: Path | None = None
+    sim_url: str | None = None
+    """Use the simulator already running at this URL (``tollbench sim serve``) instead of starting one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One (model, suite, item, repeat) to answer."""
+
+    model: str
+    suite: str
+    item: Item
+    repeat: int
+
+
+@dataclass
+class ModelPlan:
+    spec: ModelSpec
+    price: Price
+    api_key: str
+    max_output_tokens: int
+    units: list[Unit]
+
+
+@dataclass
+class Plan:
+    """Everything resolved and validated before a cent is spent."""
+
+    options: RunOptions
+    suites: dict[str, Suite]
+    models: dict[str, ModelPlan]
+    price_table: PriceTable
+
+    @property
+    def total_units(self) -> int:
+        return sum(len(m.units) for m in self.models.values())
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str
+    exit_code: int
+
+
+@dataclass
+class ModelProgress:
+    total: int
+    done: int = 0
+    calls: int = 0
+    errors: int = 0
+    correct: int = 0
+    scored: int = 0
+
+
+@dataclass
+class RunState:
+    """Live counters shared by the workers and the progress display."""
+
+    run_id: str
+    budget_nano: int
+    per_model: dict[str, ModelProgress]
+    started: float = field(default_factory=time.monotonic)
+    calls: int = 0
+    budget_stop: bool = False
+    interrupted: bool = False
+    stopped_models: dict[str, str] = field(default_factory=dict)
+    ledger: Ledger | None = None
+
+    @property
+    def spent_nano(self) -> int:
+        return self.ledger.spent_nano if self.ledger else 0
+
+    @property
+    def committed_nano(self) -> int:
+        return self.ledger.committed_nano if self.ledger else 0
+
+
+def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) -> Plan:
+    """Resolve models, suites, prices and keys; raise :class:`ConfigError` (exit 2) on anything missing.
+
+    Nothing is written and nothing is spent here.
+    """
+    if options.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if options.repeats is not None and options.repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
+    if options.max_output_tokens is not None and options.max_output_tokens < 1:
+        raise ConfigError("--max-output-tokens must be at least 1")
+    if not options.suites:
+        raise ConfigError("name at least one suite (see `tollbench suites`)")
+    if not options.models:
+        raise ConfigError("name at least one model with -m PROVIDER/MODEL")
+
+    aliases = load_aliases(options.models_file)
+    specs: dict[str, ModelSpec] = {}
+    for name in options.models:
+        spec = resolve_model(name, aliases=aliases, base_url=options.base_url)
+        specs[spec.name] = spec
+
+    suites: dict[str, Suite] = {}
+    for sname in options.suites:
+        if isinstance(sname, str):
+            from suites import get_suite
+
+            suite = get_suite(sname, data=options.data, options=options.suite_options)
+        else:
+            suite = sname
+        if suite.name in suites:
+            raise ConfigError(f"suite {suite.name} named twice")
+        suites[suite.name] = suite
+
+    table = PriceTable.load(options.prices)
+    missing: list[str] = []
+    prices: dict[str, Price] = {}
+    for spec in specs.values():
+        if not table.has(spec.provider, spec.model):
+            missing.append(f"{spec.provider}/{spec.model}")
+        else:
+            prices[spec.name] = table.lookup(spec.provider, spec.model)
+    if missing:
+        # PricingMissing from lookup names one model; name them all at once.
+        from .errors import PricingMissing
+
+        raise PricingMissing(
+            f"No price for {', '.join(missing)}. Add one with --prices FILE (see docs/pricing.md) "
+            "or to ~/.config/tollbench/prices.toml."
+        )
+
+    keys: dict[str, str] = {}
+    for spec in specs.values():
+        if options.simulated:
+            keys[spec.name] = "sim-key-not-secret"
+            continue
+        keys[spec.name] = require_api_key(spec.provider, env)
+
+    models: dict[str, ModelPlan] = {}
+    for spec in specs.values():
+        max_out = options.max_output_tokens or spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        if spec.thinking_budget is not None and spec.thinking_budget >= max_out:
+            raise ConfigError(
+                f"{spec.name}: thinking budget {spec.thinking_budget} must be below the output limit "
+                f"{max_out}; raise --max-output-tokens"
+            )
+        units: list[Unit] = []
+        for suite in suites.values():
+            items = list(suite.items)
+            if options.limit is not None:
+                items = stratified_sample(items, options.limit, options.seed)
+            repeats = options.repeats or suite.default_repeats
+            for item in items:
+                for r in range(repeats):
+                    units.append(Unit(spec.name, suite.name, item, r))
+        models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
+    return Plan(options, suites, models, table)
+
+
+class _BudgetStop(Exception):
+    """The next reservation does not fit: stop starting calls."""
+
+
+class Runner:
+    def __init__(
+        self,
+        plan: Plan,
+        store: Store,
+        run_id: str,
+        *,
+        base_urls: Mapping[str, str | None],
+        on_progress: Callable[[RunState], None] | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.handle_signals = handle_signals
+        self.store = store
+        self.run_id = run_id
+        self.base_urls = base_urls
+        self.on_progress = on_progress
+        run = store.get_run(run_id)
+        assert run is not None
+        self.state = RunState(
+            run_id,
+            int(run["budget_nano"]),
+            {name: ModelProgress(total=len(m.units)) for name, m in plan.models.items()},
+        )
+        self._prompts: dict[tuple[str, str, int], Prompt] = {}
+        self._done: set[tuple[str, str, str, int]] = set()
+        self._adapters: dict[str, Adapter] = {}
+        self._limiters: dict[str, AdaptiveLimiter] = {}
+
+    def prompt_for(self, unit: Unit) -> Prompt:
+        key = (unit.suite, unit.item.id, unit.repeat)
+        p = self._prompts.get(key)
+        if p is None:
+            p = self.plan.suites[unit.suite].render(unit.item, unit.repeat, self.plan.options.seed)
+            self._prompts[key] = p
+        return p
+
+    async def execute(self) -> str:
+        """Run every unit; return the final run status."""
+        from adapters import create_adapter
+
+        opts = self.plan.options
+        provider_slots: dict[str, int] = {}
+        for name, mp in self.plan.models.items():
+            self._adapters[name] = create_adapter(
+                mp.spec,
+                api_key=mp.api_key,
+                base_url=self.base_urls.get(mp.spec.provider) or mp.spec.base_url,
+                stall_timeout_s=opts.stall_timeout_s,
+            )
+            provider_slots[mp.spec.provider] = provider_slots.get(mp.spec.provider, 0) + opts.concurrency
+        self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}
+        for mp in self.plan.models.values():
+            self.store.ensure_price(
+                mp.price.id,
+                mp.price.provider,
+                mp.price.model,
+                mp.price.to_dict(),
+                self.plan.price_table.sha256,
+            )
+
+        status = "done"
+        try:
+            async with Ledger(self.store, self.run_id) as ledger:
+                self.state.ledger = ledger
+                try:
+                    async with anyio.create_task_group() as tg:
+                        if self.handle_signals:
+                            tg.start_soon(self._watch_signals, tg)
+                        tg.start_soon(self._report_progress)
+                        async with anyio.create_task_group() as work:
+                            for name, mp in self.plan.models.items():
+                                self._start_model(work, name, mp)
+                        tg.cancel_scope.cancel()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._record_not_run(ledger)
+                        await ledger.flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for adapter in self._adapters.values():
+                    try:
+                        await adapter.aclose()
+                    except Exception:
+                        pass
+                if self.on_progress:
+                    self.on_progress(self.state)
+        if self.state.interrupted:
+            status = "interrupted"
+        elif self.state.budget_stop:
+            status = "budget_exhausted"
+        elif self._all_failed():
+            status = "failed"
+        return status
+
+    def _all_failed(self) -> bool:
+        return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())
+
+    def _start_model(self, tg: TaskGroup, name: str, mp: ModelPlan) -> None:
+        send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(mp.units) or 1)
+        for unit in mp.units:
+            send.send_nowait(unit)
+        send.close()
+        for _ in range(min(self.plan.options.concurrency, max(1, len(mp.units)))):
+            tg.start_soon(self._worker, mp, receive.clone())
+        receive.close()
+
+    async def _worker(self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit]) -> None:
+        async with receive:
+            async for unit in receive:
+                if self.state.budget_stop or mp.spec.name in self.state.stopped_models:
+                    return
+                await self._process(mp, unit)
+
+    async def _process(self, mp: ModelPlan, unit: Unit) -> None:
+        opts = self.plan.options
+        prompt = self.prompt_for(unit)
+        spec = mp.spec
+        request = Request(
+            model=spec.model,
+            messages=prompt.messages,
+            max_output_tokens=mp.max_output_tokens,
+            reasoning_effort=spec.reasoning_effort,
+            thinking_budget=spec.thinking_budget,
+            temperature=spec.temperature,
+            extra_body=spec.extra_body,
+        )
+        adapter = self._adapters[spec.name]
+        reserve_nano = usd_to_nano(
+            mp.price.worst_case(adapter.input_tokens_upper_bound(request), mp.max_output_tokens)
+        )
+        limiter = self._limiters[spec.provider]
+        progress = self.state.per_model[spec.name]
+        costs: list[int] = []
+        last_call: list[str] = []
+        completion: Completion | None = None
+        try:
+            async for attempt in retrying(opts.retry):
+                with attempt:
+                    completion = await self._attempt(
+                        mp,
+                        unit,
+                        request,
+                        adapter,
+                        limiter,
+                        reserve_nano,
+                        attempt.retry_state.attempt_number,
+                        costs,
+                        last_call,
+                    )
+        except _BudgetStop:
+            self.state.budget_stop = True
+            return  # recorded as not run at the end (with the spend of any failed attempts)
+        except ProviderError as exc:
+            progress.errors += 1
+            progress.done += 1
+            if isinstance(exc, AuthError) or (isinstance(exc, BadRequest) and exc.status_code == 404):
+                self.state.stopped_models.setdefault(spec.name, exc.message)
+            await self._finish_item(
+                unit, prompt, "error", None, None, "", exc.error_type or type(exc).__name__, costs, last_call
+            )
+            return
+        assert completion is not None
+        score = await self._score(unit, prompt, completion)
+        progress.done += 1
+        if score.status == "scored":
+            progress.scored += 1
+            progress.correct += int(bool(score.correct))
+        await self._finish_item(
+            unit,
+            prompt,
+            score.status,
+            score.correct,
+            score.extracted,
+            completion.text,
+            score.reason,
+            costs,
+            last_call,
+        )
+
+    async def _attempt(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        request: Request,
+        adapter: Adapter,
+        limiter: AdaptiveLimiter,
+        reserve_nano: int,
+        attempt_number: int,
+        costs: list[int],
+        last_call: list[str],
+    ) -> Completion:
+        ledger = self.state.ledger
+        assert ledger is not None
+        spec = mp.spec
+        async with limiter.slot():
+            if self.state.budget_stop:
+                raise _BudgetStop
+            call_id = uuid.uuid4().hex
+            start = CallStart(
+                call_id=call_id,
+                run_id=self.run_id,
+                model=spec.name,
+                provider=spec.provider,
+                api=spec.api,
+                provider_model=spec.model,
+                suite=unit.suite,
+                item_id=unit.item.id,
+                repeat=unit.repeat,
+                attempt=attempt_number,
+                role="target",
+                reserved_nano=reserve_nano,
+                price_id=mp.price.id,
+                started_at=datetime.now(UTC),
+            )
+            if not await ledger.reserve(start):
+                raise _BudgetStop
+            last_call[:] = [call_id]
+            self.state.calls += 1
+            self.state.per_model[spec.name].calls += 1
+            t0 = time.monotonic()
+            try:
+                with anyio.fail_after(self.plan.options.attempt_timeout_s):
+                    completion = await adapter.complete(request)
+            except ProviderError as exc:
+                # Refused before generation: free. Failed after the stream began: the provider may bill
+                # it, and usage is unknown, so the reservation is charged (invariant 4).
+                cost = reserve_nano if exc.generation_started else 0
+                costs.append(cost)
+                await self._settle_error(call_id, cost, exc, t0)
+                if isinstance(exc, RateLimited):
+                    limiter.on_rate_limited(exc.retry.retry_after_s)
+                raise
+            except TimeoutError:
+                exc2 = CallTimeout(
+                    f"attempt exceeded {self.plan.options.attempt_timeout_s:g}s",
+                    provider=spec.provider,
+                    retry=RetryDecision.transient(),
+                    error_type="attempt_timeout",
+                    generation_started=True,
+                )
+                costs.append(reserve_nano)
+                await self._settle_error(call_id, reserve_nano, exc2, t0)
+                raise exc2 from None
+            except BaseException as exc:
+                # Cancelled (Ctrl-C, budget hard stop) or a bug: the request may have been billed.
+                costs.append(reserve_nano)
+                with anyio.CancelScope(shield=True):
+                    await ledger.settle(
+                        CallEnd(
+                            call_id=call_id,
+                            status="interrupted"
+                            if isinstance(exc, anyio.get_cancelled_exc_class())
+                            else "error",
+                            cost_nano=reserve_nano,
+                            usage=None,
+                            usage_known=False,
+                            raw_usage=None,
+                            request_id=None,
+                            finish_reason=None,
+                            error_type=type(exc).__name__,
+                            error_message=_one_line(str(exc)) or "cancelled",
+                            http_status=None,
+                            ttft_ms=None,
+                            latency_ms=int((time.monotonic() - t0) * 1000),
+                            retry_wait_ms=0,
+                            finished_at=datetime.now(UTC),
+                        )
+                    )
+                raise
+            if completion.usage_known:
+                cost = usd_to_nano(mp.price.cost(completion.usage, service_tier=completion.service_tier))
+            else:
+                cost = reserve_nano
+            costs.append(cost)
+            await ledger.settle(
+                CallEnd(
+                    call_id=call_id,
+                    status="ok",
+                    cost_nano=cost,
+                    usage=completion.usage,
+                    usage_known=completion.usage_known,
+                    raw_usage=completion.raw_usage,
+                    request_id=completion.request_id,
+                    finish_reason=completion.raw_finish_reason or completion.finish_reason,
+                    error_type=None,
+                    error_message=None,
+                    http_status=200,
+                    ttft_ms=None if completion.ttft_s is None else int(completion.ttft_s * 1000),
+                    latency_ms=int(completion.latency_s * 1000),
+                    retry_wait_ms=0,
+                    finished_at=datetime.now(UTC),
+                )
+            )
+            limiter.on_success(completion.rate_limits)
+            return completion
+
+    async def _settle_error(self, call_id: str, cost: int, exc: ProviderError, t0: float) -> None:
+        ledger = self.state.ledger
+        assert ledger is not None
+        with anyio.CancelScope(shield=True):
+            await ledger.settle(
+                CallEnd(
+                    call_id=call_id,
+                    status="error",
+                    cost_nano=cost,
+                    usage=exc.partial_usage,
+                    usage_known=False,
+                    raw_usage=None,
+                    request_id=exc.request_id,
+                    finish_reason=None,
+                    error_type=exc.error_type or type(exc).__name__,
+                    error_message=_one_line(exc.message),
+                    http_status=exc.status_code,
+                    ttft_ms=None,
+                    latency_ms=int((time.monotonic() - t0) * 1000),
+                    retry_wait_ms=0,
+                    finished_at=datetime.now(UTC),
+                )
+            )
+
+    async def _score(self, unit: Unit, prompt: Prompt, completion: Completion) -> Score:
+        text = completion.text
+        if completion.finish_reason == "refusal":
+            return Score("unusable", None, None, "refused")
+        if not text.strip():
+            reason = "truncated" if completion.finish_reason == "length" else "empty"
+            return Score("unusable", None, None, reason)
+        score = await self.plan.suites[unit.suite].score(prompt, text)
+        if completion.finish_reason == "length" and score.extracted is None:
+            return Score("unusable", None, None, "truncated")
+        return score
+
+    async def _finish_item(
+        self,
+        unit: Unit,
+        prompt: Prompt,
+        status: str,
+        correct: bool | None,
+        extracted: str | None,
+        text: str,
+        reason: str | None,
+        costs: list[int],
+        last_call: list[str],
+    ) -> None:
+        ledger = self.state.ledger
+        assert ledger is not None
+        self._done.add((unit.model, unit.suite, unit.item.id, unit.repeat))
+        await ledger.record_item(
+            ItemResult(
+                run_id=self.run_id,
+                model=unit.model,
+                suite=unit.suite,
+                item_id=unit.item.id,
+                repeat=unit.repeat,
+                status=status,
+                correct=correct,
+                extracted=extracted,
+                answer_text=text,
+                target=prompt.target,
+                reason=reason,
+                meta=dict(prompt.meta),
+                cost_nano=sum(costs),
+                attempts=len(costs),
+                final_call_id=last_call[0] if last_call else None,
+            )
+        )
+
+    async def _record_not_run(self, ledger: Ledger) -> None:
+        for name, mp in self.plan.models.items():
+            reason = (
+                "budget_exhausted"
+                if self.state.budget_stop
+                else "interrupted"
+                if self.state.interrupted
+                else self.state.stopped_models.get(name, "not_run")
+            )
+            for unit in mp.units:
+                if (unit.model, unit.suite, unit.item.id, unit.repeat) in self._done:
+                    continue
+                await ledger.record_item(
+                    ItemResult(
+                        run_id=self.run_id,
+                        model=unit.model,
+                        suite=unit.suite,
+                        item_id=unit.item.id,
+                        repeat=unit.repeat,
+                        status="not_run",
+                        correct=None,
+                        extracted=None,
+                        answer_text="",
+                        target=self.prompt_for(unit).target,
+                        reason=_one_line(reason)[:200],
+                        meta={},
+                        cost_nano=0,
+                        attempts=0,
+                        final_call_id=None,
+                    )
+                )
+
+    async def _watch_signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.state.interrupted = True
+                # Cancel everything: in-flight attempts settle (shielded) at their reservation.
+                tg.cancel_scope.cancel()
+                return
+
+    async def _report_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        while True:
+            self.on_progress(self.state)
+            await anyio.sleep(0.25)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+async def run(
+    plan: Plan,
+    store: Store,
+    *,
+    on_progress: Callable[[RunState], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    handle_signals: bool = False,
+    simulator: Any | None = None,
+) -> RunOutcome:
+    """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
+    mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
+
+    ``simulator`` is an already running ``SimServer``/``SimProcess`` to use for a simulated run (tests use
+    it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.
+    """
+    opts = plan.options
+    budget_nano = usd_to_nano(opts.budget_usd)
+    config: dict[str, Any] = {
+        "concurrency": opts.concurrency,
+        "limit": opts.limit,
+        "repeats": opts.repeats,
+        "seed": opts.seed,
+        "max_output_tokens": {n: m.max_output_tokens for n, m in plan.models.items()},
+        "data": str(opts.data) if opts.data else None,
+        "suite_options": dict(opts.suite_options),
+    }
+    existing = store.get_run(opts.run_id) if opts.run_id else None
+    if existing is not None:
+        run_id = existing["id"]
+        if bool(existing["simulated"]) != opts.simulated:
+            raise ConfigError(
+                f"run {run_id} is {'' if existing['simulated'] else 'not '}simulated; cannot join it"
+            )
+    else:
+        run_id = store.create_run(
+            suites=list(plan.suites),
+            models=list(plan.models),
+            budget_nano=budget_nano,
+            simulated=opts.simulated,
+            config=config,
+            price_table_sha256=plan.price_table.sha256,
+            run_id=opts.run_id,
+        )
+    if on_start:
+        on_start(run_id)
+
+    sim = simulator
+    own_sim = False
+    base_urls: dict[str, str | None] = {"openai": opts.base_url, "anthropic": None}
+    runner: Runner | None = None
+    status = "failed"
+    try:
+        if opts.simulated and sim is None and opts.sim_url:
+            from .sim import SimClient
+
+            sim = SimClient(opts.sim_url)
+        elif opts.simulated and sim is None:
+            sim = await _start_simulator(plan)
+            own_sim = True
+        if opts.simulated:
+            assert sim is not None
+            base_urls = {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}
+        runner = Runner(
+            plan, store, run_id, base_urls=base_urls, on_progress=on_progress, handle_signals=handle_signals
+        )
+        if sim is not None:
+            from .answerkey import AnswerKey
+
+            key = AnswerKey()
+            for mp in plan.models.values():
+                for unit in mp.units:
+                    key.add_prompt(runner.prompt_for(unit))
+            if hasattr(sim, "add_answer_key"):
+                await anyio.to_thread.run_sync(sim.add_answer_key, key)
+            else:
+                sim.answer_key.update(key)
+        status = await runner.execute()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if runner is not None and runner.state.interrupted:
+                status = "interrupted"
+            await anyio.to_thread.run_sync(store.set_run_status, run_id, status)
+            if sim is not None and own_sim:
+                await anyio.to_thread.run_sync(sim.stop)
+    code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
+    return RunOutcome(run_id, status, code)
+
+
+async def _start_simulator(plan: Plan) -> Any:
+    from .sim import start_sim_process
+
+    opts = plan.options
+    seed = opts.sim_seed if opts.sim_seed is not None else opts.seed
+    return await anyio.to_thread.run_sync(
+        lambda: start_sim_process(
+            profiles=opts.sim_profiles, seed=seed, speed=opts.sim_speed, faults_file=opts.sim_faults
+        )
+    )

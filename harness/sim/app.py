@@ -1,0 +1,447 @@
+"""The simulator's ASGI application (starlette): provider routes, errors and control endpoints.
+
+Routes:
+
+- OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``GET /v1/models[/{id}]``
+- Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``, ``GET /v1/models[/{id}]``
+  (the models routes answer in Anthropic's shape when the request has ``anthropic-version``)
+- Control: ``GET /sim/invoice``, ``POST /sim/invoice/reset``, ``POST /sim/answer-key`` (JSONL in
+  the ``AnswerKey.save`` format), ``POST /sim/faults`` (JSON settings, ``null`` clears),
+  ``GET /sim/health``
+
+Every provider response carries the request id header (``x-request-id`` / ``request-id``) and, once
+the model is known, the provider's rate-limit headers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..answerkey import AnswerKey
+from .faults import PRE_STREAM_FAULTS, FaultConfig
+from .generate import CachePlan, OutputPlan, draw_cache, plan_output, prompt_tokens
+from .invoice import usage_from_anthropic, usage_from_openai
+from .parse import (
+    Refuse,
+    anthropic_texts,
+    auth_error,
+    fault_error,
+    not_found,
+    parse_chat,
+    parse_messages,
+    parse_responses,
+)
+from .profiles import ModelProfile, resolve_model
+from .ratelimit import Admission, anthropic_headers, openai_headers
+from .state import SimState
+from .streaming import Rendered, SSEResponse, install_cut_log_filter
+from .wire_anthropic import MessageParams, message_body, message_stream, signature
+from .wire_openai import (
+    ChatParams,
+    ResponsesParams,
+    chat_body,
+    chat_stream,
+    responses_body,
+    responses_stream,
+)
+
+__all__ = ["build_app"]
+
+_JSON = "application/json"
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class _Handlers:
+    def __init__(self, state: SimState) -> None:
+        self.s = state
+
+    # ------------------------------------------------------------------ shared plumbing
+
+    def _error(self, provider: str, rid: str, err: Refuse, headers: dict[str, str]) -> Response:
+        if err.retry_after_s is not None:
+            headers["retry-after"] = str(max(1, math.ceil(err.retry_after_s)))
+            headers["retry-after-ms"] = str(round(err.retry_after_s * 1000))
+        if provider == "anthropic":
+            body: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": err.kind, "message": err.message},
+                "request_id": rid,
+            }
+        else:
+            body = {"error": {"message": err.message, "type": err.kind, "param": err.param, "code": err.code}}
+        return Response(_dumps(body), status_code=err.status, headers=headers, media_type=_JSON)
+
+    def _base_headers(self, provider: str, rid: str) -> dict[str, str]:
+        if provider == "anthropic":
+            return {"request-id": rid, "anthropic-organization-id": "00000000-0000-4000-8000-00000000515d"}
+        return {"x-request-id": rid, "openai-version": "2020-10-01", "openai-organization": "org-sim"}
+
+    def _rl_headers(self, provider: str, a: Admission) -> dict[str, str]:
+        return anthropic_headers(a) if provider == "anthropic" else openai_headers(a)
+
+    @staticmethod
+    def _authorised(request: Request, provider: str) -> bool:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer ") and auth[7:].strip():
+            return True
+        return provider == "anthropic" and bool(request.headers.get("x-api-key", "").strip())
+
+    async def _json_body(self, request: Request) -> tuple[bytes, dict[str, Any]]:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise Refuse(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            ) from None
+        if not isinstance(body, dict):
+            raise Refuse(400, "The request body must be a JSON object.", "invalid_request_error")
+        return raw, body
+
+    def _admit(self, profile: ModelProfile, tokens: int) -> Admission:
+        a = self.s.rate_limiter.admit(profile.id, profile.rpm, profile.tpm, tokens)
+        return a
+
+    async def _generate(
+        self,
+        request: Request,
+        *,
+        provider: str,
+        api: str,
+        parse: Callable[[ModelProfile, dict[str, Any]], dict[str, Any]],
+        render: Callable[
+            [ModelProfile, dict[str, Any], OutputPlan, CachePlan, str], tuple[Any, Rendered | None]
+        ],
+    ) -> Response:
+        """Common flow: auth, parse, model, rate limit, fault, plan, render, send, bill."""
+        s = self.s
+        t0 = time.monotonic()
+        rid = s.request_id(provider)
+        headers = self._base_headers(provider, rid)
+        profile: ModelProfile | None = None
+        stream = False
+        fault_name: str | None = None
+        try:
+            if not self._authorised(request, provider):
+                raise auth_error(provider)
+            raw, body = await self._json_body(request)
+            model = body.get("model")
+            if not isinstance(model, str) or not model:
+                raise Refuse(
+                    400, "you must provide a model parameter", "invalid_request_error", param="model"
+                )
+            profile = resolve_model(s.profiles, model, provider)  # type: ignore[arg-type]
+            if profile is None:
+                raise not_found(provider, model)
+            stream = bool(body.get("stream"))
+            req = parse(profile, body)
+            req["request_id"] = rid
+            rng = s.rng_for(raw)
+            try:
+                fault = s.choose_fault(rng, profile, request.headers, stream)
+            except ValueError as exc:
+                raise Refuse(400, str(exc), "invalid_request_error") from None
+            admission = self._admit(profile, req["prompt"] + req["limit"])
+            headers.update(self._rl_headers(provider, admission))
+            if not admission.allowed:
+                raise Refuse(
+                    429,
+                    f"Rate limit reached for {profile.id} on {admission.which} per min: limit "
+                    f"{admission.limit_requests if admission.which == 'requests' else admission.limit_tokens}"
+                    ".",
+                    "rate_limit_error" if provider == "anthropic" else admission.which,
+                    code=None if provider == "anthropic" else "rate_limit_exceeded",
+                    retry_after_s=admission.reset_s,
+                )
+            if fault.kind in PRE_STREAM_FAULTS:
+                fault_name = fault.kind
+                raise fault_error(provider, profile, fault.kind, fault.retry_after_s)
+        except Refuse as err:
+            s.invoice.record(
+                request_id=rid,
+                provider=provider,
+                api=api,
+                model=profile.id if profile else None,
+                stream=stream,
+                status="refused",
+                http_status=err.status,
+                fault=fault_name,
+            )
+            return self._error(provider, rid, err, headers)
+
+        cache = draw_cache(
+            profile,
+            rng,
+            req["prompt"],
+            cache_control=req.get("cache_control", False),
+            ttl=req.get("cache_ttl", "5m"),
+        )
+        plan = plan_output(
+            profile,
+            rng,
+            limit=req["limit"],
+            user_text=req["user_text"],
+            answer_key=s.answer_key,
+            reasoning_enabled=req["reasoning"],
+            reasoning_cap=req.get("reasoning_cap"),
+            effort=req.get("effort"),
+            show_thinking=provider == "anthropic",
+        )
+        body_id = s.body_id({"chat": "chat", "responses": "resp"}.get(api, "msg"))
+        payload, rendered = render(profile, req, plan, cache, body_id)
+        headers["openai-processing-ms" if provider == "openai" else "x-sim-processing-ms"] = str(
+            int((time.monotonic() - t0) * 1000)
+        )
+        speed = s.speed
+        if rendered is None:
+            delay = (profile.ttft_s + plan.output / profile.tokens_per_s) * speed
+            if fault.kind == "stall":
+                delay += fault.stall_s
+            if delay > 0:
+                await anyio.sleep(delay)
+            raw_usage = payload["usage"]
+            usage = (
+                usage_from_anthropic(raw_usage) if provider == "anthropic" else usage_from_openai(raw_usage)
+            )
+            s.invoice.record(
+                request_id=rid,
+                provider=provider,
+                api=api,
+                model=profile.id,
+                response_model=profile.response_model,
+                body_id=body_id,
+                stream=False,
+                status="incomplete" if plan.finish == "length" else "completed",
+                http_status=200,
+                usage=usage,
+                raw_usage=raw_usage,
+                fault=fault.kind,
+            )
+            return Response(_dumps(payload), status_code=200, headers=headers, media_type=_JSON)
+
+        r = rendered
+        model_id, resp_model, fault_kind = profile.id, profile.response_model, fault.kind
+
+        def on_done(status: str, sent: int) -> None:
+            complete = status in ("completed", "incomplete")
+            usage = r.usage if complete else r.partial_usage(sent)
+            s.invoice.record(
+                request_id=rid,
+                provider=provider,
+                api=api,
+                model=model_id,
+                response_model=resp_model,
+                body_id=body_id,
+                stream=True,
+                status=status,
+                http_status=200,
+                usage=usage,
+                raw_usage=r.raw_usage if complete else None,
+                fault=fault_kind,
+            )
+
+        return SSEResponse(
+            r,
+            headers,
+            on_done=on_done,
+            speed=speed,
+            ttft_s=profile.ttft_s,
+            tokens_per_s=profile.tokens_per_s,
+            fault=fault.kind,
+            fault_after=fault.after,
+            stall_s=fault.stall_s,
+        )
+
+    # ------------------------------------------------------------------ OpenAI
+
+    def _render_chat(
+        self, profile: ModelProfile, req: dict[str, Any], plan: OutputPlan, cache: CachePlan, body_id: str
+    ) -> tuple[Any, Rendered | None]:
+        p = ChatParams(
+            body_id, int(time.time()), "fp_5f2c1a0b9e", req["include_usage"], req["include_obfuscation"]
+        )
+        if req["stream"]:
+            return None, chat_stream(profile, plan, cache, p)
+        return chat_body(profile, plan, cache, p), None
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(
+            request, provider="openai", api="chat", parse=parse_chat, render=self._render_chat
+        )
+
+    def _render_responses(
+        self, profile: ModelProfile, req: dict[str, Any], plan: OutputPlan, cache: CachePlan, body_id: str
+    ) -> tuple[Any, Rendered | None]:
+        p = ResponsesParams(
+            body_id,
+            int(time.time()),
+            self.s.body_id("rs"),
+            self.s.body_id("msgi"),
+            req["max_output_tokens"],
+            req["effort"],
+            req["instructions"],
+            req["store"],
+            req["temperature"],
+            req["top_p"],
+            req["metadata"],
+            req["include_obfuscation"],
+        )
+        if req["stream"]:
+            return None, responses_stream(profile, plan, cache, p)
+        return responses_body(profile, plan, cache, p), None
+
+    async def responses(self, request: Request) -> Response:
+        return await self._generate(
+            request,
+            provider="openai",
+            api="responses",
+            parse=parse_responses,
+            render=self._render_responses,
+        )
+
+    # ------------------------------------------------------------------ Anthropic
+
+    def _render_messages(
+        self, profile: ModelProfile, req: dict[str, Any], plan: OutputPlan, cache: CachePlan, body_id: str
+    ) -> tuple[Any, Rendered | None]:
+        sig = signature(random.Random(body_id)) if req["reasoning"] else ""
+        p = MessageParams(body_id, req["request_id"], sig, bool(req["reasoning"]))
+        if req["stream"]:
+            return None, message_stream(profile, plan, cache, p)
+        return message_body(profile, plan, cache, p), None
+
+    async def messages(self, request: Request) -> Response:
+        return await self._generate(
+            request,
+            provider="anthropic",
+            api="messages",
+            parse=parse_messages,
+            render=self._render_messages,
+        )
+
+    async def count_tokens(self, request: Request) -> Response:
+        rid = self.s.request_id("anthropic")
+        headers = self._base_headers("anthropic", rid)
+        try:
+            if not self._authorised(request, "anthropic"):
+                raise auth_error("anthropic")
+            _, body = await self._json_body(request)
+            model = str(body.get("model") or "")
+            if resolve_model(self.s.profiles, model, "anthropic") is None:
+                raise not_found("anthropic", model)
+            msgs, texts = anthropic_texts(body)
+            if not msgs:
+                raise Refuse(400, "messages: Field required", "invalid_request_error")
+        except Refuse as err:
+            return self._error("anthropic", rid, err, headers)
+        return Response(_dumps({"input_tokens": prompt_tokens(texts)}), headers=headers, media_type=_JSON)
+
+    # ------------------------------------------------------------------ models
+
+    def _model_obj(self, p: ModelProfile, anthropic: bool) -> dict[str, Any]:
+        if anthropic:
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p.created))
+            return {
+                "type": "model",
+                "id": p.response_model,
+                "display_name": p.display_name,
+                "created_at": created,
+                "lifecycle": "active",
+                "deprecated_at": None,
+                "retires_at": None,
+                "max_tokens": p.max_output_tokens,
+            }
+        return {"id": p.id, "object": "model", "created": p.created, "owned_by": "system"}
+
+    async def models(self, request: Request) -> Response:
+        anthropic = "anthropic-version" in request.headers
+        provider = "anthropic" if anthropic else "openai"
+        rid = self.s.request_id(provider)
+        headers = self._base_headers(provider, rid)
+        if not self._authorised(request, provider):
+            return self._error(provider, rid, auth_error(provider), headers)
+        model_id = request.path_params.get("model_id")
+        if model_id is not None:
+            p = resolve_model(self.s.profiles, model_id, provider)  # type: ignore[arg-type]
+            if p is None:
+                return self._error(provider, rid, not_found(provider, model_id), headers)
+            return Response(_dumps(self._model_obj(p, anthropic)), headers=headers, media_type=_JSON)
+        data = [self._model_obj(p, anthropic) for p in self.s.profiles.values() if p.provider == provider]
+        if anthropic:
+            body: dict[str, Any] = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        else:
+            body = {"object": "list", "data": data}
+        return Response(_dumps(body), headers=headers, media_type=_JSON)
+
+    # ------------------------------------------------------------------ control
+
+    async def invoice(self, request: Request) -> Response:
+        return JSONResponse(self.s.invoice.as_json())
+
+    async def invoice_reset(self, request: Request) -> Response:
+        self.s.invoice.reset()
+        return JSONResponse({"ok": True})
+
+    async def answer_key(self, request: Request) -> Response:
+        raw = await request.body()
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "key.jsonl"
+            path.write_bytes(raw)
+            try:
+                key = AnswerKey.load(path)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc).replace(str(path), "body")}, status_code=400)
+        self.s.answer_key.update(key)
+        return JSONResponse({"ok": True, "added": len(key), "size": len(self.s.answer_key)})
+
+    async def faults(self, request: Request) -> Response:
+        try:
+            data = json.loads(await request.body() or b"null")
+            self.s.faults = None if data is None else FaultConfig.from_mapping(data)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True, "faults": self.s.faults.as_dict() if self.s.faults else None})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True, "models": sorted(self.s.profiles)})
+
+
+def build_app(state: SimState) -> Starlette:
+    """The ASGI application serving ``state``."""
+    install_cut_log_filter()
+    h = _Handlers(state)
+    routes = [
+        Route("/v1/chat/completions", h.chat, methods=["POST"]),
+        Route("/v1/responses", h.responses, methods=["POST"]),
+        Route("/v1/messages", h.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", h.count_tokens, methods=["POST"]),
+        Route("/v1/models", h.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", h.models, methods=["GET"]),
+        Route("/sim/invoice", h.invoice, methods=["GET"]),
+        Route("/sim/invoice/reset", h.invoice_reset, methods=["POST"]),
+        Route("/sim/answer-key", h.answer_key, methods=["POST"]),
+        Route("/sim/faults", h.faults, methods=["POST"]),
+        Route("/sim/health", h.health, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

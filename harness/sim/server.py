@@ -1,0 +1,408 @@
+"""Running the simulator: in a background thread (:class:`SimServer`), in a child process
+(:class:`SimProcess`) or in the foreground (:func:`serve_forever`, used by ``tollbench sim serve``).
+
+All of them serve on uvicorn (``http="h11"``, no lifespan, access log off) from a socket bound here,
+so port 0 picks a free port that is known before the server starts. Binding is loopback-only unless
+``allow_non_loopback`` is set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from ..answerkey import AnswerKey
+from ..errors import ConfigError
+from ..types import Usage
+from .app import build_app
+from .faults import FaultConfig
+from .profiles import load_profiles
+from .state import SimState
+
+__all__ = ["SimClient", "SimProcess", "SimServer", "check_bind_host", "serve_forever", "start_sim_process"]
+
+
+def check_bind_host(host: str, allow_non_loopback: bool) -> None:
+    """Refuse a non-loopback bind unless explicitly allowed.
+
+    Raises:
+        ConfigError: ``host`` is not a loopback address and ``allow_non_loopback`` is False.
+    """
+    if allow_non_loopback or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"refusing to bind the simulator to {host!r}: it is not a loopback address and the simulator "
+            "has no real authentication; use 127.0.0.1, or allow it explicitly (--allow-non-loopback)"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot bind the simulator to {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return f"http://{h}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that reports when it is accepting connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._on_started()
+
+
+def _config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        http="h11",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        loop="asyncio",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+
+
+class SimServer:
+    """Runs the simulator on a loopback port in a background thread (own event loop, uvicorn).
+
+    Example::
+
+        with SimServer(seed=1) as sim:
+            client = AsyncOpenAI(api_key="sk-sim", base_url=sim.openai_base_url, max_retries=0)
+    """
+
+    def __init__(
+        self,
+        *,
+        profiles: Path | None = None,
+        seed: int = 0,
+        answer_key: AnswerKey | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float = 0.0,
+        faults: FaultConfig | None = None,
+        pricer: Callable[[str, str, Usage], Decimal] | None = None,
+        allow_non_loopback: bool = False,
+    ) -> None:
+        check_bind_host(host, allow_non_loopback)
+        self._host = host
+        self._port = port
+        self._state = SimState(
+            profiles=load_profiles(profiles),
+            seed=seed,
+            answer_key=answer_key,
+            speed=speed,
+            faults=faults,
+            pricer=pricer,
+        )
+        self._app = build_app(self._state)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Bind and serve; returns once the socket accepts connections (idempotent).
+
+        Raises:
+            ConfigError: the address cannot be bound.
+            RuntimeError: the server did not start within 15 seconds.
+        """
+        with self._lock:
+            if self._thread is not None:
+                return
+            sock = _bind(self._host, self._port)
+            self._port = sock.getsockname()[1]
+            ready = threading.Event()
+            server = _Server(_config(self._app), ready.set)
+            thread = threading.Thread(
+                target=server.run, kwargs={"sockets": [sock]}, name="tollbench-sim", daemon=True
+            )
+            self._sock, self._server, self._thread = sock, server, thread
+            thread.start()
+            deadline = time.monotonic() + 15
+            while not ready.wait(0.01):
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    self._stop_locked()
+                    raise RuntimeError("the simulator did not start")
+
+    def _stop_locked(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+
+    def stop(self) -> None:
+        """Shut down cleanly (in-flight streams get about a second); idempotent."""
+        with self._lock:
+            self._stop_locked()
+
+    def __enter__(self) -> SimServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (known after :meth:`start`)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return _url(self._host, self._port)
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for the OpenAI SDK (``.../v1``)."""
+        return self.base_url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Base URL for the Anthropic SDK (the host root)."""
+        return self.base_url
+
+    @property
+    def answer_key(self) -> AnswerKey:
+        """The live answer key: entries added while running are used."""
+        return self._state.answer_key
+
+    @property
+    def state(self) -> SimState:
+        """The server's shared state (profiles, invoice, ...), for tests and the runner."""
+        return self._state
+
+    def invoice(self) -> dict[str, Any]:
+        """The invoice, same JSON as ``GET /sim/invoice``."""
+        return self._state.invoice.as_json()
+
+    def reset_invoice(self) -> None:
+        """Clear the invoice."""
+        self._state.invoice.reset()
+
+    def set_faults(self, faults: FaultConfig | None) -> None:
+        """Replace the server-wide faults (None clears them)."""
+        self._state.faults = faults
+
+
+def serve_forever(
+    *,
+    host: str,
+    port: int,
+    profiles: Path | None,
+    seed: int,
+    speed: float,
+    answer_key_file: Path | None,
+    allow_non_loopback: bool,
+    on_ready: Callable[[str, str], None],
+    faults: FaultConfig | None = None,
+) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM; ``on_ready(openai_base_url, anthropic_base_url)``
+    is called once the socket accepts connections.
+
+    Raises:
+        ConfigError: a non-loopback host without permission, an unbindable address, or a bad
+            profile / answer-key file.
+    """
+    check_bind_host(host, allow_non_loopback)
+    try:
+        loaded = load_profiles(profiles)
+        key = AnswerKey.load(answer_key_file) if answer_key_file is not None else None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    state = SimState(profiles=loaded, seed=seed, answer_key=key, speed=speed, faults=faults)
+    sock = _bind(host, port)
+    base = _url(host, sock.getsockname()[1])
+    server = _Server(_config(build_app(state)), lambda: on_ready(base + "/v1", base))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+class SimClient:
+    """A simulator already running somewhere on loopback (``tollbench sim serve``), driven over HTTP."""
+
+    def __init__(self, base_url: str) -> None:
+        self._base = base_url.rstrip("/").removesuffix("/v1")
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self._base
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for the OpenAI SDK (``.../v1``)."""
+        return self._base + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Base URL for the Anthropic SDK (the host root)."""
+        return self._base
+
+    def _call(self, method: str, path: str, data: bytes | None = None) -> Any:
+        req = urllib.request.Request(self._base + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def invoice(self) -> dict[str, Any]:
+        """``GET /sim/invoice``."""
+        result: dict[str, Any] = self._call("GET", "/sim/invoice")
+        return result
+
+    def reset_invoice(self) -> None:
+        """``POST /sim/invoice/reset``."""
+        self._call("POST", "/sim/invoice/reset", b"")
+
+    def add_answer_key(self, key: AnswerKey) -> None:
+        """Send entries to the running server (``POST /sim/answer-key``)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "key-upload.jsonl"
+            key.save(path)
+            self._call("POST", "/sim/answer-key", path.read_bytes())
+
+    def set_faults(self, faults: FaultConfig | None) -> None:
+        """Replace the server-wide faults (``POST /sim/faults``)."""
+        data = json.dumps(faults.as_dict() if faults is not None else None).encode()
+        self._call("POST", "/sim/faults", data)
+
+    def stop(self) -> None:
+        """Nothing to stop: the server is not ours."""
+
+
+class SimProcess(SimClient):
+    """The simulator in a child process (``python -m harness.sim``): it outlives a killed runner and
+    does not share its GIL. Use :func:`start_sim_process` to create one."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], base_url: str, workdir: tempfile.TemporaryDirectory[str]
+    ):
+        super().__init__(base_url)
+        self._proc = proc
+        self._workdir = workdir
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._proc.pid
+
+    def stop(self) -> None:
+        """Terminate the child and wait for it (idempotent)."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._workdir.cleanup()
+
+    def __enter__(self) -> SimProcess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def start_sim_process(
+    *,
+    profiles: Path | None = None,
+    seed: int = 0,
+    speed: float = 0.0,
+    answer_key_file: Path | None = None,
+    faults_file: Path | None = None,
+) -> SimProcess:
+    """Start ``python -m harness.sim`` on a free loopback port and wait until it listens.
+
+    Raises:
+        RuntimeError: the child exited or did not become ready within 30 seconds.
+    """
+    workdir = tempfile.TemporaryDirectory(prefix="tollbench-sim-")
+    ready = Path(workdir.name) / "ready"
+    errlog = Path(workdir.name) / "stderr.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.sim",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--seed",
+        str(seed),
+        "--speed",
+        repr(float(speed)),
+        "--ready-file",
+        str(ready),
+    ]
+    if profiles is not None:
+        cmd += ["--profiles", str(profiles)]
+    if answer_key_file is not None:
+        cmd += ["--answer-key", str(answer_key_file)]
+    if faults_file is not None:
+        cmd += ["--faults", str(faults_file)]
+    with errlog.open("wb") as err:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=os.environ.copy()
+        )
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            detail = errlog.read_text(encoding="utf-8", errors="replace").strip()[-2000:]
+            workdir.cleanup()
+            raise RuntimeError(f"the simulator process did not start: {detail or 'no output'}")
+        time.sleep(0.02)
+    return SimProcess(proc, ready.read_text(encoding="utf-8").strip(), workdir)

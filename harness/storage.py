@@ -1,0 +1,781 @@
+"""The run database: engine, tables and the queries behind ``runs``, ``show`` and ``costs``.
+
+One code path serves SQLite (the default ``./runs.db``, WAL mode) and PostgreSQL
+(``postgresql+psycopg://``). The engine is synchronous; async callers (the budget ledger) run database
+work in worker threads. Tokens and money are integers (money in nano-dollars, see :mod:`harness.money`).
+
+Every write that must be serialised against other processes goes through :meth:`Store.begin_write`,
+which takes the database's write lock at the start of the transaction (SQLite ``BEGIN IMMEDIATE``; on
+PostgreSQL the caller locks the run row with ``SELECT ... FOR UPDATE``).
+
+Database problems surface as one-line :class:`~harness.errors.StorageError` messages that name the file
+and the fix. Nothing written here comes from the environment; as a second line of defence, any value of
+a secret-looking environment variable (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``) that
+appears in free text is replaced by ``[redacted]`` before it is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Field, SQLModel
+
+from . import migrations
+from .errors import StorageError
+
+__all__ = [
+    "COST_GROUP_KEYS",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "CallRecord",
+    "ItemResultRecord",
+    "PriceRecord",
+    "Redactor",
+    "RunRecord",
+    "Store",
+    "UTCDateTime",
+    "calls_table",
+    "item_results_table",
+    "new_run_id",
+    "prices_table",
+    "resolve_db_url",
+    "runs_table",
+    "storage_error",
+]
+
+RUN_STATUSES = ("running", "done", "budget_exhausted", "interrupted", "failed")
+TERMINAL_STATUSES = frozenset(RUN_STATUSES[1:])
+COST_GROUP_KEYS = ("run", "model", "suite", "day", "provider")
+DEFAULT_DB = "runs.db"
+
+
+def resolve_db_url(db: str | None, env: Mapping[str, str] = os.environ) -> str:
+    """Turn ``--db`` (or ``$TOLLBENCH_DB``, or ``./runs.db``) into an SQLAlchemy URL.
+
+    A path becomes ``sqlite:///<absolute path>``; ``postgresql://`` and ``postgres://`` become
+    ``postgresql+psycopg://``; ``sqlite:///...`` and ``postgresql+psycopg://...`` pass unchanged.
+    """
+    value = db if db else (env.get("TOLLBENCH_DB") or DEFAULT_DB)
+    for prefix in ("postgresql://", "postgres://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    if value.startswith(("sqlite:", "postgresql+psycopg://")):
+        return value
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
+        raise StorageError(f"{value.split('://')[0]}: unsupported database; use a file path or postgresql://")
+    return "sqlite:///" + str(Path(value).expanduser().resolve())
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A short, sortable run id: ``20261128-044419-a1b2c3`` (UTC time plus 24 random bits)."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite stores naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; tollbench stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _big(nullable: bool = False, **kw: Any) -> Any:
+    return Field(sa_type=sa.BigInteger, nullable=nullable, **kw)
+
+
+def _ts(nullable: bool = False) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=nullable, default=None)
+
+
+class RunRecord(SQLModel, table=True):
+    """One run: its budget ledger (``committed_nano`` = settled spend + open reservations)."""
+
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = _ts()
+    finished_at: datetime | None = _ts(True)
+    status: str = Field(max_length=32)
+    budget_nano: int = _big()
+    committed_nano: int = _big()
+    spent_nano: int = _big()
+    simulated: bool
+    suites: list[str] = Field(sa_type=sa.JSON)
+    models: list[str] = Field(sa_type=sa.JSON)
+    config: dict[str, Any] = Field(sa_type=sa.JSON)
+    tollbench_version: str = Field(max_length=64)
+    price_table_sha256: str = Field(max_length=64)
+    heartbeat_at: datetime | None = _ts(True)
+
+
+class PriceRecord(SQLModel, table=True):
+    """A price row exactly as used by at least one call (``id`` = sha256 of the row)."""
+
+    __tablename__ = "prices"
+    id: str = Field(primary_key=True, max_length=64)
+    provider: str = Field(max_length=64)
+    model: str = Field(max_length=200)
+    row: dict[str, Any] = Field(sa_type=sa.JSON)
+    table_sha256: str = Field(max_length=64)
+    first_used_at: datetime = _ts()
+
+
+class CallRecord(SQLModel, table=True):
+    """One attempt at a provider call, written ``reserved`` before it is sent and settled after."""
+
+    __tablename__ = "calls"
+    id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(foreign_key="runs.id", max_length=64)
+    model: str = Field(max_length=200)
+    provider: str = Field(max_length=64)
+    api: str = Field(max_length=32)
+    provider_model: str = Field(max_length=200)
+    suite: str = Field(max_length=200)
+    item_id: str = Field(max_length=200)
+    repeat: int
+    attempt: int
+    role: str = Field(max_length=32)
+    status: str = Field(max_length=32)
+    reserved_nano: int = _big()
+    cost_nano: int | None = _big(True, default=None)
+    usage_known: bool | None = None
+    input_uncached: int | None = _big(True, default=None)
+    cache_read: int | None = _big(True, default=None)
+    cache_write_5m: int | None = _big(True, default=None)
+    cache_write_1h: int | None = _big(True, default=None)
+    output_tokens: int | None = _big(True, default=None)
+    reasoning_tokens: int | None = _big(True, default=None)
+    raw_usage: dict[str, Any] | None = Field(sa_type=sa.JSON, nullable=True, default=None)
+    price_id: str | None = Field(foreign_key="prices.id", max_length=64, default=None)
+    request_id: str | None = Field(max_length=200, default=None)
+    finish_reason: str | None = Field(max_length=64, default=None)
+    error_type: str | None = Field(max_length=200, default=None)
+    error_message: str | None = Field(sa_type=sa.Text, default=None)
+    http_status: int | None = None
+    started_at: datetime = _ts()
+    finished_at: datetime | None = _ts(True)
+    ttft_ms: int | None = None
+    latency_ms: int | None = None
+    retry_wait_ms: int | None = None
+    cached: bool = False
+
+
+class ItemResultRecord(SQLModel, table=True):
+    """The outcome of one item repeat for one model (unique per run, model, suite, item, repeat)."""
+
+    __tablename__ = "item_results"
+    run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=64)
+    model: str = Field(primary_key=True, max_length=200)
+    suite: str = Field(primary_key=True, max_length=200)
+    item_id: str = Field(primary_key=True, max_length=200)
+    repeat: int = Field(primary_key=True)
+    status: str = Field(max_length=32)
+    correct: bool | None = None
+    extracted: str | None = Field(sa_type=sa.Text, default=None)
+    answer_text: str | None = Field(sa_type=sa.Text, default=None)
+    target: str | None = Field(sa_type=sa.Text, default=None)
+    reason: str | None = Field(sa_type=sa.Text, default=None)
+    meta: dict[str, Any] = Field(sa_type=sa.JSON)
+    cost_nano: int = _big()
+    attempts: int
+    final_call_id: str | None = Field(max_length=64, default=None)
+    created_at: datetime = _ts()
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, sa.Table)
+    return table
+
+
+runs_table = _table(RunRecord)
+calls_table = _table(CallRecord)
+item_results_table = _table(ItemResultRecord)
+prices_table = _table(PriceRecord)
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+class Redactor:
+    """Replaces values of secret-looking environment variables in text before it is stored."""
+
+    def __init__(self, env: Mapping[str, str] = os.environ) -> None:
+        self.secrets = sorted(
+            {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 12}, key=len, reverse=True
+        )
+
+    def text(self, value: str | None) -> str | None:
+        """Return ``value`` with every secret replaced by ``[redacted]``."""
+        if value is None or not self.secrets:
+            return value
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, "[redacted]")
+        return value
+
+    def json(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {self.text(str(k)): self.json(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.json(v) for v in value]
+        return value
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} as JSON")
+
+
+def _json_dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, ensure_ascii=False)
+
+
+def storage_error(exc: BaseException, label: str, action: str, busy_timeout_s: float = 0) -> StorageError:
+    """Map a database exception to a one-line StorageError that names the database and the fix."""
+    if isinstance(exc, StorageError):
+        return exc
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
+    low = first.lower()
+    if "file is not a database" in low or "not a database" in low:
+        msg = "not a SQLite database (or it is encrypted); move it away or pass --db with another path"
+    elif "malformed" in low or "corrupt" in low:
+        msg = f"the database is corrupt ({first}); restore it from a backup or move it away"
+    elif "locked" in low or "busy" in low:
+        msg = (
+            f"the database is locked by another process (waited {busy_timeout_s:g}s while {action}); "
+            "retry when it is done, or use another --db"
+        )
+    elif "full" in low and ("disk" in low or "database" in low):
+        msg = f"database or disk is full while {action}; free disk space and retry (committed rows are kept)"
+    elif "unable to open database file" in low:
+        msg = "cannot open the database file; check that its directory exists and is writable"
+    elif "readonly" in low or "read-only" in low:
+        msg = "the database is read-only; check the file's permissions"
+    elif isinstance(orig, sqlite3.Error):
+        msg = f"database error while {action}: {first}"
+    elif isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        msg = (
+            f"cannot use the database while {action} ({first}); check that the server is running and the URL"
+        )
+    else:
+        msg = f"database error while {action}: {first}"
+    return StorageError(f"{label}: {msg}")
+
+
+class Store:
+    """A connection to a tollbench database (sync; async callers use worker threads).
+
+    Attributes:
+        url: The SQLAlchemy URL (may contain a password; never print it, use ``label``).
+        dialect: ``sqlite`` or ``postgresql``.
+        label: How errors name the database: the file path, or the URL without its password.
+    """
+
+    def __init__(self, engine: Engine, url: str, label: str, busy_timeout_s: float) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self.label = label
+        self.busy_timeout_s = busy_timeout_s
+        self.redactor = Redactor()
+
+    # -- opening --------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        db: str | None = None,
+        *,
+        busy_timeout_s: float = 30.0,
+        sqlite_pragmas: Mapping[str, str | int] | None = None,
+        migrate_until: str | None = None,
+    ) -> Store:
+        """Resolve ``db``, connect, check the schema and apply missing migrations.
+
+        Args:
+            db: A file path or a URL; None means ``$TOLLBENCH_DB`` or ``./runs.db``.
+            busy_timeout_s: How long to wait for another process's write lock.
+            sqlite_pragmas: Extra per-connection SQLite pragmas (tests use ``max_page_count``).
+            migrate_until: Stop after this migration (only to build old databases in tests).
+
+        Raises:
+            StorageError: Not a database, corrupt, foreign, locked, full, or written by a newer tollbench.
+        """
+        url = resolve_db_url(db)
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            path = parsed.database or ""
+            memory = path in ("", ":memory:")
+            label = path or ":memory:"
+            if not memory:
+                _precheck_sqlite(path, busy_timeout_s)
+            engine = sa.create_engine(
+                url,
+                connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+                json_serializer=_json_dumps,
+                **({"poolclass": StaticPool} if memory else {}),
+            )
+            _sqlite_events(engine, busy_timeout_s, dict(sqlite_pragmas or {}))
+        else:
+            label = parsed.render_as_string(hide_password=True)
+            engine = sa.create_engine(
+                url, json_serializer=_json_dumps, connect_args={"connect_timeout": 10}, pool_size=8
+            )
+            _postgres_events(engine, busy_timeout_s)
+        store = cls(engine, url, label, busy_timeout_s)
+        try:
+            store._migrate(migrate_until)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def _migrate(self, stop_after: str | None) -> None:
+        with self.wrap_errors("opening"):
+            with self.engine.connect() as conn:
+                needed = migrations.needs_migration(conn, self.label)
+            if needed or stop_after:
+                with self.begin_write() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7274512330)"))
+                    migrations.migrate(conn, self.label, stop_after=stop_after)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def wrap_errors(self, action: str) -> Iterator[None]:
+        """Turn database exceptions raised inside the block into one-line StorageErrors."""
+        try:
+            yield
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
+            raise storage_error(exc, self.label, action, self.busy_timeout_s) from exc
+
+    @contextmanager
+    def begin_write(self, action: str = "writing") -> Iterator[Connection]:
+        """A transaction that holds the write lock from its start (SQLite ``BEGIN IMMEDIATE``)."""
+        with self.wrap_errors(action), self.engine.connect() as conn:
+            conn.execution_options(tollbench_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def begin_read(self, action: str = "reading") -> Iterator[Connection]:
+        """A read transaction (one consistent snapshot)."""
+        with self.wrap_errors(action), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- runs -----------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        suites: list[str],
+        models: list[str],
+        budget_nano: int,
+        simulated: bool,
+        config: Mapping[str, Any],
+        price_table_sha256: str,
+        run_id: str | None = None,
+        tollbench_version: str | None = None,
+    ) -> str:
+        """Insert a ``running`` run with nothing committed and return its id."""
+        if budget_nano < 0:
+            raise ValueError("budget_nano must be >= 0")
+        now = datetime.now(UTC)
+        rid = run_id or new_run_id(now)
+        with self.begin_write("creating a run") as conn:
+            conn.execute(
+                sa.insert(runs_table).values(
+                    id=rid,
+                    created_at=now,
+                    finished_at=None,
+                    status="running",
+                    budget_nano=budget_nano,
+                    committed_nano=0,
+                    spent_nano=0,
+                    simulated=simulated,
+                    suites=list(suites),
+                    models=list(models),
+                    config=self.redactor.json(dict(config)),
+                    tollbench_version=tollbench_version or _version(),
+                    price_table_sha256=price_table_sha256,
+                    heartbeat_at=now,
+                )
+            )
+        return rid
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run row as a dict, or None."""
+        with self.begin_read() as conn:
+            row = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).one_or_none()
+        return None if row is None else dict(row._mapping)
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        """Set a run's status; terminal statuses set ``finished_at``, ``running`` clears it."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+        now = datetime.now(UTC)
+        with self.begin_write("updating a run") as conn:
+            result = conn.execute(
+                sa.update(runs_table)
+                .where(runs_table.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=now if status in TERMINAL_STATUSES else None,
+                    heartbeat_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
+
+    def ensure_price(
+        self, price_id: str, provider: str, model: str, row: Mapping[str, Any], table_sha256: str
+    ) -> None:
+        """Record a price row once (idempotent; the first use time is kept)."""
+        with self.begin_write("recording a price") as conn:
+            exists = conn.execute(sa.select(prices_table.c.id).where(prices_table.c.id == price_id)).first()
+            if exists is None:
+                conn.execute(
+                    sa.insert(prices_table).values(
+                        id=price_id,
+                        provider=provider,
+                        model=model,
+                        row=dict(row),
+                        table_sha256=table_sha256,
+                        first_used_at=datetime.now(UTC),
+                    )
+                )
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with its number of call rows."""
+        r = runs_table
+        counts = (
+            sa.select(calls_table.c.run_id, sa.func.count().label("calls"))
+            .group_by(calls_table.c.run_id)
+            .subquery()
+        )
+        stmt = (
+            sa.select(
+                r.c.id,
+                r.c.created_at,
+                r.c.finished_at,
+                r.c.suites,
+                r.c.models,
+                r.c.status,
+                r.c.budget_nano,
+                r.c.spent_nano,
+                r.c.committed_nano,
+                r.c.simulated,
+                sa.func.coalesce(counts.c.calls, 0).label("calls"),
+            )
+            .outerjoin(counts, counts.c.run_id == r.c.id)
+            .order_by(r.c.created_at.desc(), r.c.id.desc())
+        )
+        with self.begin_read() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(stmt)]
+        for row in rows:
+            row["calls"] = int(row["calls"])
+        return rows
+
+    # -- per-run reads --------------------------------------------------------------------------------
+
+    def calls(self, run_id: str) -> list[dict[str, Any]]:
+        """Every call row of a run, in the order they started."""
+        c = calls_table
+        stmt = sa.select(c).where(c.c.run_id == run_id).order_by(c.c.started_at, c.c.id)
+        with self.begin_read() as conn:
+            return [dict(row._mapping) for row in conn.execute(stmt)]
+
+    def item_results(self, run_id: str) -> list[dict[str, Any]]:
+        """Every item result of a run, ordered by model, suite, item and repeat."""
+        t = item_results_table
+        stmt = (
+            sa.select(t).where(t.c.run_id == run_id).order_by(t.c.model, t.c.suite, t.c.item_id, t.c.repeat)
+        )
+        with self.begin_read() as conn:
+            return [dict(row._mapping) for row in conn.execute(stmt)]
+
+    def open_reservations(self, run_id: str) -> list[dict[str, Any]]:
+        """Call rows still ``reserved`` (in flight, or left by a crash and counted at worst case)."""
+        c = calls_table
+        stmt = sa.select(c).where(c.c.run_id == run_id, c.c.status == "reserved").order_by(c.c.started_at)
+        with self.begin_read() as conn:
+            return [dict(row._mapping) for row in conn.execute(stmt)]
+
+    def run_report(self, run_id: str) -> list[dict[str, Any]]:
+        """Per (model, suite) totals of one run: calls, errors, items and scores, tokens and money."""
+        c, t = calls_table, item_results_table
+        call_stmt = (
+            sa.select(c.c.model, c.c.suite, *_call_sums(c), _count_if(c.c.status == "error").label("errors"))
+            .where(c.c.run_id == run_id)
+            .group_by(c.c.model, c.c.suite)
+        )
+        item_stmt = (
+            sa.select(
+                t.c.model,
+                t.c.suite,
+                _count_if(t.c.status == "scored").label("scored"),
+                _count_if(t.c.correct.is_(True)).label("correct"),
+                _count_if(t.c.status == "unusable").label("unusable"),
+                _count_if(t.c.status == "not_run").label("not_run"),
+                _count_if(t.c.status == "error").label("item_errors"),
+                sa.func.sum(sa.case((t.c.status == "unusable", t.c.cost_nano), else_=0)).label(
+                    "unusable_nano"
+                ),
+            )
+            .where(t.c.run_id == run_id)
+            .group_by(t.c.model, t.c.suite)
+        )
+        keys = sa.union(
+            sa.select(c.c.model, c.c.suite, c.c.item_id, c.c.repeat).where(c.c.run_id == run_id),
+            sa.select(t.c.model, t.c.suite, t.c.item_id, t.c.repeat).where(t.c.run_id == run_id),
+        ).subquery()
+        items_stmt = sa.select(keys.c.model, keys.c.suite, sa.func.count().label("items")).group_by(
+            keys.c.model, keys.c.suite
+        )
+        report: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.begin_read() as conn:
+            for stmt in (items_stmt, call_stmt, item_stmt):
+                for row in conn.execute(stmt):
+                    entry = report.setdefault((row.model, row.suite), _empty_report(row.model, row.suite))
+                    entry.update(
+                        {k: int(v or 0) for k, v in row._mapping.items() if k not in ("model", "suite")}
+                    )
+        for entry in report.values():
+            entry["cache_write"] = entry["cache_write_5m"] + entry["cache_write_1h"]
+        return [report[k] for k in sorted(report)]
+
+    # -- costs across runs ----------------------------------------------------------------------------
+
+    def cost_summary(
+        self,
+        *,
+        by: Sequence[str] = ("model",),
+        since: date | None = None,
+        until: date | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Spend and tokens grouped by any of ``run, model, suite, day, provider``.
+
+        Each row has the group keys, ``calls``, the token sums, ``spent_nano`` (settled cost),
+        ``unsettled_nano`` (open reservations at their worst case) and ``simulated`` (True, False or
+        ``"mixed"``). ``since`` and ``until`` are inclusive UTC days of the calls' start times.
+        """
+        unknown = [k for k in by if k not in COST_GROUP_KEYS]
+        if unknown:
+            raise ValueError(f"cannot group costs by {', '.join(unknown)}; use {', '.join(COST_GROUP_KEYS)}")
+        keys = list(dict.fromkeys(by))
+        c = calls_table
+        # Always group by the leading columns of ix_calls_summary (an index-only scan in index order,
+        # no sort), then roll up to the requested keys here; the day is added only when asked for.
+        group: list[sa.ColumnElement[Any]] = [c.c.run_id, c.c.model, c.c.suite, c.c.provider]
+        if "day" in keys:
+            group.append(sa.func.date(c.c.started_at).label("day"))
+        stmt = sa.select(*group, *_call_sums(c)).group_by(*group)
+        if run_id is not None:
+            stmt = stmt.where(c.c.run_id == run_id)
+        if since is not None:
+            stmt = stmt.where(c.c.started_at >= _day_start(since))
+        if until is not None:
+            stmt = stmt.where(c.c.started_at < _day_start(until + timedelta(days=1)))
+        sums = ("calls", *_TOKEN_SUMS, "spent_nano", "unsettled_nano")
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        with self.begin_read("summing costs") as conn:
+            rows = conn.execute(stmt).all()
+            run_ids = sorted({row.run_id for row in rows})
+            simulated: dict[str, bool] = {}
+            for chunk in range(0, len(run_ids), 500):
+                sel = sa.select(runs_table.c.id, runs_table.c.simulated).where(
+                    runs_table.c.id.in_(run_ids[chunk : chunk + 500])
+                )
+                simulated.update({r.id: bool(r.simulated) for r in conn.execute(sel)})
+        for row in rows:
+            m = row._mapping
+            values = {k: (m["run_id"] if k == "run" else _plain(m[k])) for k in keys}
+            key = tuple(values[k] for k in keys)
+            entry = out.get(key)
+            if entry is None:
+                entry = out[key] = {**values, **dict.fromkeys(sums, 0), "simulated": None}
+            for name in sums:
+                entry[name] += int(m[name] or 0)
+            sim = simulated.get(m["run_id"], False)
+            entry["simulated"] = sim if entry["simulated"] in (None, sim) else "mixed"
+        for entry in out.values():
+            entry["cache_write"] = entry["cache_write_5m"] + entry["cache_write_1h"]
+        return [out[k] for k in sorted(out, key=lambda k: tuple("" if v is None else str(v) for v in k))]
+
+
+_TOKEN_SUMS = (
+    "input_uncached",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def _count_if(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    return sa.func.sum(sa.case((cond, 1), else_=0))
+
+
+def _call_sums(c: sa.Table) -> list[sa.ColumnElement[Any]]:
+    return [
+        sa.func.count().label("calls"),
+        *(sa.func.sum(c.c[name]).label(name) for name in _TOKEN_SUMS),
+        sa.func.sum(c.c.cost_nano).label("spent_nano"),
+        sa.func.sum(sa.case((c.c.status == "reserved", c.c.reserved_nano), else_=0)).label("unsettled_nano"),
+    ]
+
+
+def _empty_report(model: str, suite: str) -> dict[str, Any]:
+    names = ("calls", "errors", "items", "scored", "correct", "unusable", "not_run", "item_errors")
+    return {
+        "model": model,
+        "suite": suite,
+        **dict.fromkeys(names, 0),
+        **dict.fromkeys(_TOKEN_SUMS, 0),
+        "spent_nano": 0,
+        "unsettled_nano": 0,
+        "unusable_nano": 0,
+        "cache_write": 0,
+    }
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tollbench")
+    except Exception:  # pragma: no cover - not installed
+        return "0+unknown"
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _precheck_sqlite(path: str, busy_timeout_s: float) -> None:
+    """Refuse non-SQLite, corrupt and foreign files before anything writes to them."""
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        if not p.parent.is_dir():
+            raise StorageError(f"{path}: cannot create the database; directory {p.parent} does not exist")
+        return
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise StorageError(
+            f"{path}: cannot read the database file ({exc.strerror}); check permissions"
+        ) from exc
+    if not head.startswith(_SQLITE_MAGIC):
+        raise StorageError(
+            f"{path}: not a SQLite database (or it is encrypted); move it away or pass --db with another path"
+        )
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise storage_error(exc, path, "opening", busy_timeout_s) from exc
+    user_tables = {n for n in names if not n.startswith("sqlite_")}
+    if user_tables and migrations.MIGRATIONS_TABLE not in user_tables:
+        listed = ", ".join(sorted(user_tables)[:5])
+        raise StorageError(
+            f"{path}: not a tollbench database (it has other tables: {listed}); "
+            "refusing to write into it - pass --db with a new file"
+        )
+
+
+def _sqlite_events(engine: Engine, busy_timeout_s: float, pragmas: Mapping[str, str | int]) -> None:
+    for name, value in pragmas.items():
+        if not re.fullmatch(r"[a-z_]+", name) or not re.fullmatch(r"[A-Za-z0-9_-]+", str(value)):
+            raise ValueError(f"bad pragma {name}={value}")
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _begin)
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            for name, value in pragmas.items():
+                cur.execute(f"PRAGMA {name} = {value}")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("tollbench_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _postgres_events(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+                cur.execute(f"SET lock_timeout = {int(busy_timeout_s * 1000)}")
+        finally:
+            dbapi_conn.autocommit = autocommit
