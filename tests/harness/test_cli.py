@@ -150,7 +150,8 @@ def test_sim_run_json_then_runs_show_and_costs(db_path: Path, capsys: pytest.Cap
         assert r["calls"] >= 8 and r["items"] == 8 and r["output_tokens"] > 0
         assert isinstance(r["spent_usd"], str) and Decimal(r["spent_usd"]) > 0
         assert r["accuracy"] is not None and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
-    assert report["results"][0]["reasoning_tokens"] > 0  # o4-mini reasons
+    by_model = {r["model"]: r for r in report["results"]}
+    assert by_model["openai/o4-mini"]["reasoning_tokens"] > 0  # o4-mini reasons
 
     code, out, _ = _cli("runs", "--json", "--db", str(db_path), capsys=capsys)
     runs = json.loads(out)

@@ -1,0 +1,166 @@
+"""Planning a run: resolve models, suites, prices and keys, and list the work units, before a cent is spent.
+
+Everything that can be wrong with a run's configuration is found here and raised as a
+:class:`~harness.errors.ConfigError` (exit 2), so nothing is written for a run that cannot start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from .errors import ConfigError, PricingMissing
+from .models import load_aliases, require_api_key, resolve_model
+from .pricing import Price, PriceTable
+from .retry import RetryPolicy
+from .sampling import stratified_sample
+from .suite import Item, Suite
+from .types import ModelSpec
+
+__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "ModelPlan", "Plan", "RunOptions", "Unit", "prepare_run"]
+
+#: AA v2's output cap; every request carries an explicit limit (invariant 1).
+DEFAULT_MAX_OUTPUT_TOKENS = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    suites: Sequence[str | Suite]
+    """Suite names (or already loaded :class:`~harness.suite.Suite` objects)."""
+    models: Sequence[str]
+    budget_usd: Decimal
+    concurrency: int = 16
+    limit: int | None = None
+    repeats: int | None = None
+    seed: int = 0
+    max_output_tokens: int | None = None
+    simulated: bool = False
+    data: Path | None = None
+    suite_options: Mapping[str, str] = field(default_factory=dict)
+    prices: Sequence[Path] = ()
+    models_file: Path | None = None
+    base_url: str | None = None
+    attempt_timeout_s: float = 900.0
+    stall_timeout_s: float = 120.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    run_id: str | None = None
+    sim_speed: float = 0.02
+    sim_seed: int | None = None
+    sim_profiles: Path | None = None
+    sim_faults: Path | None = None
+    sim_url: str | None = None
+    """Use the simulator already running at this URL (``tollbench sim serve``) instead of starting one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One (model, suite, item, repeat) to answer."""
+
+    model: str
+    suite: str
+    item: Item
+    repeat: int
+
+
+@dataclass
+class ModelPlan:
+    spec: ModelSpec
+    price: Price
+    api_key: str
+    max_output_tokens: int
+    units: list[Unit]
+
+
+@dataclass
+class Plan:
+    """Everything resolved and validated before a cent is spent."""
+
+    options: RunOptions
+    suites: dict[str, Suite]
+    models: dict[str, ModelPlan]
+    price_table: PriceTable
+
+    @property
+    def total_units(self) -> int:
+        return sum(len(m.units) for m in self.models.values())
+
+
+def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) -> Plan:
+    """Resolve models, suites, prices and keys; raise :class:`ConfigError` (exit 2) on anything missing.
+
+    Nothing is written and nothing is spent here.
+    """
+    if options.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if options.repeats is not None and options.repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
+    if options.max_output_tokens is not None and options.max_output_tokens < 1:
+        raise ConfigError("--max-output-tokens must be at least 1")
+    if not options.suites:
+        raise ConfigError("name at least one suite (see `tollbench suites`)")
+    if not options.models:
+        raise ConfigError("name at least one model with -m PROVIDER/MODEL")
+
+    aliases = load_aliases(options.models_file)
+    specs: dict[str, ModelSpec] = {}
+    for name in options.models:
+        spec = resolve_model(name, aliases=aliases, base_url=options.base_url)
+        specs[spec.name] = spec
+
+    suites: dict[str, Suite] = {}
+    for sname in options.suites:
+        if isinstance(sname, str):
+            from suites import get_suite
+
+            suite = get_suite(sname, data=options.data, options=options.suite_options)
+        else:
+            suite = sname
+        if suite.name in suites:
+            raise ConfigError(f"suite {suite.name} named twice")
+        suites[suite.name] = suite
+
+    table = PriceTable.load(options.prices)
+    missing: list[str] = []
+    prices: dict[str, Price] = {}
+    for spec in specs.values():
+        if not table.has(spec.provider, spec.model):
+            missing.append(f"{spec.provider}/{spec.model}")
+        else:
+            prices[spec.name] = table.lookup(spec.provider, spec.model)
+    if missing:
+        # PricingMissing from lookup names one model; name them all at once.
+        raise PricingMissing(
+            f"No price for {', '.join(missing)}. Add one with --prices FILE (see docs/pricing.md) "
+            "or to ~/.config/tollbench/prices.toml."
+        )
+
+    keys: dict[str, str] = {}
+    for spec in specs.values():
+        if options.simulated:
+            keys[spec.name] = "sim-key-not-secret"
+            continue
+        keys[spec.name] = require_api_key(spec.provider, env)
+
+    models: dict[str, ModelPlan] = {}
+    for spec in specs.values():
+        max_out = options.max_output_tokens or spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        if spec.thinking_budget is not None and spec.thinking_budget >= max_out:
+            raise ConfigError(
+                f"{spec.name}: thinking budget {spec.thinking_budget} must be below the output limit "
+                f"{max_out}; raise --max-output-tokens"
+            )
+        units: list[Unit] = []
+        for suite in suites.values():
+            items = list(suite.items)
+            if options.limit is not None:
+                items = stratified_sample(items, options.limit, options.seed)
+            repeats = options.repeats or suite.default_repeats
+            for item in items:
+                for r in range(repeats):
+                    units.append(Unit(spec.name, suite.name, item, r))
+        models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
+    return Plan(options, suites, models, table)
