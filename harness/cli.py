@@ -40,7 +40,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _stdout() -> Console:
-    return Console(soft_wrap=True)
+    console = Console()
+    # Piped or captured output gets a wide table instead of one squeezed to 80 columns.
+    return console if console.is_terminal else Console(width=200)
 
 
 def db_option(f: F) -> F:
@@ -124,6 +126,13 @@ def cli() -> None:
 @click.option("--scorer", help="For jsonl suites: exact, mc, math or regex.")
 @click.option("--prompt-field", help="For jsonl suites: the prompt field [default prompt].")
 @click.option("--answer-field", help="For jsonl suites: the answer field [default answer].")
+@click.option(
+    "--suite-option",
+    "suite_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats).",
+)
 @click.option("--attempt-timeout", default=900.0, show_default=True, help="Seconds per attempt.")
 @click.option("--stall-timeout", default=120.0, show_default=True, help="Seconds without a byte mid-stream.")
 @click.option("--max-attempts", default=6, show_default=True, help="Attempts per item, retries included.")
@@ -160,6 +169,7 @@ def run(
     scorer: str | None,
     prompt_field: str | None,
     answer_field: str | None,
+    suite_option: tuple[str, ...],
     attempt_timeout: float,
     stall_timeout: float,
     max_attempts: int,
@@ -197,6 +207,11 @@ def run(
         for k, v in {"scorer": scorer, "prompt_field": prompt_field, "answer_field": answer_field}.items()
         if v is not None
     }
+    for pair in suite_option:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--suite-option takes KEY=VALUE, got {pair!r}")
+        suite_options[key.strip()] = value
     options = RunOptions(
         suites=suites,
         models=models,
