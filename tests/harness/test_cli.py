@@ -327,3 +327,35 @@ def test_two_processes_on_one_run_share_the_budget(db_path: Path) -> None:
     assert sum(c["cost_nano"] for c in calls) <= limit
     assert runs[0]["committed_nano"] <= limit and invoice <= limit
     assert len({c["id"] for c in calls}) == len(calls)
+
+
+def test_sim_serve_prints_base_urls_and_serves_the_sdks() -> None:
+    from openai import OpenAI
+
+    proc = _child(["sim", "serve", "--port", "0", "--speed", "0", "--seed", "3"])
+    try:
+        assert proc.stdout is not None
+        urls = {}
+        for _ in range(2):
+            line = proc.stdout.readline().strip()
+            name, _, value = line.partition("=")
+            urls[name] = value
+        assert set(urls) == {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"}
+        assert urls["OPENAI_BASE_URL"].startswith("http://127.0.0.1:") and urls["OPENAI_BASE_URL"].endswith(
+            "/v1"
+        )
+        client = OpenAI(api_key="sim", base_url=urls["OPENAI_BASE_URL"], max_retries=0)
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hi"}], max_completion_tokens=50
+        )
+        assert reply.usage is not None and 0 < reply.usage.completion_tokens <= 50
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_sim_serve_refuses_a_public_bind(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli("sim", "serve", "--host", "0.0.0.0", "--port", "0", capsys=capsys)
+    assert code == 2, err
+    assert "loopback" in err.lower() and len(err.strip().splitlines()) == 1, err
