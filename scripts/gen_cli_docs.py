@@ -31,7 +31,13 @@ def _walk(cmd: click.Command, path: list[str]) -> list[tuple[list[str], click.Co
 def render() -> str:
     parts = [HEADER]
     for path, cmd in _walk(cli, ["tollbench"]):
-        ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100)
+        ctx = click.Context(
+            cmd,
+            info_name=" ".join(path),
+            terminal_width=100,
+            max_content_width=100,
+            help_option_names=["-h", "--help"],
+        )
         parts.append(f"\n## `{' '.join(path)}`\n\n```\n{cmd.get_help(ctx)}\n```\n")
     return "".join(parts)
 
