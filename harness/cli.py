@@ -564,5 +564,10 @@ def _entry() -> NoReturn:
     sys.exit(main())
 
 
+from .cli_estimate import estimate  # noqa: E402  (registered last: it imports cli lazily)
+
+cli.add_command(estimate)
+
+
 if __name__ == "__main__":  # pragma: no cover
     _entry()
