@@ -150,6 +150,11 @@ def cli() -> None:
     metavar="URL",
     help="Use a simulator already running (tollbench sim serve) at URL; implies --sim.",
 )
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Start even when the forecast's 95% upper bound exceeds the budget (stop at the budget).",
+)
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -178,6 +183,7 @@ def run(
     sim_profiles: Path | None,
     sim_faults: Path | None,
     sim_url: str | None,
+    allow_partial: bool,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -239,6 +245,7 @@ def run(
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     store = _open_store(db)
     try:
+        _check_forecast(plan, store, budget_usd, sim=sim, allow_partial=allow_partial)
         display = ProgressDisplay(sys.stderr, simulated=sim)
 
         def started(rid: str) -> None:
@@ -262,6 +269,26 @@ def run(
         raise _Exit(outcome.exit_code)
     finally:
         store.close()
+
+
+def _check_forecast(plan: Any, store: Any, budget_usd: Decimal, *, sim: bool, allow_partial: bool) -> None:
+    """Before spending: refuse (exit 2), or ask on a terminal, when the forecast's 95% upper bound does
+    not fit the budget."""
+    from .forecast import check_budget, forecast_plan
+    from .money import usd_to_nano
+
+    verdict = check_budget(
+        forecast_plan(plan, store, simulated=sim), usd_to_nano(budget_usd), allow_partial=allow_partial
+    )
+    if verdict.ok:
+        if verdict.message:
+            click.echo(f"Warning: {verdict.message}", err=True)
+        return
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if click.confirm(f"{verdict.message}. Start anyway and stop at the budget?", default=False, err=True):
+            return
+        raise _Exit(2)
+    _fail(verdict.message)
 
 
 @cli.command()

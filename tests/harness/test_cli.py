@@ -303,6 +303,7 @@ def test_two_processes_on_one_run_share_the_budget(db_path: Path) -> None:
             sim.base_url,
             "--run-id",
             "shared-run",
+            "--allow-partial",
             "-c",
             "6",
             "--max-output-tokens",
@@ -359,3 +360,33 @@ def test_sim_serve_refuses_a_public_bind(capsys: pytest.CaptureFixture[str]) -> 
     code, _, err = _cli("sim", "serve", "--host", "0.0.0.0", "--port", "0", capsys=capsys)
     assert code == 2, err
     assert "loopback" in err.lower() and len(err.strip().splitlines()) == 1, err
+
+
+def test_forecast_refuses_a_budget_that_cannot_finish(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "run",
+        "demo",
+        "-m",
+        "openai/o4-mini",
+        "--budget",
+        "0.05",
+        "--sim",
+        "--sim-speed",
+        "0",
+        "--max-output-tokens",
+        "3000",
+        "--db",
+        str(db_path),
+    ]
+    code, _, err = _cli(*args, capsys=capsys)
+    assert code == 2, err
+    assert "95% upper bound" in err and "--allow-partial" in err and len(err.strip().splitlines()) == 1
+    assert not db_path.exists() or not _rows(db_path, "select * from calls")  # nothing spent
+    code, _, err = _cli(*args, "--allow-partial", capsys=capsys)
+    assert code == 3, err  # ran, and stopped at the budget
+    run_row = _rows(db_path, "select * from runs")[0]
+    assert run_row["status"] == "budget_exhausted" and run_row["committed_nano"] <= usd_to_nano(
+        Decimal("0.05")
+    )
