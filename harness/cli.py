@@ -155,6 +155,17 @@ def cli() -> None:
     is_flag=True,
     help="Start even when the forecast's 95% upper bound exceeds the budget (stop at the budget).",
 )
+@click.option(
+    "--target-ci",
+    type=float,
+    metavar="HALF_WIDTH",
+    help="Stop each model and suite once its 95% interval is within +-HALF_WIDTH (e.g. 0.02).",
+)
+@click.option(
+    "--split",
+    metavar="MODEL=FRACTION,...",
+    help="Budget shares per model [default: equal shares when several models run].",
+)
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -184,6 +195,8 @@ def run(
     sim_faults: Path | None,
     sim_url: str | None,
     allow_partial: bool,
+    target_ci: float | None,
+    split: str | None,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -241,11 +254,21 @@ def run(
         sim_profiles=sim_profiles,
         sim_faults=sim_faults,
         sim_url=sim_url,
+        target_ci=target_ci,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
+    if split:
+        from dataclasses import replace
+
+        from .budget_split import parse_split
+
+        plan.options = replace(options, split=parse_split(split, list(plan.models)))
     store = _open_store(db)
     try:
-        _check_forecast(plan, store, budget_usd, sim=sim, allow_partial=allow_partial)
+        # Sequential sampling is meant to stop early: the full-run forecast is not a reason to refuse.
+        _check_forecast(
+            plan, store, budget_usd, sim=sim, allow_partial=allow_partial or target_ci is not None
+        )
         display = ProgressDisplay(sys.stderr, simulated=sim)
 
         def started(rid: str) -> None:
@@ -264,6 +287,8 @@ def run(
             click.echo(json.dumps(report, indent=2))
         else:
             print_run(report, _stdout())
+            for summary in report["config"].get("target_ci") or []:
+                click.echo(summary["line"])
         if outcome.status == "budget_exhausted":
             click.echo("Stopped at the budget: the items not run are recorded as not run.", err=True)
         raise _Exit(outcome.exit_code)

@@ -15,7 +15,7 @@ from .errors import ConfigError, PricingMissing
 from .models import load_aliases, require_api_key, resolve_model
 from .pricing import Price, PriceTable
 from .retry import RetryPolicy
-from .sampling import stratified_sample
+from .sampling import seeded_order, stratified_sample
 from .suite import Item, Suite
 from .types import ModelSpec
 
@@ -50,6 +50,10 @@ class RunOptions:
     sim_seed: int | None = None
     sim_profiles: Path | None = None
     sim_faults: Path | None = None
+    target_ci: float | None = None
+    """Stop each model and suite once its anytime-valid 95% interval is narrower than +-target_ci."""
+    split: Mapping[str, Decimal] | None = None
+    """Budget shares per model (fractions summing to 1); None = equal shares when several models run."""
     sim_url: str | None = None
     """Use the simulator already running at this URL (``tollbench sim serve``) instead of starting one."""
 
@@ -98,6 +102,8 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         raise ConfigError("--limit must be at least 1")
     if options.repeats is not None and options.repeats < 1:
         raise ConfigError("--repeats must be at least 1")
+    if options.target_ci is not None and not 0 < options.target_ci < 0.5:
+        raise ConfigError("--target-ci takes a half-width between 0 and 0.5, e.g. 0.02")
     if options.max_output_tokens is not None and options.max_output_tokens < 1:
         raise ConfigError("--max-output-tokens must be at least 1")
     if not options.suites:
@@ -157,7 +163,11 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         for suite in suites.values():
             items = list(suite.items)
             if options.limit is not None:
+                # a seeded, stratified sample, already in a random stratified order
                 items = stratified_sample(items, options.limit, options.seed)
+            elif options.target_ci is not None:
+                # sequential sampling draws items in a random, stratified order (repeats stay together)
+                items = seeded_order(items, options.seed)
             repeats = options.repeats or suite.default_repeats
             for item in items:
                 for r in range(repeats):

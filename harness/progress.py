@@ -70,8 +70,14 @@ class ProgressDisplay:
         return (
             f"[{state.run_id}] {'; '.join(parts)} | spent {format_usd(state.spent_nano)} "
             f"(committed {format_usd(state.committed_nano)}) of {format_usd(state.budget_nano)}"
-            f" | {self._rate(state):.1f} calls/s{tag}"
+            f" | {self._rate(state):.1f} calls/s{self._projected(state)}{tag}"
         )
+
+    @staticmethod
+    def _projected(state: RunState) -> str:
+        if state.projection is None or state.projection.units_done == 0:
+            return ""
+        return f" | projected {state.projection.estimate().text()}"
 
     def _render(self, state: RunState) -> Group:
         table = Table(box=None, pad_edge=False)
@@ -83,7 +89,7 @@ class ProgressDisplay:
         head = Text(
             f"run {state.run_id}  spent {format_usd(state.spent_nano)} + reserved "
             f"{format_usd(state.committed_nano - state.spent_nano)} of {format_usd(state.budget_nano)}  "
-            f"{self._rate(state):.1f} calls/s{tag}"
+            f"{self._rate(state):.1f} calls/s{self._projected(state)}{tag}"
         )
         if state.budget_stop:
             head.append("  budget reached: finishing in-flight calls", style="bold yellow")

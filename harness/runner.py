@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from .budget_split import ShareLedger, split_budget
 from .errors import (
     AuthError,
     BadRequest,
@@ -36,7 +37,9 @@ from .ledger import CallEnd, CallStart, ItemResult, Ledger
 from .limiter import AdaptiveLimiter
 from .money import usd_to_nano
 from .plan import ModelPlan, Plan, RunOptions, Unit, prepare_run
+from .projection import Projection, summarize_partial
 from .retry import retrying
+from .sequential import TargetCI
 from .storage import Store
 from .suite import Score
 from .types import Adapter, Completion, Prompt, Request, RetryDecision
@@ -73,6 +76,11 @@ class RunState:
     budget_stop: bool = False
     interrupted: bool = False
     stopped_models: dict[str, str] = field(default_factory=dict)
+    share_stopped: set[str] = field(default_factory=set)
+    """Models stopped because their share of a split budget ran out."""
+    target_reached: set[tuple[str, str]] = field(default_factory=set)
+    """(model, suite) pairs whose --target-ci interval is narrow enough."""
+    projection: Projection | None = None
     ledger: Ledger | None = None
 
     @property
@@ -86,6 +94,10 @@ class RunState:
 
 class _BudgetStop(Exception):
     """The next reservation does not fit: stop starting calls."""
+
+
+class _ShareStop(Exception):
+    """The next reservation does not fit this model's share of the budget: stop this model."""
 
 
 class Runner:
@@ -116,6 +128,30 @@ class Runner:
         self._done: set[tuple[str, str, str, int]] = set()
         self._adapters: dict[str, Adapter] = {}
         self._limiters: dict[str, AdaptiveLimiter] = {}
+        opts = plan.options
+        # A budget across several models is split into shares (equal by default); leftover share flows
+        # to the models still running when one finishes. The run's hard cap stays in the DB ledger.
+        self._shares: ShareLedger | None = None
+        if len(plan.models) > 1:
+            self._shares = ShareLedger(split_budget(self.state.budget_nano, list(plan.models), opts.split))
+        self._workers_left: dict[str, int] = {}
+        self._share_inflight: dict[str, int] = {}
+        self._share_events: dict[str, anyio.Event] = {}
+        self._unit_costs: dict[tuple[str, str], list[int]] = {}
+        self._targets: dict[tuple[str, str], TargetCI] = {}
+        if opts.target_ci is not None:
+            for name, mp in plan.models.items():
+                for sname, suite in plan.suites.items():
+                    units = [u for u in mp.units if u.suite == sname]
+                    order = list(dict.fromkeys(u.item.id for u in units))
+                    if order:
+                        self._targets[(name, sname)] = TargetCI(
+                            opts.target_ci,
+                            population=len(suite.items),
+                            order=order,
+                            repeats=max(1, len(units) // len(order)),
+                        )
+        self.state.projection = Projection(plan.total_units)
 
     def prompt_for(self, unit: Unit) -> Prompt:
         key = (unit.suite, unit.item.id, unit.repeat)
@@ -177,11 +213,29 @@ class Runner:
                     self.on_progress(self.state)
         if self.state.interrupted:
             status = "interrupted"
-        elif self.state.budget_stop:
+        elif self.state.budget_stop or self.state.share_stopped:
             status = "budget_exhausted"
         elif self._all_failed():
             status = "failed"
         return status
+
+    def target_summaries(self) -> list[dict[str, Any]]:
+        """For a --target-ci run: per model and suite, n of N items, the interval, the spend, and the
+        projected cost of the full run."""
+        out = []
+        for (model, suite), target in self._targets.items():
+            mp = self.plan.models[model]
+            costs = self._unit_costs.get((model, suite), [])
+            summary = summarize_partial(
+                model=model,
+                suite=suite,
+                target=target,
+                unit_costs_nano=costs,
+                spent_nano=sum(costs),
+                full_units=sum(1 for u in mp.units if u.suite == suite),
+            )
+            out.append({**summary.as_dict(), "line": summary.line()})
+        return out
 
     def _all_failed(self) -> bool:
         return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())
@@ -191,16 +245,26 @@ class Runner:
         for unit in mp.units:
             send.send_nowait(unit)
         send.close()
-        for _ in range(min(self.plan.options.concurrency, max(1, len(mp.units)))):
+        workers = min(self.plan.options.concurrency, max(1, len(mp.units)))
+        self._workers_left[name] = workers
+        for _ in range(workers):
             tg.start_soon(self._worker, mp, receive.clone())
         receive.close()
 
     async def _worker(self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit]) -> None:
-        async with receive:
-            async for unit in receive:
-                if self.state.budget_stop or mp.spec.name in self.state.stopped_models:
-                    return
-                await self._process(mp, unit)
+        try:
+            async with receive:
+                async for unit in receive:
+                    if self.state.budget_stop or mp.spec.name in self.state.stopped_models:
+                        return
+                    if (unit.model, unit.suite) in self.state.target_reached:
+                        continue  # recorded as not run (target reached) at the end
+                    await self._process(mp, unit)
+        finally:
+            self._workers_left[mp.spec.name] -= 1
+            if self._workers_left[mp.spec.name] == 0 and self._shares is not None:
+                self._shares.finish(mp.spec.name)  # its unspent share flows to the others
+                self._wake_share_waiters()
 
     async def _process(self, mp: ModelPlan, unit: Unit) -> None:
         opts = self.plan.options
@@ -241,6 +305,10 @@ class Runner:
         except _BudgetStop:
             self.state.budget_stop = True
             return  # recorded as not run at the end (with the spend of any failed attempts)
+        except _ShareStop:
+            self.state.share_stopped.add(spec.name)
+            self.state.stopped_models.setdefault(spec.name, "budget_share_exhausted")
+            return
         except ProviderError as exc:
             progress.errors += 1
             progress.done += 1
@@ -283,107 +351,151 @@ class Runner:
         ledger = self.state.ledger
         assert ledger is not None
         spec = mp.spec
-        async with limiter.slot():
-            if self.state.budget_stop:
-                raise _BudgetStop
-            call_id = uuid.uuid4().hex
-            start = CallStart(
-                call_id=call_id,
-                run_id=self.run_id,
-                model=spec.name,
-                provider=spec.provider,
-                api=spec.api,
-                provider_model=spec.model,
-                suite=unit.suite,
-                item_id=unit.item.id,
-                repeat=unit.repeat,
-                attempt=attempt_number,
-                role="target",
-                reserved_nano=reserve_nano,
-                price_id=mp.price.id,
-                started_at=datetime.now(UTC),
-            )
-            if not await ledger.reserve(start):
-                raise _BudgetStop
-            last_call[:] = [call_id]
-            self.state.calls += 1
-            self.state.per_model[spec.name].calls += 1
-            t0 = time.monotonic()
-            try:
-                with anyio.fail_after(self.plan.options.attempt_timeout_s):
-                    completion = await adapter.complete(request)
-            except ProviderError as exc:
-                # Refused before generation: free. Failed after the stream began: the provider may bill
-                # it, and usage is unknown, so the reservation is charged (invariant 4).
-                cost = reserve_nano if exc.generation_started else 0
-                costs.append(cost)
-                await self._settle_error(call_id, cost, exc, t0)
-                if isinstance(exc, RateLimited):
-                    limiter.on_rate_limited(exc.retry.retry_after_s)
-                raise
-            except TimeoutError:
-                exc2 = CallTimeout(
-                    f"attempt exceeded {self.plan.options.attempt_timeout_s:g}s",
-                    provider=spec.provider,
-                    retry=RetryDecision.transient(),
-                    error_type="attempt_timeout",
-                    generation_started=True,
-                )
-                costs.append(reserve_nano)
-                await self._settle_error(call_id, reserve_nano, exc2, t0)
-                raise exc2 from None
-            except BaseException as exc:
-                # Cancelled (Ctrl-C, budget hard stop) or a bug: the request may have been billed.
-                costs.append(reserve_nano)
-                with anyio.CancelScope(shield=True):
-                    await ledger.settle(
-                        CallEnd(
-                            call_id=call_id,
-                            status="interrupted"
-                            if isinstance(exc, anyio.get_cancelled_exc_class())
-                            else "error",
-                            cost_nano=reserve_nano,
-                            usage=None,
-                            usage_known=False,
-                            raw_usage=None,
-                            request_id=None,
-                            finish_reason=None,
-                            error_type=type(exc).__name__,
-                            error_message=_one_line(str(exc)) or "cancelled",
-                            http_status=None,
-                            ttft_ms=None,
-                            latency_ms=int((time.monotonic() - t0) * 1000),
-                            retry_wait_ms=0,
-                            finished_at=datetime.now(UTC),
-                        )
-                    )
-                raise
-            if completion.usage_known:
-                cost = usd_to_nano(mp.price.cost(completion.usage, service_tier=completion.service_tier))
-            else:
-                cost = reserve_nano
-            costs.append(cost)
-            await ledger.settle(
-                CallEnd(
+        if self._shares is not None:
+            await self._acquire_share(spec.name, reserve_nano)
+        share_pending = self._shares is not None
+        try:
+            async with limiter.slot():
+                if self.state.budget_stop:
+                    raise _BudgetStop
+                call_id = uuid.uuid4().hex
+                start = CallStart(
                     call_id=call_id,
-                    status="ok",
-                    cost_nano=cost,
-                    usage=completion.usage,
-                    usage_known=completion.usage_known,
-                    raw_usage=completion.raw_usage,
-                    request_id=completion.request_id,
-                    finish_reason=completion.raw_finish_reason or completion.finish_reason,
-                    error_type=None,
-                    error_message=None,
-                    http_status=200,
-                    ttft_ms=None if completion.ttft_s is None else int(completion.ttft_s * 1000),
-                    latency_ms=int(completion.latency_s * 1000),
-                    retry_wait_ms=0,
-                    finished_at=datetime.now(UTC),
+                    run_id=self.run_id,
+                    model=spec.name,
+                    provider=spec.provider,
+                    api=spec.api,
+                    provider_model=spec.model,
+                    suite=unit.suite,
+                    item_id=unit.item.id,
+                    repeat=unit.repeat,
+                    attempt=attempt_number,
+                    role="target",
+                    reserved_nano=reserve_nano,
+                    price_id=mp.price.id,
+                    started_at=datetime.now(UTC),
                 )
-            )
-            limiter.on_success(completion.rate_limits)
-            return completion
+                if not await ledger.reserve(start):
+                    raise _BudgetStop
+                share_pending = False  # from here on every settle path releases the share
+                last_call[:] = [call_id]
+                self.state.calls += 1
+                self.state.per_model[spec.name].calls += 1
+                t0 = time.monotonic()
+                try:
+                    with anyio.fail_after(self.plan.options.attempt_timeout_s):
+                        completion = await adapter.complete(request)
+                except ProviderError as exc:
+                    # Refused before generation: free. Failed after the stream began: the provider may bill
+                    # it, and usage is unknown, so the reservation is charged (invariant 4).
+                    cost = reserve_nano if exc.generation_started else 0
+                    costs.append(cost)
+                    self._share_settle(spec.name, reserve_nano, cost)
+                    await self._settle_error(call_id, cost, exc, t0)
+                    if isinstance(exc, RateLimited):
+                        limiter.on_rate_limited(exc.retry.retry_after_s)
+                    raise
+                except TimeoutError:
+                    exc2 = CallTimeout(
+                        f"attempt exceeded {self.plan.options.attempt_timeout_s:g}s",
+                        provider=spec.provider,
+                        retry=RetryDecision.transient(),
+                        error_type="attempt_timeout",
+                        generation_started=True,
+                    )
+                    costs.append(reserve_nano)
+                    self._share_settle(spec.name, reserve_nano, reserve_nano)
+                    await self._settle_error(call_id, reserve_nano, exc2, t0)
+                    raise exc2 from None
+                except BaseException as exc:
+                    # Cancelled (Ctrl-C, budget hard stop) or a bug: the request may have been billed.
+                    costs.append(reserve_nano)
+                    self._share_settle(spec.name, reserve_nano, reserve_nano)
+                    with anyio.CancelScope(shield=True):
+                        await ledger.settle(
+                            CallEnd(
+                                call_id=call_id,
+                                status="interrupted"
+                                if isinstance(exc, anyio.get_cancelled_exc_class())
+                                else "error",
+                                cost_nano=reserve_nano,
+                                usage=None,
+                                usage_known=False,
+                                raw_usage=None,
+                                request_id=None,
+                                finish_reason=None,
+                                error_type=type(exc).__name__,
+                                error_message=_one_line(str(exc)) or "cancelled",
+                                http_status=None,
+                                ttft_ms=None,
+                                latency_ms=int((time.monotonic() - t0) * 1000),
+                                retry_wait_ms=0,
+                                finished_at=datetime.now(UTC),
+                            )
+                        )
+                    raise
+                if completion.usage_known:
+                    cost = usd_to_nano(mp.price.cost(completion.usage, service_tier=completion.service_tier))
+                else:
+                    cost = reserve_nano
+                costs.append(cost)
+                self._share_settle(spec.name, reserve_nano, cost)
+                await ledger.settle(
+                    CallEnd(
+                        call_id=call_id,
+                        status="ok",
+                        cost_nano=cost,
+                        usage=completion.usage,
+                        usage_known=completion.usage_known,
+                        raw_usage=completion.raw_usage,
+                        request_id=completion.request_id,
+                        finish_reason=completion.raw_finish_reason or completion.finish_reason,
+                        error_type=None,
+                        error_message=None,
+                        http_status=200,
+                        ttft_ms=None if completion.ttft_s is None else int(completion.ttft_s * 1000),
+                        latency_ms=int(completion.latency_s * 1000),
+                        retry_wait_ms=0,
+                        finished_at=datetime.now(UTC),
+                    )
+                )
+                limiter.on_success(completion.rate_limits)
+                return completion
+        finally:
+            if share_pending:
+                self._share_settle(spec.name, reserve_nano, 0)
+
+    async def _acquire_share(self, model: str, amount_nano: int) -> None:
+        """Take ``amount_nano`` of this model's share of the budget, waiting while share may still come
+        back or flow in."""
+        assert self._shares is not None
+        while not self._shares.reserve(model, amount_nano):
+            # Share comes back when this model's own calls settle, or flows in when another model
+            # finishes; with neither possible, the model stops (the others keep their shares).
+            others_running = any(n != model and left > 0 for n, left in self._workers_left.items())
+            if self.state.budget_stop or (self._share_inflight.get(model, 0) == 0 and not others_running):
+                raise _ShareStop
+            event = self._share_events.get(model)
+            if event is None:
+                event = self._share_events[model] = anyio.Event()
+            await event.wait()
+        self._share_inflight[model] = self._share_inflight.get(model, 0) + 1
+
+    def _wake_share_waiters(self, model: str | None = None) -> None:
+        for name in [model] if model is not None else list(self._share_events):
+            event = self._share_events.pop(name, None)
+            if event is not None:
+                event.set()
+
+    def _share_settle(self, model: str, reserved_nano: int, cost_nano: int) -> None:
+        """A reserved call ended (or never got its ledger reservation): release its share and count
+        its cost in the projection."""
+        if self._shares is not None:
+            self._shares.settle(model, reserved_nano, cost_nano)
+            self._share_inflight[model] -= 1
+            self._wake_share_waiters(model)
+        if self.state.projection is not None:
+            self.state.projection.call_settled(cost_nano)
 
     async def _settle_error(self, call_id: str, cost: int, exc: ProviderError, t0: float) -> None:
         ledger = self.state.ledger
@@ -436,6 +548,21 @@ class Runner:
         ledger = self.state.ledger
         assert ledger is not None
         self._done.add((unit.model, unit.suite, unit.item.id, unit.repeat))
+        self._unit_costs.setdefault((unit.model, unit.suite), []).append(sum(costs))
+        if self.state.projection is not None:
+            self.state.projection.unit_done(sum(costs))
+        target = self._targets.get((unit.model, unit.suite))
+        if target is not None and (unit.model, unit.suite) not in self.state.target_reached:
+            target.add(unit.item.id, bool(correct) if status == "scored" else None)
+            if target.done:
+                self.state.target_reached.add((unit.model, unit.suite))
+                if self.state.projection is not None:
+                    left = sum(
+                        1
+                        for u in self.plan.models[unit.model].units
+                        if u.suite == unit.suite and (u.model, u.suite, u.item.id, u.repeat) not in self._done
+                    )
+                    self.state.projection.units_skipped(left)
         await ledger.record_item(
             ItemResult(
                 run_id=self.run_id,
@@ -458,7 +585,7 @@ class Runner:
 
     async def _record_not_run(self, ledger: Ledger) -> None:
         for name, mp in self.plan.models.items():
-            reason = (
+            model_reason = (
                 "budget_exhausted"
                 if self.state.budget_stop
                 else "interrupted"
@@ -468,6 +595,8 @@ class Runner:
             for unit in mp.units:
                 if (unit.model, unit.suite, unit.item.id, unit.repeat) in self._done:
                     continue
+                reached = (unit.model, unit.suite) in self.state.target_reached
+                reason = "target_ci_reached" if reached else model_reason
                 await ledger.record_item(
                     ItemResult(
                         run_id=self.run_id,
@@ -569,6 +698,9 @@ async def run(
             else:
                 sim.answer_key.update(key)
         status = await runner.execute()
+        if opts.target_ci is not None:
+            summaries = runner.target_summaries()
+            await anyio.to_thread.run_sync(store.update_run_config, run_id, "target_ci", summaries)
     finally:
         with anyio.CancelScope(shield=True):
             if runner is not None and runner.state.interrupted:

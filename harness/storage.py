@@ -474,6 +474,19 @@ class Store:
             if result.rowcount != 1:
                 raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
 
+    def update_run_config(self, run_id: str, key: str, value: Any) -> None:
+        """Set ``config[key]`` of a run (read-modify-write in one transaction)."""
+        with self.begin_write("updating a run's config") as conn:
+            row = conn.execute(
+                sa.select(runs_table.c.config).where(runs_table.c.id == run_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
+            raw = row.config
+            config = dict(raw if isinstance(raw, dict) else json.loads(raw or "{}"))
+            config[key] = value
+            conn.execute(sa.update(runs_table).where(runs_table.c.id == run_id).values(config=config))
+
     def ensure_price(
         self, price_id: str, provider: str, model: str, row: Mapping[str, Any], table_sha256: str
     ) -> None:

@@ -158,3 +158,62 @@ def test_no_price_and_unknown_suite_are_config_errors(db_path: Path) -> None:
     with pytest.raises(UnknownSuite):
         prepare_run(RunOptions(suites=["no-such-suite"], models=["openai/o4-mini"], budget_usd=Decimal(1)))
     assert not db_path.exists()  # nothing written
+
+
+async def test_target_ci_stops_early_with_an_honest_summary(db_path: Path, sim: Any) -> None:
+    outcome = await _run(
+        db_path,
+        sim,
+        models=["openai/gpt-4o-mini"],
+        budget="20",
+        n=300,
+        max_output_tokens=1500,
+        target_ci=0.15,
+        concurrency=4,
+    )
+    assert (outcome.status, outcome.exit_code) == ("done", 0)
+    items = _rows(db_path, "select status, reason from item_results")
+    assert len(items) == 300
+    skipped = [i for i in items if i["status"] == "not_run"]
+    assert skipped and all(i["reason"] == "target_ci_reached" for i in skipped)
+    answered = len(items) - len(skipped)
+    assert answered < 200  # stopped well before the full run
+    store = Store.open(str(db_path))
+    try:
+        config = store.get_run(outcome.run_id)["config"]  # type: ignore[index]
+    finally:
+        store.close()
+    (summary,) = config["target_ci"]
+    assert summary["reached"] and summary["population"] == 300
+    assert summary["interval"]["high"] - summary["interval"]["low"] <= 2 * 0.15 + 1e-9
+    assert summary["n_items"] <= answered
+    assert Decimal(summary["full_run_projected_usd"]) > Decimal(summary["spent_usd"])
+
+
+async def test_budget_split_keeps_the_cheap_model_going(db_path: Path, sim: Any) -> None:
+    # o4-mini reserves ~30x what gpt-4o-mini does; with equal shares it stops at its own share and
+    # the cheap model is not starved.
+    budget = Decimal("0.30")
+    outcome = await _run(
+        db_path,
+        sim,
+        models=["openai/o4-mini", "openai/gpt-4o-mini"],
+        budget=str(budget),
+        n=40,
+        max_output_tokens=4000,
+    )
+    assert outcome.status == "budget_exhausted"
+    rows = {
+        r["model"]: r
+        for r in _rows(
+            db_path,
+            "select model, sum(cost_nano) spent, sum(status = 'ok') ok from calls group by model",
+        )
+    }
+    assert rows["openai/gpt-4o-mini"]["ok"] == 40  # the cheap model finished everything
+    assert rows["openai/o4-mini"]["ok"] < 40
+    run_row = _rows(db_path, "select * from runs")[0]
+    assert run_row["committed_nano"] <= usd_to_nano(budget)
+    not_run = _rows(db_path, "select model, reason from item_results where status = 'not_run'")
+    assert not_run and {r["model"] for r in not_run} == {"openai/o4-mini"}
+    assert {r["reason"] for r in not_run} == {"budget_share_exhausted"}
