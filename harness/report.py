@@ -165,7 +165,7 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
             r["suite"],
             f"{r['scored'] + r['unusable']}/{r['items']}",
             score,
-            str(r["unusable"]),
+            f"{r['unusable']} ({_usd(r['unusable_usd'])})" if r["unusable"] else "0",
             str(r["not_run"]),
             f"{r['input_tokens'] + r['cache_read_tokens'] + r['cache_write_tokens']:,}",
             f"{r['output_tokens']:,}",
