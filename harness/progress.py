@@ -77,7 +77,7 @@ class ProgressDisplay:
     def _projected(state: RunState) -> str:
         if state.projection is None or state.projection.units_done == 0:
             return ""
-        return f" | projected {state.projection.estimate().text()}"
+        return f" | {state.projection.estimate().text()}"
 
     def _render(self, state: RunState) -> Group:
         table = Table(box=None, pad_edge=False)
