@@ -302,13 +302,17 @@ class Runner:
                         costs,
                         last_call,
                     )
-        except _BudgetStop:
-            self.state.budget_stop = True
-            return  # recorded as not run at the end (with the spend of any failed attempts)
-        except _ShareStop:
-            self.state.share_stopped.add(spec.name)
-            self.state.stopped_models.setdefault(spec.name, "budget_share_exhausted")
-            return
+        except (_BudgetStop, _ShareStop) as stop:
+            if isinstance(stop, _ShareStop):
+                self.state.share_stopped.add(spec.name)
+                self.state.stopped_models.setdefault(spec.name, "budget_share_exhausted")
+                reason = "budget_share_exhausted"
+            else:
+                self.state.budget_stop = True
+                reason = "budget_exhausted"
+            if costs:  # earlier attempts of this item were paid for: record the item with their spend
+                await self._finish_item(unit, prompt, "not_run", None, None, "", reason, costs, last_call)
+            return  # otherwise recorded as not run at the end
         except ProviderError as exc:
             progress.errors += 1
             progress.done += 1
