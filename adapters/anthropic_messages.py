@@ -24,8 +24,9 @@ import anyio
 import httpx2
 
 from harness.errors import ConfigError, ProviderError
-from harness.types import Completion, ModelSpec, Request, Usage, input_tokens_upper_bound
+from harness.types import Completion, ModelSpec, Request, Usage
 
+from ._base import AdapterBase, nonneg
 from ._common import (
     HeaderLike,
     body_error_fields,
@@ -42,29 +43,25 @@ from ._common import (
 __all__ = ["AnthropicMessagesAdapter", "map_anthropic_error", "usage_from_anthropic"]
 
 
-def _nonneg(value: object) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
-
-
 def usage_from_anthropic(raw: Mapping[str, Any]) -> Usage:
     """Normalise a merged Anthropic usage dict (cache reads and writes are *on top of* input).
 
     Cache writes split by ``cache_creation.ephemeral_1h_input_tokens``; the rest (or all of them when
     the breakdown is absent) are 5 minute writes.
     """
-    creation = _nonneg(raw.get("cache_creation_input_tokens"))
+    creation = nonneg(raw.get("cache_creation_input_tokens"))
     breakdown = raw.get("cache_creation")
     long_write = 0
     if isinstance(breakdown, Mapping):
-        long_write = min(creation, _nonneg(breakdown.get("ephemeral_1h_input_tokens")))
+        long_write = min(creation, nonneg(breakdown.get("ephemeral_1h_input_tokens")))
     details = raw.get("output_tokens_details")
-    thinking = _nonneg(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0
+    thinking = nonneg(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0
     return Usage(
-        input_uncached=_nonneg(raw.get("input_tokens")),
-        cache_read=_nonneg(raw.get("cache_read_input_tokens")),
+        input_uncached=nonneg(raw.get("input_tokens")),
+        cache_read=nonneg(raw.get("cache_read_input_tokens")),
         cache_write_5m=creation - long_write,
         cache_write_1h=long_write,
-        output=_nonneg(raw.get("output_tokens")),
+        output=nonneg(raw.get("output_tokens")),
         reasoning=thinking,
     )
 
@@ -122,8 +119,11 @@ def map_anthropic_error(
     return None
 
 
-class AnthropicMessagesAdapter:
+class AnthropicMessagesAdapter(AdapterBase):
     """Streams Anthropic Messages (with optional extended thinking) into a normalised :class:`Completion`."""
+
+    PROVIDER = "anthropic"
+    API = "messages"
 
     def __init__(
         self,
@@ -143,8 +143,7 @@ class AnthropicMessagesAdapter:
             stall_timeout_s: longest silence allowed while streaming.
             connect_timeout_s: TCP/TLS connect timeout.
         """
-        self._spec = spec
-        self._api_key = api_key
+        super().__init__(spec, api_key)
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
@@ -152,25 +151,6 @@ class AnthropicMessagesAdapter:
             timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
             open_telemetry=False,
         )
-
-    @property
-    def provider(self) -> str:
-        """Price-table provider: ``anthropic``."""
-        return "anthropic"
-
-    @property
-    def api(self) -> str:
-        """``messages``."""
-        return "messages"
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The model this adapter serves."""
-        return self._spec
-
-    def input_tokens_upper_bound(self, request: Request) -> int:
-        """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`)."""
-        return input_tokens_upper_bound(request.messages)
 
     def request_params(self, request: Request) -> dict[str, Any]:
         """The keyword arguments passed to ``messages.create`` (the JSON body's fields).
@@ -305,10 +285,3 @@ class AnthropicMessagesAdapter:
             latency_s=latency,
             rate_limits=rate_limits_from_headers(headers),
         )
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connection pool."""
-        await self._client.close()
-
-    def __repr__(self) -> str:
-        return f"AnthropicMessagesAdapter({self._spec.name!r})"

@@ -21,8 +21,9 @@ import openai
 from openai.types import CompletionUsage
 
 from harness.errors import ProviderError
-from harness.types import Completion, ModelSpec, Request, Usage, input_tokens_upper_bound
+from harness.types import Completion, ModelSpec, Request, Usage
 
+from ._base import AdapterBase, nonneg
 from ._common import (
     HeaderLike,
     body_error_fields,
@@ -40,23 +41,19 @@ from ._common import (
 __all__ = ["OpenAIChatAdapter", "map_openai_error", "merged_extra_body", "usage_from_openai_chat"]
 
 
-def _nonneg(value: object) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
-
-
 def usage_from_openai_chat(usage: CompletionUsage) -> Usage:
     """Normalise a Chat Completions usage object (cached and reasoning tokens are subsets)."""
-    prompt = _nonneg(usage.prompt_tokens)
+    prompt = nonneg(usage.prompt_tokens)
     details = usage.prompt_tokens_details
-    cached = _nonneg(details.cached_tokens) if details is not None else 0
-    cache_write = _nonneg(getattr(details, "cache_write_tokens", None)) if details is not None else 0
+    cached = nonneg(details.cached_tokens) if details is not None else 0
+    cache_write = nonneg(getattr(details, "cache_write_tokens", None)) if details is not None else 0
     out_details = usage.completion_tokens_details
-    reasoning = _nonneg(out_details.reasoning_tokens) if out_details is not None else 0
+    reasoning = nonneg(out_details.reasoning_tokens) if out_details is not None else 0
     return Usage(
         input_uncached=max(0, prompt - cached - cache_write),
         cache_read=cached,
         cache_write_5m=cache_write,
-        output=_nonneg(usage.completion_tokens),
+        output=nonneg(usage.completion_tokens),
         reasoning=reasoning,
     )
 
@@ -122,8 +119,11 @@ def map_openai_error(
     )
 
 
-class OpenAIChatAdapter:
+class OpenAIChatAdapter(AdapterBase):
     """Streams Chat Completions with ``include_usage`` and returns a normalised :class:`Completion`."""
+
+    PROVIDER = "openai"
+    API = "chat"
 
     def __init__(
         self,
@@ -144,33 +144,13 @@ class OpenAIChatAdapter:
             stall_timeout_s: longest silence allowed while streaming.
             connect_timeout_s: TCP/TLS connect timeout.
         """
-        self._spec = spec
-        self._api_key = api_key
+        super().__init__(spec, api_key)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
         )
-
-    @property
-    def provider(self) -> str:
-        """Price-table provider: ``openai``."""
-        return "openai"
-
-    @property
-    def api(self) -> str:
-        """``chat``."""
-        return "chat"
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The model this adapter serves."""
-        return self._spec
-
-    def input_tokens_upper_bound(self, request: Request) -> int:
-        """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`)."""
-        return input_tokens_upper_bound(request.messages)
 
     def request_params(self, request: Request) -> dict[str, Any]:
         """The keyword arguments passed to ``chat.completions.create`` (the JSON body's fields)."""
@@ -281,13 +261,6 @@ class OpenAIChatAdapter:
             rate_limits=rate_limits_from_headers(headers),
             provider_cost_usd=decimal_str(getattr(usage, "cost", None)) if usage is not None else None,
         )
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connection pool."""
-        await self._client.close()
-
-    def __repr__(self) -> str:
-        return f"OpenAIChatAdapter({self._spec.name!r})"
 
 
 def _has_reasoning(delta: object) -> bool:

@@ -21,8 +21,9 @@ import openai
 from openai.types.responses import Response, ResponseUsage
 
 from harness.errors import ProviderError
-from harness.types import Completion, ModelSpec, Request, Usage, input_tokens_upper_bound
+from harness.types import Completion, ModelSpec, Request, Usage
 
+from ._base import AdapterBase, nonneg
 from ._common import (
     build_timeout,
     decimal_str,
@@ -37,34 +38,33 @@ from .openai_chat import map_openai_error, merged_extra_body
 __all__ = ["OpenAIResponsesAdapter", "usage_from_openai_responses"]
 
 
-def _nonneg(value: object) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
-
-
 def usage_from_openai_responses(usage: ResponseUsage) -> Usage:
     """Normalise a Responses usage object (cached and reasoning tokens are subsets)."""
-    total_in = _nonneg(usage.input_tokens)
+    total_in = nonneg(usage.input_tokens)
     details = usage.input_tokens_details
     cached = cache_write = long_write = 0
     if details is not None:
-        cached = _nonneg(details.cached_tokens)
-        cache_write = _nonneg(details.cache_write_tokens)
+        cached = nonneg(details.cached_tokens)
+        cache_write = nonneg(details.cache_write_tokens)
         ttl = details.cache_write_tokens_details
         if ttl is not None:
-            long_write = min(cache_write, _nonneg(ttl.ttl_12h_tokens))
+            long_write = min(cache_write, nonneg(ttl.ttl_12h_tokens))
     out_details = usage.output_tokens_details
     return Usage(
         input_uncached=max(0, total_in - cached - cache_write),
         cache_read=cached,
         cache_write_5m=cache_write - long_write,
         cache_write_1h=long_write,
-        output=_nonneg(usage.output_tokens),
-        reasoning=_nonneg(out_details.reasoning_tokens) if out_details is not None else 0,
+        output=nonneg(usage.output_tokens),
+        reasoning=nonneg(out_details.reasoning_tokens) if out_details is not None else 0,
     )
 
 
-class OpenAIResponsesAdapter:
+class OpenAIResponsesAdapter(AdapterBase):
     """Streams the Responses API (``store=False``) and returns a normalised :class:`Completion`."""
+
+    PROVIDER = "openai"
+    API = "responses"
 
     def __init__(
         self,
@@ -84,33 +84,13 @@ class OpenAIResponsesAdapter:
             stall_timeout_s: longest silence allowed while streaming.
             connect_timeout_s: TCP/TLS connect timeout.
         """
-        self._spec = spec
-        self._api_key = api_key
+        super().__init__(spec, api_key)
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
         )
-
-    @property
-    def provider(self) -> str:
-        """Price-table provider: ``openai``."""
-        return "openai"
-
-    @property
-    def api(self) -> str:
-        """``responses``."""
-        return "responses"
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The model this adapter serves."""
-        return self._spec
-
-    def input_tokens_upper_bound(self, request: Request) -> int:
-        """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`)."""
-        return input_tokens_upper_bound(request.messages)
 
     def request_params(self, request: Request) -> dict[str, Any]:
         """The keyword arguments passed to ``responses.create`` (the JSON body's fields)."""
@@ -262,10 +242,3 @@ class OpenAIResponsesAdapter:
             partial_text=partial_text,
             partial_usage=usage_from_openai_responses(usage) if usage is not None else None,
         )
-
-    async def aclose(self) -> None:
-        """Close the SDK client's connection pool."""
-        await self._client.close()
-
-    def __repr__(self) -> str:
-        return f"OpenAIResponsesAdapter({self._spec.name!r})"
