@@ -568,23 +568,37 @@ class Runner:
                     )
                     self.state.projection.units_skipped(left)
         await ledger.record_item(
-            ItemResult(
-                run_id=self.run_id,
-                model=unit.model,
-                suite=unit.suite,
-                item_id=unit.item.id,
-                repeat=unit.repeat,
-                status=status,
-                correct=correct,
-                extracted=extracted,
-                answer_text=text,
-                target=prompt.target,
-                reason=reason,
-                meta=dict(prompt.meta),
-                cost_nano=sum(costs),
-                attempts=len(costs),
-                final_call_id=last_call[0] if last_call else None,
-            )
+            self._item_result(unit, prompt, status, correct, extracted, text, reason, costs, last_call)
+        )
+
+    def _item_result(
+        self,
+        unit: Unit,
+        prompt: Prompt,
+        status: str,
+        correct: bool | None,
+        extracted: str | None,
+        text: str,
+        reason: str | None,
+        costs: list[int],
+        last_call: list[str],
+    ) -> ItemResult:
+        return ItemResult(
+            run_id=self.run_id,
+            model=unit.model,
+            suite=unit.suite,
+            item_id=unit.item.id,
+            repeat=unit.repeat,
+            status=status,
+            correct=correct,
+            extracted=extracted,
+            answer_text=text,
+            target=prompt.target,
+            reason=reason,
+            meta=dict(prompt.meta),
+            cost_nano=sum(costs),
+            attempts=len(costs),
+            final_call_id=last_call[0] if last_call else None,
         )
 
     async def _record_not_run(self, ledger: Ledger) -> None:
@@ -601,25 +615,10 @@ class Runner:
                     continue
                 reached = (unit.model, unit.suite) in self.state.target_reached
                 reason = "target_ci_reached" if reached else model_reason
-                await ledger.record_item(
-                    ItemResult(
-                        run_id=self.run_id,
-                        model=unit.model,
-                        suite=unit.suite,
-                        item_id=unit.item.id,
-                        repeat=unit.repeat,
-                        status="not_run",
-                        correct=None,
-                        extracted=None,
-                        answer_text="",
-                        target=self.prompt_for(unit).target,
-                        reason=_one_line(reason)[:200],
-                        meta={},
-                        cost_nano=0,
-                        attempts=0,
-                        final_call_id=None,
-                    )
-                )
+                prompt = self.prompt_for(unit)
+                why = _one_line(reason)[:200]
+                result = self._item_result(unit, prompt, "not_run", None, None, "", why, [], [])
+                await ledger.record_item(result)
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
