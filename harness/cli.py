@@ -166,6 +166,7 @@ def cli() -> None:
     metavar="MODEL=FRACTION,...",
     help="Budget shares per model [default: equal shares when several models run].",
 )
+@click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -197,6 +198,7 @@ def run(
     allow_partial: bool,
     target_ci: float | None,
     split: str | None,
+    no_cache: bool,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -255,6 +257,7 @@ def run(
         sim_faults=sim_faults,
         sim_url=sim_url,
         target_ci=target_ci,
+        use_cache=not no_cache,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     if split:
@@ -619,6 +622,11 @@ def _entry() -> NoReturn:
 from .cli_estimate import estimate  # noqa: E402  (registered last: it imports cli lazily)
 
 cli.add_command(estimate)
+
+from .cli_ops import export_cmd, import_cmd, reconcile, resume  # noqa: E402  (imports cli lazily)
+
+for _command in (resume, reconcile, export_cmd, import_cmd):
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ from .errors import StorageError
 from .storage import Store, _json_dumps, calls_table, item_results_table, runs_table
 from .types import Usage
 
-__all__ = ["ITEM_STATUSES", "CallEnd", "CallStart", "ItemResult", "Ledger"]
+__all__ = ["ITEM_STATUSES", "CachedCall", "CallEnd", "CallStart", "ItemResult", "Ledger"]
 
 log = logging.getLogger("tollbench.ledger")
 
@@ -59,6 +59,12 @@ class CallStart:
     reserved_nano: int
     price_id: str
     started_at: datetime
+    request_hash: str | None = None
+    """The response-cache key of the request (:func:`harness.cache.request_key`)."""
+    request: Mapping[str, Any] | None = None
+    """The canonical request (stored redacted)."""
+    sent_to: str | None = None
+    """Where the request goes (``sim:<instance>`` for the simulator), for ``reconcile``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,21 @@ class CallEnd:
     latency_ms: int | None
     retry_wait_ms: int
     finished_at: datetime
+    response: Mapping[str, Any] | None = None
+    """``{"text", "finish_reason"}`` of an answered call (stored redacted), for resume and the cache."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedCall:
+    """A call answered from the response cache: nothing is sent and nothing is charged to this run."""
+
+    start: CallStart
+    """Describes the request (``reserved_nano`` must be 0)."""
+    source_call_id: str
+    reproduce_nano: int
+    """What the reused answer cost when it was bought."""
+    response: Mapping[str, Any]
+    finish_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,11 @@ class _Item:
 
 
 @dataclass(eq=False, slots=True)
+class _Cached:
+    call: CachedCall
+
+
+@dataclass(eq=False, slots=True)
 class _Waitable:
     kind: Literal["flush", "budget"]
     extra_nano: int = 0
@@ -132,7 +158,7 @@ class _Waitable:
     error: BaseException | None = None
 
 
-_Op = _Reserve | _Settle | _Item | _Waitable
+_Op = _Reserve | _Settle | _Item | _Cached | _Waitable
 
 
 @dataclass(slots=True)
@@ -178,6 +204,7 @@ class Ledger:
         """Settles that could not apply (unknown call, already settled); logged as warnings."""
         self.batches = 0
         """Transactions committed so far (for measurements)."""
+        self._last_error: StorageError | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -294,6 +321,16 @@ class Ledger:
         _json_dumps(dict(result.meta))  # fail now, in the caller, if meta cannot be stored
         self._enqueue(_Item(result))
 
+    async def record_cached(self, call: CachedCall) -> None:
+        """Queue a ``cached`` call row (settled at cost 0; applied in the next batch, see :meth:`flush`)."""
+        if call.start.run_id != self.run_id:
+            raise ValueError(
+                f"call {call.start.call_id} belongs to run {call.start.run_id}, not {self.run_id}"
+            )
+        if call.start.reserved_nano != 0 or call.reproduce_nano < 0:
+            raise ValueError("a cached call reserves nothing and reproduce_nano must be >= 0")
+        self._enqueue(_Cached(call))
+
     async def flush(self) -> None:
         """Wait until everything queued so far is committed.
 
@@ -355,6 +392,7 @@ class Ledger:
         except Exception as exc:
             error = exc if isinstance(exc, StorageError) else StorageError(f"{self._store.label}: {exc!r}")
             log.error("ledger batch of %d operations failed: %s", len(batch), error)
+            self._last_error = error
             self._fail(batch, error)
             return False
         self._deliver(batch, outcome)
@@ -385,9 +423,11 @@ class Ledger:
         error: StorageError | None = None
         while self._pending or self._queue:
             if not await self._run_batch():
+                label = self._store.label
+                cause = str(self._last_error or "").removeprefix(f"{label}: ")
                 error = StorageError(
-                    f"{self._store.label}: {len(self._pending)} call settlements or item results could not "
-                    "be written; their reservations stay counted at the worst case (see `tollbench show`)"
+                    f"{label}: {cause}; {len(self._pending)} call settlements or item results could not "
+                    "be written: their reservations stay counted at the worst case (see `tollbench show`)"
                 )
                 break
         if error is not None:
@@ -429,7 +469,7 @@ class Ledger:
                         committed += s.reserved_nano
                         admitted.add(id(op))
                         known[s.call_id] = (s.reserved_nano, "reserved", s.run_id)
-                        inserts.append(_call_row(s))
+                        inserts.append(_call_row(s, red.json))
                 elif isinstance(op, _Settle):
                     e = op.end
                     info = known.get(e.call_id)
@@ -451,6 +491,8 @@ class Ledger:
                     committed += e.cost_nano - reserved
                     known[e.call_id] = (reserved, e.status, self.run_id)
                     updates.append(_settle_row(e, red.text, red.json))
+                elif isinstance(op, _Cached):
+                    inserts.append(_cached_row(op.call, red.text, red.json))
                 elif isinstance(op, _Item):
                     res = op.result
                     items[(res.model, res.suite, res.item_id, res.repeat)] = _item_row(
@@ -458,10 +500,12 @@ class Ledger:
                     )
                 elif op.kind == "budget":
                     budget += op.extra_nano
-            if inserts:
-                conn.execute(sa.insert(c), inserts)
-            if updates:
-                conn.execute(_SETTLE_STMT, updates)
+            # Rows are grouped by their columns: the optional ones (request, response, ...) are only
+            # written when set, so a ledger without them works on any schema version.
+            for group in _by_columns(inserts):
+                conn.execute(sa.insert(c), group)
+            for group in _by_columns(updates):
+                conn.execute(_SETTLE_STMT_R if "b_response" in group[0] else _SETTLE_STMT, group)
             if items:
                 conn.execute(self._upsert_items(), list(items.values()))
             conn.execute(
@@ -508,7 +552,10 @@ def _release_end(call_id: str) -> CallEnd:
     )
 
 
-def _call_row(s: CallStart) -> dict[str, Any]:
+def _call_row(s: CallStart, js: Any = None) -> dict[str, Any]:
+    request = dict(s.request) if s.request is not None else None
+    if request is not None and js is not None:
+        request = js(request)
     return {
         "id": s.call_id,
         "run_id": s.run_id,
@@ -526,7 +573,30 @@ def _call_row(s: CallStart) -> dict[str, Any]:
         "price_id": s.price_id,
         "started_at": s.started_at,
         "cached": False,
+        **{
+            k: v
+            for k, v in (("request_hash", s.request_hash), ("request", request), ("sent_to", s.sent_to))
+            if v is not None
+        },
     }
+
+
+def _cached_row(call: CachedCall, text: Any, js: Any) -> dict[str, Any]:
+    row = _call_row(call.start, js)
+    row.update(
+        status="cached",
+        cost_nano=0,
+        usage_known=True,
+        finish_reason=text(call.finish_reason),
+        finished_at=call.start.started_at,
+        latency_ms=0,
+        retry_wait_ms=0,
+        cached=True,
+        response=js(dict(call.response)),
+        source_call_id=call.source_call_id,
+        reproduce_nano=call.reproduce_nano,
+    )
+    return row
 
 
 _SETTLED = (
@@ -555,6 +625,18 @@ _SETTLE_STMT = (
     .where(calls_table.c.id == sa.bindparam("b_id"))
     .values({name: sa.bindparam(f"b_{name}") for name in _SETTLED})
 )
+_SETTLE_STMT_R = (
+    sa.update(calls_table)
+    .where(calls_table.c.id == sa.bindparam("b_id"))
+    .values({name: sa.bindparam(f"b_{name}") for name in (*_SETTLED, "response")})
+)
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.values())
 
 
 def _settle_row(e: CallEnd, text: Any, js: Any) -> dict[str, Any]:
@@ -583,6 +665,8 @@ def _settle_row(e: CallEnd, text: Any, js: Any) -> dict[str, Any]:
         "latency_ms": e.latency_ms,
         "retry_wait_ms": e.retry_wait_ms,
     }
+    if e.response is not None:
+        values["response"] = js(dict(e.response))
     return {"b_id": e.call_id, **{f"b_{k}": v for k, v in values.items()}}
 
 

@@ -200,6 +200,35 @@ def m002_indexes(conn: Connection) -> None:
         index.create(conn)
 
 
+@migration
+def m003_resume_cache(conn: Connection) -> None:
+    """What resume, the response cache, export/import and reconcile need on each call row.
+
+    ``request_hash`` is the response-cache key (sha256 of the canonical request, see
+    :mod:`harness.cache`), ``request`` the canonical request itself and ``response`` the answer text
+    with its normalised finish reason; ``sent_to`` names where the request went (``sim:<instance>`` for
+    the simulator) so ``reconcile`` knows which invoice can prove it; a ``cached`` row points to the
+    call whose answer it reused (``source_call_id``) and keeps that call's cost as ``reproduce_nano``.
+    """
+    for column in (
+        sa.Column("request_hash", sa.String(64), nullable=True),
+        sa.Column("request", sa.JSON, nullable=True),
+        sa.Column("response", sa.JSON, nullable=True),
+        sa.Column("sent_to", sa.String(200), nullable=True),
+        sa.Column("source_call_id", sa.String(64), nullable=True),
+        sa.Column("reproduce_nano", sa.BigInteger, nullable=True),
+    ):
+        type_ = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f'ALTER TABLE calls ADD COLUMN "{column.name}" {type_}'))
+    md = sa.MetaData()
+    calls = sa.Table(
+        "calls", md, sa.Column("request_hash", sa.String(64)), sa.Column("cached", sa.Boolean),
+        sa.Column("run_id", sa.String(64)),
+    )  # fmt: skip
+    sa.Index("ix_calls_request_hash", calls.c.request_hash).create(conn)
+    sa.Index("ix_calls_cached", calls.c.cached, calls.c.run_id).create(conn)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this tollbench writes (number of the newest migration it knows)."""
 

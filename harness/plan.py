@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+from .cache import CachedAnswer
 from .errors import ConfigError, PricingMissing
 from .models import load_aliases, require_api_key, resolve_model
 from .pricing import Price, PriceTable
@@ -19,10 +21,24 @@ from .sampling import seeded_order, stratified_sample
 from .suite import Item, Suite
 from .types import ModelSpec
 
-__all__ = ["DEFAULT_MAX_OUTPUT_TOKENS", "ModelPlan", "Plan", "RunOptions", "Unit", "prepare_run"]
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "DONE_STATUSES",
+    "ModelPlan",
+    "Plan",
+    "PriorUnit",
+    "RunOptions",
+    "Unit",
+    "options_from_config",
+    "options_to_config",
+    "prepare_run",
+]
 
 #: AA v2's output cap; every request carries an explicit limit (invariant 1).
 DEFAULT_MAX_OUTPUT_TOKENS = 16384
+
+#: Item result statuses that mean "answered and paid for": resume never sends these units again.
+DONE_STATUSES = frozenset({"scored", "unusable"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +72,28 @@ class RunOptions:
     """Budget shares per model (fractions summing to 1); None = equal shares when several models run."""
     sim_url: str | None = None
     """Use the simulator already running at this URL (``tollbench sim serve``) instead of starting one."""
+    use_cache: bool = True
+    """Look answers up in the response cache before buying them (``--no-cache`` turns lookups off;
+    answers are stored either way). See :mod:`harness.cache`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriorUnit:
+    """What earlier sessions of the same run already did for one unit (see :mod:`harness.resume`)."""
+
+    status: str | None
+    """The unit's item result status, None when it has none."""
+    correct: bool | None = None
+    cost_nano: int = 0
+    """What every earlier attempt at the unit cost."""
+    attempts: int = 0
+    answer: CachedAnswer | None = None
+    """An answer the run bought but never recorded (re-scored, never bought again)."""
+
+    @property
+    def done(self) -> bool:
+        """The unit has a usable answer (scored or unusable): it was paid for and is never re-sent."""
+        return self.status in DONE_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +212,96 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
                     units.append(Unit(spec.name, suite.name, item, r))
         models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
     return Plan(options, suites, models, table)
+
+
+def options_to_config(options: RunOptions) -> dict[str, Any]:
+    """The options as JSON, stored in ``runs.config["options"]`` so ``resume`` can re-plan the run.
+
+    Suites given as objects (tests) are stored by name; paths as strings; the API key never (keys
+    are read from the environment again).
+    """
+    retry = options.retry
+    return {
+        "suites": [s if isinstance(s, str) else s.name for s in options.suites],
+        "models": list(options.models),
+        "budget_usd": str(options.budget_usd),
+        "concurrency": options.concurrency,
+        "limit": options.limit,
+        "repeats": options.repeats,
+        "seed": options.seed,
+        "max_output_tokens": options.max_output_tokens,
+        "simulated": options.simulated,
+        "data": str(options.data) if options.data else None,
+        "suite_options": dict(options.suite_options),
+        "prices": [str(p) for p in options.prices],
+        "models_file": str(options.models_file) if options.models_file else None,
+        "base_url": options.base_url,
+        "attempt_timeout_s": options.attempt_timeout_s,
+        "stall_timeout_s": options.stall_timeout_s,
+        "retry": {
+            "max_attempts": retry.max_attempts,
+            "max_elapsed_s": retry.max_elapsed_s,
+            "initial_wait_s": retry.initial_wait_s,
+            "max_wait_s": retry.max_wait_s,
+            "max_retry_after_s": retry.max_retry_after_s,
+        },
+        "sim_speed": options.sim_speed,
+        "sim_seed": options.sim_seed,
+        "sim_profiles": str(options.sim_profiles) if options.sim_profiles else None,
+        "sim_faults": str(options.sim_faults) if options.sim_faults else None,
+        "target_ci": options.target_ci,
+        "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
+        "use_cache": options.use_cache,
+    }
+
+
+def options_from_config(
+    stored: Mapping[str, Any], *, suites: Sequence[str | Suite] | None = None, **overrides: Any
+) -> RunOptions:
+    """Rebuild :class:`RunOptions` from :func:`options_to_config` output (``overrides`` win).
+
+    Args:
+        stored: ``runs.config["options"]``.
+        suites: Suite objects to use instead of the stored names (for suites that are not registered).
+        overrides: Any :class:`RunOptions` field (``use_cache``, ``sim_url``, ``concurrency``, ...).
+
+    Raises:
+        ConfigError: The stored options are not a mapping this version understands.
+    """
+    if not isinstance(stored, Mapping) or "models" not in stored:
+        raise ConfigError("the run has no stored options (it was created by an older tollbench)")
+
+    def path(key: str) -> Path | None:
+        value = stored.get(key)
+        return Path(value) if value else None
+
+    retry = dict(stored.get("retry") or {})
+    split = stored.get("split")
+    values: dict[str, Any] = {
+        "suites": list(suites) if suites is not None else list(stored["suites"]),
+        "models": list(stored["models"]),
+        "budget_usd": Decimal(str(stored.get("budget_usd", "0"))),
+        "concurrency": int(stored.get("concurrency", 16)),
+        "limit": stored.get("limit"),
+        "repeats": stored.get("repeats"),
+        "seed": int(stored.get("seed", 0)),
+        "max_output_tokens": stored.get("max_output_tokens"),
+        "simulated": bool(stored.get("simulated", False)),
+        "data": path("data"),
+        "suite_options": dict(stored.get("suite_options") or {}),
+        "prices": tuple(Path(p) for p in stored.get("prices") or ()),
+        "models_file": path("models_file"),
+        "base_url": stored.get("base_url"),
+        "attempt_timeout_s": float(stored.get("attempt_timeout_s", 900.0)),
+        "stall_timeout_s": float(stored.get("stall_timeout_s", 120.0)),
+        "retry": RetryPolicy(**{k: v for k, v in retry.items() if k in RetryPolicy.__dataclass_fields__}),
+        "sim_speed": float(stored.get("sim_speed", 0.02)),
+        "sim_seed": stored.get("sim_seed"),
+        "sim_profiles": path("sim_profiles"),
+        "sim_faults": path("sim_faults"),
+        "target_ci": stored.get("target_ci"),
+        "split": {k: Decimal(v) for k, v in split.items()} if split else None,
+        "use_cache": bool(stored.get("use_cache", True)),
+    }
+    values.update(overrides)
+    return RunOptions(**values)

@@ -66,6 +66,8 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 "unsettled_usd": usd_str(int(row["unsettled_nano"] or 0)),
                 "unusable_usd": usd_str(int(row["unusable_nano"] or 0)),
                 "cost_per_correct_usd": usd_str(-(-spent // correct)) if correct else None,
+                "cached": int(row.get("cached") or 0),
+                "saved_usd": usd_str(int(row.get("saved_nano") or 0)),
             }
         )
     return {
@@ -121,6 +123,8 @@ def cost_rows(store: Store, *, by: Sequence[str], **filters: Any) -> list[dict[s
                 "reasoning_tokens": int(r["reasoning_tokens"] or 0),
                 "spent_usd": usd_str(int(r["spent_nano"] or 0)),
                 "unsettled_usd": usd_str(int(r["unsettled_nano"] or 0)),
+                "cached": int(r.get("cached") or 0),
+                "saved_usd": usd_str(int(r.get("saved_nano") or 0)),
                 "simulated": r["simulated"],
             }
         )
@@ -178,6 +182,14 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
     if report["unsettled_usd"] not in ("0", "0.0"):
         line += f" (+ {_usd(report['unsettled_usd'])} unsettled, counted at worst case)"
     console.print(line + sim)
+    cached = sum(int(r.get("cached") or 0) for r in report["results"])
+    if cached:
+        from decimal import Decimal
+
+        saved = sum(Decimal(r.get("saved_usd") or "0") for r in report["results"])
+        console.print(
+            f"{cached} answers came from the response cache (cost 0 here; {_usd(str(saved))} to reproduce)"
+        )
 
 
 def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
@@ -200,9 +212,13 @@ def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
 
 def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: Console) -> None:
     table = Table()
+    show_saved = any(int(r.get("cached") or 0) for r in rows)
     for col in [*by, "calls", "in tok", "out tok", "reasoning", "spent", "unsettled"]:
         table.add_column(col)
+    if show_saved:
+        table.add_column("saved by cache")
     for r in rows:
+        extra = [_usd(r["saved_usd"])] if show_saved else []
         table.add_row(
             *[str(r[k]) + (_sim_tag(r["simulated"]) if k == by[-1] else "") for k in by],
             f"{r['calls']:,}",
@@ -211,6 +227,7 @@ def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: C
             f"{r['reasoning_tokens']:,}",
             _usd(r["spent_usd"]),
             _usd(r["unsettled_usd"]),
+            *extra,
         )
     console.print(table)
 

@@ -12,11 +12,13 @@ the budget no new call starts anywhere, in-flight calls finish and settle, and t
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +26,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .budget_split import ShareLedger, split_budget
+from .cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
 from .errors import (
     AuthError,
     BadRequest,
@@ -33,10 +36,10 @@ from .errors import (
     RateLimited,
     StorageError,
 )
-from .ledger import CallEnd, CallStart, ItemResult, Ledger
+from .ledger import CachedCall, CallEnd, CallStart, ItemResult, Ledger
 from .limiter import AdaptiveLimiter
 from .money import usd_to_nano
-from .plan import ModelPlan, Plan, RunOptions, Unit, prepare_run
+from .plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, options_to_config, prepare_run
 from .projection import Projection, summarize_partial
 from .retry import retrying
 from .sequential import TargetCI
@@ -45,6 +48,14 @@ from .suite import Score
 from .types import Adapter, Completion, Prompt, Request, RetryDecision
 
 __all__ = ["RunOptions", "RunOutcome", "Runner", "prepare_run", "run"]
+
+log = logging.getLogger("tollbench.runner")
+
+#: Seconds between heartbeats of a running run (``runs.heartbeat_at``); resume treats a run whose
+#: heartbeat is older than a few of these as abandoned.
+HEARTBEAT_S = 10.0
+
+UnitKey = tuple[str, str, str, int]
 
 
 @dataclass
@@ -110,7 +121,22 @@ class Runner:
         base_urls: Mapping[str, str | None],
         on_progress: Callable[[RunState], None] | None = None,
         handle_signals: bool = False,
+        prior: Mapping[UnitKey, PriorUnit] | None = None,
+        sim_instance: str | None = None,
     ) -> None:
+        """Prepare to execute ``plan`` as run ``run_id``.
+
+        Args:
+            plan: The prepared plan (every unit of the run).
+            store: The open database.
+            run_id: The run (it must exist).
+            base_urls: Base URL per provider (the simulator's, or None for the SDK default).
+            on_progress: Called with the live state about four times a second.
+            handle_signals: Turn SIGINT/SIGTERM into an orderly stop (the CLI).
+            prior: For a resumed run: what earlier sessions did per unit. Units with a usable answer
+                are not sent again; answers bought but not recorded are re-scored from the database.
+            sim_instance: The simulator's invoice instance (recorded as ``calls.sent_to``).
+        """
         self.plan = plan
         self.handle_signals = handle_signals
         self.store = store
@@ -125,7 +151,14 @@ class Runner:
             {name: ModelProgress(total=len(m.units)) for name, m in plan.models.items()},
         )
         self._prompts: dict[tuple[str, str, int], Prompt] = {}
-        self._done: set[tuple[str, str, str, int]] = set()
+        self._done: set[UnitKey] = set()
+        self._prior: dict[UnitKey, PriorUnit] = dict(prior or {})
+        self._cache: dict[str, CachedAnswer] = {}
+        self.cache_hits = 0
+        """Units answered from the response cache in this session."""
+        self.recovered = 0
+        """Units answered from calls this run bought earlier but never recorded (resume)."""
+        self._sent_to = f"sim:{sim_instance}" if sim_instance else None
         self._adapters: dict[str, Adapter] = {}
         self._limiters: dict[str, AdaptiveLimiter] = {}
         opts = plan.options
@@ -152,6 +185,54 @@ class Runner:
                             repeats=max(1, len(units) // len(order)),
                         )
         self.state.projection = Projection(plan.total_units)
+        self._apply_prior()
+
+    def _apply_prior(self) -> None:
+        """Count the units earlier sessions finished as done (progress, --target-ci, projection)."""
+        skipped = 0
+        for name, mp in self.plan.models.items():
+            progress = self.state.per_model[name]
+            for unit in mp.units:
+                prior = self._prior.get(_key(unit))
+                if prior is None or not prior.done:
+                    continue
+                self._done.add(_key(unit))
+                skipped += 1
+                progress.done += 1
+                if prior.status == "scored":
+                    progress.scored += 1
+                    progress.correct += int(bool(prior.correct))
+                target = self._targets.get((unit.model, unit.suite))
+                if target is not None and (unit.model, unit.suite) not in self.state.target_reached:
+                    target.add(unit.item.id, bool(prior.correct) if prior.status == "scored" else None)
+                    if target.done:
+                        self.state.target_reached.add((unit.model, unit.suite))
+        if skipped and self.state.projection is not None:
+            self.state.projection.units_skipped(skipped)
+
+    def endpoint(self, spec: Any) -> str:
+        """Where this model's requests go, as the cache key names it (see :mod:`harness.cache`)."""
+        if self.plan.options.simulated:
+            return "simulator"
+        env = os.environ.get(f"{spec.provider.upper()}_BASE_URL")  # the SDKs' own override
+        return str(self.base_urls.get(spec.provider) or spec.base_url or env or "default")
+
+    def request_for(self, mp: ModelPlan, unit: Unit) -> tuple[Request, dict[str, Any], str]:
+        """The unit's request, its canonical form and its response-cache key."""
+        spec = mp.spec
+        request = Request(
+            model=spec.model,
+            messages=self.prompt_for(unit).messages,
+            max_output_tokens=mp.max_output_tokens,
+            reasoning_effort=spec.reasoning_effort,
+            thinking_budget=spec.thinking_budget,
+            temperature=spec.temperature,
+            extra_body=spec.extra_body,
+        )
+        canonical = canonical_request(
+            spec, request, repeat=unit.repeat, run_seed=self.plan.options.seed, endpoint=self.endpoint(spec)
+        )
+        return request, canonical, request_key(canonical)
 
     def prompt_for(self, unit: Unit) -> Prompt:
         key = (unit.suite, unit.item.id, unit.repeat)
@@ -184,6 +265,14 @@ class Runner:
                 mp.price.to_dict(),
                 self.plan.price_table.sha256,
             )
+        if opts.use_cache:
+            keys = [
+                self.request_for(mp, unit)[2]
+                for mp in self.plan.models.values()
+                for unit in mp.units
+                if _key(unit) not in self._done
+            ]
+            self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
 
         status = "done"
         try:
@@ -194,6 +283,7 @@ class Runner:
                         if self.handle_signals:
                             tg.start_soon(self._watch_signals, tg)
                         tg.start_soon(self._report_progress)
+                        tg.start_soon(self._heartbeat)
                         async with anyio.create_task_group() as work:
                             for name, mp in self.plan.models.items():
                                 self._start_model(work, name, mp)
@@ -241,11 +331,12 @@ class Runner:
         return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())
 
     def _start_model(self, tg: TaskGroup, name: str, mp: ModelPlan) -> None:
-        send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(mp.units) or 1)
-        for unit in mp.units:
+        units = [u for u in mp.units if _key(u) not in self._done]
+        send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(units) or 1)
+        for unit in units:
             send.send_nowait(unit)
         send.close()
-        workers = min(self.plan.options.concurrency, max(1, len(mp.units)))
+        workers = min(self.plan.options.concurrency, max(1, len(units)))
         self._workers_left[name] = workers
         for _ in range(workers):
             tg.start_soon(self._worker, mp, receive.clone())
@@ -270,15 +361,17 @@ class Runner:
         opts = self.plan.options
         prompt = self.prompt_for(unit)
         spec = mp.spec
-        request = Request(
-            model=spec.model,
-            messages=prompt.messages,
-            max_output_tokens=mp.max_output_tokens,
-            reasoning_effort=spec.reasoning_effort,
-            thinking_budget=spec.thinking_budget,
-            temperature=spec.temperature,
-            extra_body=spec.extra_body,
-        )
+        request, canonical, rkey = self.request_for(mp, unit)
+        prior = self._prior.get(_key(unit))
+        if prior is not None and prior.answer is not None:
+            # Bought by this run before a crash, never recorded: re-score it, never buy it again.
+            self.recovered += 1
+            await self._answer_from_store(mp, unit, prompt, prior.answer, [prior.answer.call_id])
+            return
+        hit = self._cache.get(rkey)
+        if hit is not None:
+            await self._answer_from_cache(mp, unit, prompt, hit, canonical, rkey)
+            return
         adapter = self._adapters[spec.name]
         reserve_nano = usd_to_nano(
             mp.price.worst_case(adapter.input_tokens_upper_bound(request), mp.max_output_tokens)
@@ -298,9 +391,11 @@ class Runner:
                         adapter,
                         limiter,
                         reserve_nano,
-                        attempt.retry_state.attempt_number,
+                        attempt.retry_state.attempt_number + (prior.attempts if prior else 0),
                         costs,
                         last_call,
+                        canonical,
+                        rkey,
                     )
         except (_BudgetStop, _ShareStop) as stop:
             if isinstance(stop, _ShareStop):
@@ -323,7 +418,7 @@ class Runner:
             )
             return
         assert completion is not None
-        score = await self._score(unit, prompt, completion)
+        score = await self._score(unit, prompt, completion.text, completion.finish_reason)
         progress.done += 1
         if score.status == "scored":
             progress.scored += 1
@@ -351,6 +446,8 @@ class Runner:
         attempt_number: int,
         costs: list[int],
         last_call: list[str],
+        canonical: Mapping[str, Any] | None = None,
+        rkey: str | None = None,
     ) -> Completion:
         ledger = self.state.ledger
         assert ledger is not None
@@ -378,6 +475,14 @@ class Runner:
                     reserved_nano=reserve_nano,
                     price_id=mp.price.id,
                     started_at=datetime.now(UTC),
+                    request_hash=rkey,
+                    request=canonical,
+                    sent_to=self._sent_to,
+                )
+                # The call id travels as x-client-request-id (OpenAI documents it; others ignore it),
+                # so `reconcile` can match a crashed call to the provider's bill.
+                request = replace(
+                    request, extra_headers={**request.extra_headers, "x-client-request-id": call_id}
                 )
                 if not await ledger.reserve(start):
                     raise _BudgetStop
@@ -461,6 +566,7 @@ class Runner:
                         latency_ms=int(completion.latency_s * 1000),
                         retry_wait_ms=0,
                         finished_at=datetime.now(UTC),
+                        response=response_record(completion.text, completion.finish_reason),
                     )
                 )
                 limiter.on_success(completion.rate_limits)
@@ -525,15 +631,14 @@ class Runner:
                 )
             )
 
-    async def _score(self, unit: Unit, prompt: Prompt, completion: Completion) -> Score:
-        text = completion.text
-        if completion.finish_reason == "refusal":
+    async def _score(self, unit: Unit, prompt: Prompt, text: str, finish_reason: str) -> Score:
+        if finish_reason == "refusal":
             return Score("unusable", None, None, "refused")
         if not text.strip():
-            reason = "truncated" if completion.finish_reason == "length" else "empty"
+            reason = "truncated" if finish_reason == "length" else "empty"
             return Score("unusable", None, None, reason)
         score = await self.plan.suites[unit.suite].score(prompt, text)
-        if completion.finish_reason == "length" and score.extracted is None:
+        if finish_reason == "length" and score.extracted is None:
             return Score("unusable", None, None, "truncated")
         return score
 
@@ -583,6 +688,7 @@ class Runner:
         costs: list[int],
         last_call: list[str],
     ) -> ItemResult:
+        prior = self._prior.get(_key(unit))
         return ItemResult(
             run_id=self.run_id,
             model=unit.model,
@@ -596,9 +702,75 @@ class Runner:
             target=prompt.target,
             reason=reason,
             meta=dict(prompt.meta),
-            cost_nano=sum(costs),
-            attempts=len(costs),
+            cost_nano=sum(costs) + (prior.cost_nano if prior else 0),
+            attempts=len(costs) + (prior.attempts if prior else 0),
             final_call_id=last_call[0] if last_call else None,
+        )
+
+    async def _answer_from_cache(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        prompt: Prompt,
+        hit: CachedAnswer,
+        canonical: Mapping[str, Any],
+        rkey: str,
+    ) -> None:
+        """Answer a unit from the response cache: a ``cached`` call row at cost 0, then score."""
+        ledger = self.state.ledger
+        assert ledger is not None
+        spec = mp.spec
+        call_id = uuid.uuid4().hex
+        start = CallStart(
+            call_id=call_id,
+            run_id=self.run_id,
+            model=spec.name,
+            provider=spec.provider,
+            api=spec.api,
+            provider_model=spec.model,
+            suite=unit.suite,
+            item_id=unit.item.id,
+            repeat=unit.repeat,
+            attempt=0,
+            role="target",
+            reserved_nano=0,
+            price_id=mp.price.id,
+            started_at=datetime.now(UTC),
+            request_hash=rkey,
+            request=canonical,
+        )
+        await ledger.record_cached(
+            CachedCall(
+                start=start,
+                source_call_id=hit.call_id,
+                reproduce_nano=hit.cost_nano,
+                response=response_record(hit.text, hit.finish_reason),
+                finish_reason=hit.raw_finish_reason,
+            )
+        )
+        self.cache_hits += 1
+        await self._answer_from_store(mp, unit, prompt, hit, [call_id])
+
+    async def _answer_from_store(
+        self, mp: ModelPlan, unit: Unit, prompt: Prompt, answer: CachedAnswer, last_call: list[str]
+    ) -> None:
+        """Score a stored answer and record the item (nothing is sent or charged)."""
+        progress = self.state.per_model[mp.spec.name]
+        score = await self._score(unit, prompt, answer.text, answer.finish_reason)
+        progress.done += 1
+        if score.status == "scored":
+            progress.scored += 1
+            progress.correct += int(bool(score.correct))
+        await self._finish_item(
+            unit,
+            prompt,
+            score.status,
+            score.correct,
+            score.extracted,
+            answer.text,
+            score.reason,
+            [],
+            last_call,
         )
 
     async def _record_not_run(self, ledger: Ledger) -> None:
@@ -628,12 +800,25 @@ class Runner:
                 tg.cancel_scope.cancel()
                 return
 
+    async def _heartbeat(self) -> None:
+        """Keep ``runs.heartbeat_at`` fresh while calls are slow, so resume can tell a live run."""
+        while True:
+            await anyio.sleep(HEARTBEAT_S)
+            try:
+                await anyio.to_thread.run_sync(self.store.touch_heartbeat, self.run_id)
+            except StorageError as exc:  # the ledger reports database trouble where it matters
+                log.warning("heartbeat: %s", exc)
+
     async def _report_progress(self) -> None:
         if self.on_progress is None:
             return
         while True:
             self.on_progress(self.state)
             await anyio.sleep(0.25)
+
+
+def _key(unit: Unit) -> UnitKey:
+    return (unit.model, unit.suite, unit.item.id, unit.repeat)
 
 
 def _one_line(text: str) -> str:
@@ -648,12 +833,22 @@ async def run(
     on_start: Callable[[str], None] | None = None,
     handle_signals: bool = False,
     simulator: Any | None = None,
+    resume_run_id: str | None = None,
+    prior: Mapping[UnitKey, PriorUnit] | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
 ) -> RunOutcome:
     """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
     mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
 
     ``simulator`` is an already running ``SimServer``/``SimProcess`` to use for a simulated run (tests use
     it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.
+
+    ``resume_run_id`` continues that existing run instead of creating one (status back to ``running``;
+    see :mod:`harness.resume`, which also builds ``prior``). ``on_runner`` sees the runner once built.
+
+    Raises:
+        StorageError: The database failed during the run (a lock, a full disk): nothing committed is
+            lost, unsettled reservations stay counted at their worst case, and the run can be resumed.
     """
     opts = plan.options
     budget_nano = usd_to_nano(opts.budget_usd)
@@ -665,8 +860,16 @@ async def run(
         "max_output_tokens": {n: m.max_output_tokens for n, m in plan.models.items()},
         "data": str(opts.data) if opts.data else None,
         "suite_options": dict(opts.suite_options),
+        "options": options_to_config(opts),
     }
-    run_id = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
+    from .resume import register_process
+
+    if resume_run_id is not None:
+        run_id = resume_run_id
+        await anyio.to_thread.run_sync(store.set_run_status, run_id, "running")
+    else:
+        run_id = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
+    await anyio.to_thread.run_sync(register_process, store, run_id)
     if on_start:
         on_start(run_id)
 
@@ -686,9 +889,21 @@ async def run(
         if opts.simulated:
             assert sim is not None
             base_urls = {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}
+        instance = await anyio.to_thread.run_sync(_sim_instance, sim) if sim is not None else None
+        if instance is not None:
+            await anyio.to_thread.run_sync(_note_sim_instance, store, run_id, instance)
         runner = Runner(
-            plan, store, run_id, base_urls=base_urls, on_progress=on_progress, handle_signals=handle_signals
+            plan,
+            store,
+            run_id,
+            base_urls=base_urls,
+            on_progress=on_progress,
+            handle_signals=handle_signals,
+            prior=prior,
+            sim_instance=instance,
         )
+        if on_runner is not None:
+            on_runner(runner)
         if sim is not None:
             from .answerkey import AnswerKey
 
@@ -700,7 +915,15 @@ async def run(
                 await anyio.to_thread.run_sync(sim.add_answer_key, key)
             else:
                 sim.answer_key.update(key)
-        status = await runner.execute()
+        try:
+            status = await runner.execute()
+        except BaseExceptionGroup as group:
+            # A database failure in any worker ends the run with that one clear error.
+            storage = group.subgroup(StorageError)
+            if storage is None:
+                raise
+            first = _leaves(storage)[0]
+            raise first from group
         if opts.target_ci is not None:
             summaries = runner.target_summaries()
             await anyio.to_thread.run_sync(store.update_run_config, run_id, "target_ci", summaries)
@@ -708,11 +931,42 @@ async def run(
         with anyio.CancelScope(shield=True):
             if runner is not None and runner.state.interrupted:
                 status = "interrupted"
-            await anyio.to_thread.run_sync(store.set_run_status, run_id, status)
+            try:
+                await anyio.to_thread.run_sync(store.set_run_status, run_id, status)
+            except StorageError as exc:
+                # The database is unusable (full, locked): the run stays `running`; its heartbeat goes
+                # stale and `tollbench resume` can take it over. The original error propagates.
+                log.error("could not mark run %s %s: %s", run_id, status, exc)
             if sim is not None and own_sim:
                 await anyio.to_thread.run_sync(sim.stop)
     code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
     return RunOutcome(run_id, status, code)
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _sim_instance(sim: Any) -> str | None:
+    """The simulator's invoice instance id (None if it cannot say)."""
+    state = getattr(sim, "state", None)
+    if state is not None:
+        return str(state.invoice.instance)
+    try:
+        value = sim.invoice().get("instance")
+    except Exception:  # an older or unreachable simulator: calls just carry no sent_to
+        return None
+    return str(value) if value else None
+
+
+def _note_sim_instance(store: Store, run_id: str, instance: str) -> None:
+    run = store.get_run(run_id)
+    seen = list((run or {}).get("config", {}).get("sim_instances") or [])
+    if instance not in seen:
+        store.update_run_config(run_id, "sim_instances", [*seen, instance])
 
 
 def _create_or_join(store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]) -> str:

@@ -183,6 +183,18 @@ class CallRecord(SQLModel, table=True):
     latency_ms: int | None = None
     retry_wait_ms: int | None = None
     cached: bool = False
+    request_hash: str | None = Field(max_length=64, default=None)
+    """Response-cache key: sha256 of the canonical request (:mod:`harness.cache`)."""
+    request: dict[str, Any] | None = Field(sa_type=sa.JSON, nullable=True, default=None)
+    """The canonical request (messages and every parameter; never a key)."""
+    response: dict[str, Any] | None = Field(sa_type=sa.JSON, nullable=True, default=None)
+    """``{"text", "finish_reason"}`` of an answered call (or of the answer a cached row reused)."""
+    sent_to: str | None = Field(max_length=200, default=None)
+    """Where the request went: ``sim:<instance>`` for the simulator, else the API host."""
+    source_call_id: str | None = Field(max_length=64, default=None)
+    """For a ``cached`` row: the call whose answer was reused."""
+    reproduce_nano: int | None = _big(True, default=None)
+    """For a ``cached`` row: what the reused answer cost when it was bought (cost to reproduce)."""
 
 
 class ItemResultRecord(SQLModel, table=True):
@@ -474,6 +486,13 @@ class Store:
             if result.rowcount != 1:
                 raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
 
+    def touch_heartbeat(self, run_id: str) -> None:
+        """Set a run's ``heartbeat_at`` to now (a running process is alive)."""
+        with self.begin_write("updating a run's heartbeat") as conn:
+            conn.execute(
+                sa.update(runs_table).where(runs_table.c.id == run_id).values(heartbeat_at=datetime.now(UTC))
+            )
+
     def update_run_config(self, run_id: str, key: str, value: Any) -> None:
         """Set ``config[key]`` of a run (read-modify-write in one transaction)."""
         with self.begin_write("updating a run's config") as conn:
@@ -565,7 +584,14 @@ class Store:
         """Per (model, suite) totals of one run: calls, errors, items and scores, tokens and money."""
         c, t = calls_table, item_results_table
         call_stmt = (
-            sa.select(c.c.model, c.c.suite, *_call_sums(c), _count_if(c.c.status == "error").label("errors"))
+            sa.select(
+                c.c.model,
+                c.c.suite,
+                *_call_sums(c),
+                _count_if(c.c.status == "error").label("errors"),
+                _count_if(c.c.cached.is_(True)).label("cached"),
+                sa.func.sum(sa.case((c.c.cached.is_(True), c.c.reproduce_nano), else_=0)).label("saved_nano"),
+            )
             .where(c.c.run_id == run_id)
             .group_by(c.c.model, c.c.suite)
         )
@@ -617,8 +643,10 @@ class Store:
         """Spend and tokens grouped by any of ``run, model, suite, day, provider``.
 
         Each row has the group keys, ``calls``, the token sums, ``spent_nano`` (settled cost),
-        ``unsettled_nano`` (open reservations at their worst case) and ``simulated`` (True, False or
-        ``"mixed"``). ``since`` and ``until`` are inclusive UTC days of the calls' start times.
+        ``unsettled_nano`` (open reservations at their worst case), ``cached`` (calls answered from
+        the response cache), ``saved_nano`` (what those answers cost when they were bought) and
+        ``simulated`` (True, False or ``"mixed"``). ``since`` and ``until`` are inclusive UTC days of
+        the calls' start times.
         """
         unknown = [k for k in by if k not in COST_GROUP_KEYS]
         if unknown:
@@ -630,16 +658,33 @@ class Store:
         group: list[sa.ColumnElement[Any]] = [c.c.run_id, c.c.model, c.c.suite, c.c.provider]
         if "day" in keys:
             group.append(sa.func.date(c.c.started_at).label("day"))
-        stmt = sa.select(*group, *_call_sums(c)).group_by(*group)
+        group_names = ["run_id", "model", "suite", "provider", *(["day"] if "day" in keys else [])]
+        filters: list[sa.ColumnElement[bool]] = []
         if run_id is not None:
-            stmt = stmt.where(c.c.run_id == run_id)
+            filters.append(c.c.run_id == run_id)
         if since is not None:
-            stmt = stmt.where(c.c.started_at >= _day_start(since))
+            filters.append(c.c.started_at >= _day_start(since))
         if until is not None:
-            stmt = stmt.where(c.c.started_at < _day_start(until + timedelta(days=1)))
-        sums = ("calls", *_TOKEN_SUMS, "spent_nano", "unsettled_nano")
+            filters.append(c.c.started_at < _day_start(until + timedelta(days=1)))
+        stmt = sa.select(*group, *_call_sums(c)).where(*filters).group_by(*group)
+        # Cache savings come from a second, small query over the cached rows (ix_calls_cached), so the
+        # main one stays an index-only scan of ix_calls_summary.
+        saved_stmt = (
+            sa.select(
+                *group,
+                sa.func.count().label("cached"),
+                sa.func.sum(sa.func.coalesce(c.c.reproduce_nano, 0)).label("saved_nano"),
+            )
+            .where(c.c.cached.is_(True), *filters)
+            .group_by(*group)
+        )
+        sums = ("calls", *_TOKEN_SUMS, "spent_nano", "unsettled_nano", "cached", "saved_nano")
         out: dict[tuple[Any, ...], dict[str, Any]] = {}
         with self.begin_read("summing costs") as conn:
+            saved_rows = {
+                tuple(r._mapping[n] for n in group_names): (int(r.cached), int(r.saved_nano or 0))
+                for r in conn.execute(saved_stmt)
+            }
             rows = conn.execute(stmt).all()
             run_ids = sorted({row.run_id for row in rows})
             simulated: dict[str, bool] = {}
@@ -655,7 +700,10 @@ class Store:
             entry = out.get(key)
             if entry is None:
                 entry = out[key] = {**values, **dict.fromkeys(sums, 0), "simulated": None}
-            for name in sums:
+            cached, saved = saved_rows.get(tuple(m[n] for n in group_names), (0, 0))
+            entry["cached"] += cached
+            entry["saved_nano"] += saved
+            for name in sums[:-2]:
                 entry[name] += int(m[name] or 0)
             sim = simulated.get(m["run_id"], False)
             entry["simulated"] = sim if entry["simulated"] in (None, sim) else "mixed"
@@ -698,6 +746,8 @@ def _empty_report(model: str, suite: str) -> dict[str, Any]:
         "unsettled_nano": 0,
         "unusable_nano": 0,
         "cache_write": 0,
+        "cached": 0,
+        "saved_nano": 0,
     }
 
 

@@ -134,6 +134,8 @@ class _Handlers:
         t0 = time.monotonic()
         rid = s.request_id(provider)
         headers = self._base_headers(provider, rid)
+        client_id = request.headers.get("x-client-request-id") or None
+        s.invoice.begin(client_id)
         profile: ModelProfile | None = None
         stream = False
         fault_name: str | None = None
@@ -182,6 +184,7 @@ class _Handlers:
                 status="refused",
                 http_status=err.status,
                 fault=fault_name,
+                client_request_id=client_id,
             )
             return self._error(provider, rid, err, headers)
 
@@ -232,6 +235,7 @@ class _Handlers:
                 usage=usage,
                 raw_usage=raw_usage,
                 fault=fault.kind,
+                client_request_id=client_id,
             )
             return Response(_dumps(payload), status_code=200, headers=headers, media_type=_JSON)
 
@@ -254,6 +258,7 @@ class _Handlers:
                 usage=usage,
                 raw_usage=r.raw_usage if complete else None,
                 fault=fault_kind,
+                client_request_id=client_id,
             )
 
         return SSEResponse(

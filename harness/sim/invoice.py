@@ -17,6 +17,7 @@ Usage is converted to :class:`harness.types.Usage` exactly as tollbench's adapte
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -145,6 +146,8 @@ class RequestRecord:
     raw_usage: Mapping[str, Any] | None
     nano: int
     fault: str | None = None
+    client_request_id: str | None = None
+    """The client's ``x-client-request-id`` header (tollbench sends its call id), for reconciliation."""
 
     @property
     def billed(self) -> bool:
@@ -164,6 +167,7 @@ class RequestRecord:
             "http_status": self.http_status,
             "billed": self.billed,
             "fault": self.fault,
+            "client_request_id": self.client_request_id,
             "tokens": self.usage.as_dict(),
             "raw_usage": dict(self.raw_usage) if self.raw_usage is not None else None,
             "usd": usd_str(self.nano),
@@ -204,6 +208,15 @@ class Invoice:
         self._records: dict[str, RequestRecord] = {}
         self._models: dict[str, tuple[str, _Totals]] = {}
         self._total = _Totals()
+        self._in_progress: dict[str, int] = {}
+        self.instance = secrets.token_hex(8)
+        """Identifies this simulator's invoice: a restarted simulator has a new one (and an empty bill)."""
+
+    def begin(self, client_request_id: str | None) -> None:
+        """Note a request that arrived and is not billed yet (until :meth:`record` sees its id)."""
+        if client_request_id:
+            with self._lock:
+                self._in_progress[client_request_id] = self._in_progress.get(client_request_id, 0) + 1
 
     def record(
         self,
@@ -220,6 +233,7 @@ class Invoice:
         usage: Usage | None = None,
         raw_usage: Mapping[str, Any] | None = None,
         fault: str | None = None,
+        client_request_id: str | None = None,
     ) -> RequestRecord:
         """Price and store one request (a refused one is stored with zero usage and cost)."""
         u = usage if (usage is not None and status != "refused") else Usage()
@@ -240,8 +254,15 @@ class Invoice:
             raw_usage,
             nano,
             fault,
+            client_request_id,
         )
         with self._lock:
+            if client_request_id and client_request_id in self._in_progress:
+                left = self._in_progress[client_request_id] - 1
+                if left > 0:
+                    self._in_progress[client_request_id] = left
+                else:
+                    del self._in_progress[client_request_id]
             self._records[request_id] = rec
             self._total.add(rec)
             if model is not None:
@@ -271,6 +292,8 @@ class Invoice:
             }
             return {
                 "currency": "USD",
+                "instance": self.instance,
+                "in_progress": sorted(self._in_progress),
                 "total": self._total.as_dict(),
                 "models": models,
                 "requests": {rid: r.as_dict() for rid, r in self._records.items()},

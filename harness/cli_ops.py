@@ -1,0 +1,262 @@
+"""``tollbench resume``, ``reconcile``, ``export`` and ``import``: keeping spend crash-proof.
+
+Registered on the main group in :mod:`harness.cli` with ``cli.add_command(...)``. See docs/resume.md.
+
+Exit codes as ``run``: 0 done; 1 error; 2 bad usage or configuration (no such run, a live run without
+``--force``, a malformed bundle); 3 stopped at the budget; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConfigError, DataError
+
+__all__ = ["export_cmd", "import_cmd", "reconcile", "resume"]
+
+
+def _exit(code: int) -> Any:
+    from .cli import _Exit  # late: harness.cli imports this module at its end
+
+    return _Exit(code)
+
+
+def _fail(message: str, code: int = 2) -> Any:
+    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    return _exit(code)
+
+
+def _db_option(f: Any) -> Any:
+    return click.option(
+        "--db",
+        envvar="TOLLBENCH_DB",
+        default=None,
+        metavar="PATH_OR_URL",
+        help="Database file or PostgreSQL URL [env TOLLBENCH_DB; default ./runs.db].",
+    )(f)
+
+
+def _open(db: str | None) -> Any:
+    from .cli import _open_store
+
+    return _open_store(db)
+
+
+def _check_sim_url(sim_url: str | None) -> None:
+    if sim_url and not sim_url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        raise _fail("--sim-url must be a loopback http:// URL (the simulator is never a remote service)")
+
+
+@click.command("resume")
+@click.argument("run_id")
+@click.option("--add-budget", metavar="USD", help="Raise the run's budget by USD before continuing.")
+@_db_option
+@click.option("--json", "json_output", is_flag=True, help="Print the final report as JSON.")
+@click.option("--sim-url", metavar="URL", help="For a simulated run: use the simulator running at URL.")
+@click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
+@click.option("--force", is_flag=True, help="Take over a run that looks alive (fresh heartbeat).")
+@click.option("-c", "--concurrency", type=int, help="Concurrent calls per model [default: as stored].")
+def resume(
+    run_id: str,
+    add_budget: str | None,
+    db: str | None,
+    json_output: bool,
+    sim_url: str | None,
+    no_cache: bool,
+    force: bool,
+    concurrency: int | None,
+) -> None:
+    """Continue RUN_ID, sending only the items that have no usable answer yet.
+
+    \b
+    Answers already paid for (scored or unusable) are never bought again; an answer bought but not
+    recorded before a crash is re-scored from the database. Calls a crash left open stay counted at
+    their worst case (see `tollbench reconcile`).
+    """
+    from .cli import _stdout
+    from .money import parse_usd, usd_to_nano
+    from .progress import ProgressDisplay
+    from .report import print_run, run_report_dict
+    from .resume import plan_resume, resume_sync
+
+    _check_sim_url(sim_url)
+    extra = 0
+    if add_budget is not None:
+        try:
+            extra = usd_to_nano(parse_usd(add_budget))
+        except ValueError as exc:
+            raise _fail(f"--add-budget: {exc}") from None
+    overrides: dict[str, Any] = {}
+    if no_cache:
+        overrides["use_cache"] = False
+    if sim_url:
+        overrides["sim_url"] = sim_url
+    if concurrency is not None:
+        if concurrency < 1:
+            raise _fail("--concurrency must be at least 1")
+        overrides["concurrency"] = concurrency
+    store = _open(db)
+    try:
+        plan = plan_resume(store, run_id, force=force, **overrides)
+        if sim_url and not plan.plan.options.simulated:
+            raise _fail(f"run {run_id} is a live run; --sim-url is only for simulated runs")
+        simulated = plan.plan.options.simulated
+        click.echo(
+            f"run {run_id}: {plan.done_units} of {plan.plan.total_units} units already answered, "
+            f"{plan.recoverable_units} to re-score from stored answers, {plan.units_to_send} to send"
+            + (" (SIMULATED)" if simulated else ""),
+            err=True,
+        )
+        display = ProgressDisplay(sys.stderr, simulated=simulated)
+        with display:
+            outcome = resume_sync(
+                store, plan, add_budget_nano=extra, on_progress=display.update, handle_signals=True
+            )
+        report = run_report_dict(store, run_id)
+        if json_output:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            print_run(report, _stdout())
+        if outcome.status == "budget_exhausted":
+            click.echo(
+                "Stopped at the budget: raise it with `tollbench resume RUN --add-budget USD`.", err=True
+            )
+        raise _exit(outcome.exit_code)
+    finally:
+        store.close()
+
+
+@click.command("reconcile")
+@click.argument("run_id")
+@_db_option
+@click.option("--sim-url", metavar="URL", help="The simulator that served the run (its invoice is the bill).")
+@click.option(
+    "--grace",
+    "grace_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Only calls older than this many seconds can be proven never to have arrived.",
+)
+@click.option("--force", is_flag=True, help="Reconcile even though a process may still be running the run.")
+@click.option("--json", "json_output", is_flag=True, help="Print what was settled as JSON.")
+def reconcile(
+    run_id: str, db: str | None, sim_url: str | None, grace_s: float, force: bool, json_output: bool
+) -> None:
+    """Settle RUN_ID's open reservations (left by a crash) from the provider's bill.
+
+    \b
+    Today the bill is the simulator's invoice (--sim-url). A call on the invoice is settled at what it
+    was billed; a call the invoice proves never arrived is settled at 0; any other stays open,
+    counted at its worst case, and shown as unsettled by `show` and `costs`.
+    """
+    from .money import usd_str
+    from .reconcile import reconcile_run
+    from .resume import run_activity
+
+    _check_sim_url(sim_url)
+    if grace_s < 0:
+        raise _fail("--grace must not be negative")
+    store = _open(db)
+    try:
+        run = store.get_run(run_id)
+        if run is None:
+            raise _fail(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
+        open_calls = store.open_reservations(run_id)
+        if not open_calls:
+            click.echo(f"run {run_id}: no open reservations; nothing to reconcile.", err=True)
+            if json_output:
+                click.echo(json.dumps({"run_id": run_id, "matched": 0, "absent": 0, "left_open": 0}))
+            raise _exit(0)
+        active, why = run_activity(run)
+        if active and not force:
+            raise _fail(
+                f"run {run_id} is running ({why}); its open calls may still be in flight. Wait, or --force"
+            )
+        if not run["simulated"]:
+            unsettled = sum(int(c["reserved_nano"]) for c in open_calls)
+            raise _fail(
+                f"run {run_id} is a live run: reconciling against provider usage data is not supported yet; "
+                f"its {len(open_calls)} open reservations (${usd_str(unsettled)}) stay counted at their "
+                "worst case"
+            )
+        if not sim_url:
+            raise _fail("pass --sim-url URL of the simulator that served the run (its invoice is the bill)")
+        from .sim import SimClient
+
+        try:
+            invoice = SimClient(sim_url).invoice()
+        except OSError as exc:
+            raise _fail(f"cannot read the invoice at {sim_url}: {exc}", 1) from None
+        result = reconcile_run(store, run_id, invoice, grace_s=grace_s)
+    finally:
+        store.close()
+    if json_output:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(
+            f"run {run_id}: {result.matched} settled from the invoice (${usd_str(result.billed_nano)}), "
+            f"{result.absent} never arrived (settled at $0), {result.left_open} still open; "
+            f"committed spend down by ${usd_str(result.released_nano)}"
+        )
+    raise _exit(0)
+
+
+@click.command("export")
+@click.argument("run_id")
+@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Bundle file.")
+@_db_option
+def export_cmd(run_id: str, output: Path, db: str | None) -> None:
+    """Write RUN_ID as a self-contained JSONL bundle (requests, answers, usage, prices, scores; no keys)."""
+    from .bundle import export_to_file
+
+    store = _open(db)
+    try:
+        try:
+            summary = export_to_file(store, run_id, output)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"{output}: cannot write the bundle ({exc.strerror})", 1) from None
+    finally:
+        store.close()
+    click.echo(
+        f"exported run {run_id} to {output}: {summary.calls} calls, {summary.items} item results, "
+        f"{summary.prices} prices",
+        err=True,
+    )
+
+
+@click.command("import")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@_db_option
+@click.option("--json", "json_output", is_flag=True, help="Print the imported run's report as JSON.")
+def import_cmd(bundle: Path, db: str | None, json_output: bool) -> None:
+    """Load a bundle written by `tollbench export` as a new run (marked imported; nothing is paid)."""
+    from .bundle import import_bundle
+    from .cli import _stdout
+    from .report import print_run, run_report_dict
+
+    store = _open(db)
+    try:
+        try:
+            summary = import_bundle(store, bundle)
+        except DataError as exc:
+            raise _fail(str(exc)) from None
+        report = run_report_dict(store, summary.run_id)
+    finally:
+        store.close()
+    click.echo(
+        f"imported run {summary.source_run_id} as {summary.run_id}: {summary.calls} calls, "
+        f"{summary.items} item results",
+        err=True,
+    )
+    if json_output:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        print_run(report, _stdout())
