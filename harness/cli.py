@@ -210,7 +210,7 @@ def run(
     from .report import print_run, run_report_dict
     from .retry import RetryPolicy
     from .runner import RunOptions, prepare_run
-    from .runner import run as run_plan
+    from .session import run as run_plan
 
     if sim_url:
         if not sim_url.startswith(("http://127.", "http://localhost", "http://[::1]")):

@@ -189,7 +189,7 @@ def _run_pilot(base: Any, n: int, budget_usd: Decimal, sim: bool, store: Any) ->
     from .forecast import mark_pilot
     from .money import usd_str, usd_to_nano
     from .plan import prepare_run
-    from .runner import run
+    from .session import run
 
     opts = replace(
         base, limit=n, budget_usd=budget_usd, simulated=sim, sim_speed=0.0 if sim else base.sim_speed

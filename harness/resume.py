@@ -35,8 +35,9 @@ from .cache import answers_of_run
 from .errors import ConfigError, StorageError
 from .ledger import Ledger
 from .plan import Plan, PriorUnit, options_from_config, prepare_run
-from .runner import RunOutcome, RunState
-from .runner import run as run_plan
+from .runner import RunState
+from .session import RunOutcome
+from .session import run as run_plan
 from .storage import Store, calls_table, runs_table
 from .suite import Suite
 
@@ -249,7 +250,7 @@ async def resume_run(
     answer (see the module docstring). The run's status is ``running`` meanwhile, then its final one.
 
     Raises:
-        StorageError: The database failed (see :func:`harness.runner.run`).
+        StorageError: The database failed (see :func:`harness.session.run`).
     """
     if add_budget_nano < 0:
         raise ConfigError("--add-budget must not be negative")

@@ -31,7 +31,6 @@ from .errors import (
     AuthError,
     BadRequest,
     CallTimeout,
-    ConfigError,
     ProviderError,
     RateLimited,
     StorageError,
@@ -39,7 +38,7 @@ from .errors import (
 from .ledger import CachedCall, CallEnd, CallStart, ItemResult, Ledger
 from .limiter import AdaptiveLimiter
 from .money import usd_to_nano
-from .plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, options_to_config, prepare_run
+from .plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from .projection import Projection, summarize_partial
 from .retry import retrying
 from .sequential import TargetCI
@@ -47,7 +46,7 @@ from .storage import Store
 from .suite import Score
 from .types import Adapter, Completion, Prompt, Request, RetryDecision
 
-__all__ = ["RunOptions", "RunOutcome", "Runner", "prepare_run", "run"]
+__all__ = ["ModelProgress", "RunOptions", "RunState", "Runner", "UnitKey", "prepare_run", "unit_key"]
 
 log = logging.getLogger("tollbench.runner")
 
@@ -56,13 +55,6 @@ log = logging.getLogger("tollbench.runner")
 HEARTBEAT_S = 10.0
 
 UnitKey = tuple[str, str, str, int]
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    status: str
-    exit_code: int
 
 
 @dataclass
@@ -193,10 +185,10 @@ class Runner:
         for name, mp in self.plan.models.items():
             progress = self.state.per_model[name]
             for unit in mp.units:
-                prior = self._prior.get(_key(unit))
+                prior = self._prior.get(unit_key(unit))
                 if prior is None or not prior.done:
                     continue
-                self._done.add(_key(unit))
+                self._done.add(unit_key(unit))
                 skipped += 1
                 progress.done += 1
                 if prior.status == "scored":
@@ -270,7 +262,7 @@ class Runner:
                 self.request_for(mp, unit)[2]
                 for mp in self.plan.models.values()
                 for unit in mp.units
-                if _key(unit) not in self._done
+                if unit_key(unit) not in self._done
             ]
             self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
 
@@ -331,7 +323,7 @@ class Runner:
         return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())
 
     def _start_model(self, tg: TaskGroup, name: str, mp: ModelPlan) -> None:
-        units = [u for u in mp.units if _key(u) not in self._done]
+        units = [u for u in mp.units if unit_key(u) not in self._done]
         send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(units) or 1)
         for unit in units:
             send.send_nowait(unit)
@@ -362,7 +354,7 @@ class Runner:
         prompt = self.prompt_for(unit)
         spec = mp.spec
         request, canonical, rkey = self.request_for(mp, unit)
-        prior = self._prior.get(_key(unit))
+        prior = self._prior.get(unit_key(unit))
         if prior is not None and prior.answer is not None:
             # Bought by this run before a crash, never recorded: re-score it, never buy it again.
             self.recovered += 1
@@ -459,26 +451,8 @@ class Runner:
             async with limiter.slot():
                 if self.state.budget_stop:
                     raise _BudgetStop
-                call_id = uuid.uuid4().hex
-                start = CallStart(
-                    call_id=call_id,
-                    run_id=self.run_id,
-                    model=spec.name,
-                    provider=spec.provider,
-                    api=spec.api,
-                    provider_model=spec.model,
-                    suite=unit.suite,
-                    item_id=unit.item.id,
-                    repeat=unit.repeat,
-                    attempt=attempt_number,
-                    role="target",
-                    reserved_nano=reserve_nano,
-                    price_id=mp.price.id,
-                    started_at=datetime.now(UTC),
-                    request_hash=rkey,
-                    request=canonical,
-                    sent_to=self._sent_to,
-                )
+                start = self._call_start(mp, unit, attempt_number, reserve_nano, canonical, rkey)
+                call_id = start.call_id
                 # The call id travels as x-client-request-id (OpenAI documents it; others ignore it),
                 # so `reconcile` can match a crashed call to the provider's bill.
                 request = replace(
@@ -688,7 +662,7 @@ class Runner:
         costs: list[int],
         last_call: list[str],
     ) -> ItemResult:
-        prior = self._prior.get(_key(unit))
+        prior = self._prior.get(unit_key(unit))
         return ItemResult(
             run_id=self.run_id,
             model=unit.model,
@@ -707,6 +681,37 @@ class Runner:
             final_call_id=last_call[0] if last_call else None,
         )
 
+    def _call_start(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        attempt: int,
+        reserve_nano: int,
+        canonical: Mapping[str, Any] | None,
+        rkey: str | None,
+    ) -> CallStart:
+        """A new call row for one attempt at ``unit`` (a fresh call id, started now)."""
+        spec = mp.spec
+        return CallStart(
+            call_id=uuid.uuid4().hex,
+            run_id=self.run_id,
+            model=spec.name,
+            provider=spec.provider,
+            api=spec.api,
+            provider_model=spec.model,
+            suite=unit.suite,
+            item_id=unit.item.id,
+            repeat=unit.repeat,
+            attempt=attempt,
+            role="target",
+            reserved_nano=reserve_nano,
+            price_id=mp.price.id,
+            started_at=datetime.now(UTC),
+            request_hash=rkey,
+            request=canonical,
+            sent_to=self._sent_to,
+        )
+
     async def _answer_from_cache(
         self,
         mp: ModelPlan,
@@ -719,26 +724,8 @@ class Runner:
         """Answer a unit from the response cache: a ``cached`` call row at cost 0, then score."""
         ledger = self.state.ledger
         assert ledger is not None
-        spec = mp.spec
-        call_id = uuid.uuid4().hex
-        start = CallStart(
-            call_id=call_id,
-            run_id=self.run_id,
-            model=spec.name,
-            provider=spec.provider,
-            api=spec.api,
-            provider_model=spec.model,
-            suite=unit.suite,
-            item_id=unit.item.id,
-            repeat=unit.repeat,
-            attempt=0,
-            role="target",
-            reserved_nano=0,
-            price_id=mp.price.id,
-            started_at=datetime.now(UTC),
-            request_hash=rkey,
-            request=canonical,
-        )
+        start = replace(self._call_start(mp, unit, 0, 0, canonical, rkey), sent_to=None)
+        call_id = start.call_id
         await ledger.record_cached(
             CachedCall(
                 start=start,
@@ -817,195 +804,10 @@ class Runner:
             await anyio.sleep(0.25)
 
 
-def _key(unit: Unit) -> UnitKey:
+def unit_key(unit: Unit) -> UnitKey:
+    """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
     return (unit.model, unit.suite, unit.item.id, unit.repeat)
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:500]
-
-
-async def run(
-    plan: Plan,
-    store: Store,
-    *,
-    on_progress: Callable[[RunState], None] | None = None,
-    on_start: Callable[[str], None] | None = None,
-    handle_signals: bool = False,
-    simulator: Any | None = None,
-    resume_run_id: str | None = None,
-    prior: Mapping[UnitKey, PriorUnit] | None = None,
-    on_runner: Callable[[Runner], None] | None = None,
-) -> RunOutcome:
-    """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
-    mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
-
-    ``simulator`` is an already running ``SimServer``/``SimProcess`` to use for a simulated run (tests use
-    it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.
-
-    ``resume_run_id`` continues that existing run instead of creating one (status back to ``running``;
-    see :mod:`harness.resume`, which also builds ``prior``). ``on_runner`` sees the runner once built.
-
-    Raises:
-        StorageError: The database failed during the run (a lock, a full disk): nothing committed is
-            lost, unsettled reservations stay counted at their worst case, and the run can be resumed.
-    """
-    opts = plan.options
-    budget_nano = usd_to_nano(opts.budget_usd)
-    config: dict[str, Any] = {
-        "concurrency": opts.concurrency,
-        "limit": opts.limit,
-        "repeats": opts.repeats,
-        "seed": opts.seed,
-        "max_output_tokens": {n: m.max_output_tokens for n, m in plan.models.items()},
-        "data": str(opts.data) if opts.data else None,
-        "suite_options": dict(opts.suite_options),
-        "options": options_to_config(opts),
-    }
-    from .resume import register_process
-
-    if resume_run_id is not None:
-        run_id = resume_run_id
-        await anyio.to_thread.run_sync(store.set_run_status, run_id, "running")
-    else:
-        run_id = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
-    await anyio.to_thread.run_sync(register_process, store, run_id)
-    if on_start:
-        on_start(run_id)
-
-    sim = simulator
-    own_sim = False
-    base_urls: dict[str, str | None] = {"openai": opts.base_url, "anthropic": None}
-    runner: Runner | None = None
-    status = "failed"
-    try:
-        if opts.simulated and sim is None and opts.sim_url:
-            from .sim import SimClient
-
-            sim = SimClient(opts.sim_url)
-        elif opts.simulated and sim is None:
-            sim = await _start_simulator(plan)
-            own_sim = True
-        if opts.simulated:
-            assert sim is not None
-            base_urls = {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}
-        instance = await anyio.to_thread.run_sync(_sim_instance, sim) if sim is not None else None
-        if instance is not None:
-            await anyio.to_thread.run_sync(_note_sim_instance, store, run_id, instance)
-        runner = Runner(
-            plan,
-            store,
-            run_id,
-            base_urls=base_urls,
-            on_progress=on_progress,
-            handle_signals=handle_signals,
-            prior=prior,
-            sim_instance=instance,
-        )
-        if on_runner is not None:
-            on_runner(runner)
-        if sim is not None:
-            from .answerkey import AnswerKey
-
-            key = AnswerKey()
-            for mp in plan.models.values():
-                for unit in mp.units:
-                    key.add_prompt(runner.prompt_for(unit))
-            if hasattr(sim, "add_answer_key"):
-                await anyio.to_thread.run_sync(sim.add_answer_key, key)
-            else:
-                sim.answer_key.update(key)
-        try:
-            status = await runner.execute()
-        except BaseExceptionGroup as group:
-            # A database failure in any worker ends the run with that one clear error.
-            storage = group.subgroup(StorageError)
-            if storage is None:
-                raise
-            first = _leaves(storage)[0]
-            raise first from group
-        if opts.target_ci is not None:
-            summaries = runner.target_summaries()
-            await anyio.to_thread.run_sync(store.update_run_config, run_id, "target_ci", summaries)
-    finally:
-        with anyio.CancelScope(shield=True):
-            if runner is not None and runner.state.interrupted:
-                status = "interrupted"
-            try:
-                await anyio.to_thread.run_sync(store.set_run_status, run_id, status)
-            except StorageError as exc:
-                # The database is unusable (full, locked): the run stays `running`; its heartbeat goes
-                # stale and `tollbench resume` can take it over. The original error propagates.
-                log.error("could not mark run %s %s: %s", run_id, status, exc)
-            if sim is not None and own_sim:
-                await anyio.to_thread.run_sync(sim.stop)
-    code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
-    return RunOutcome(run_id, status, code)
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
-
-
-def _sim_instance(sim: Any) -> str | None:
-    """The simulator's invoice instance id (None if it cannot say)."""
-    state = getattr(sim, "state", None)
-    if state is not None:
-        return str(state.invoice.instance)
-    try:
-        value = sim.invoice().get("instance")
-    except Exception:  # an older or unreachable simulator: calls just carry no sent_to
-        return None
-    return str(value) if value else None
-
-
-def _note_sim_instance(store: Store, run_id: str, instance: str) -> None:
-    run = store.get_run(run_id)
-    seen = list((run or {}).get("config", {}).get("sim_instances") or [])
-    if instance not in seen:
-        store.update_run_config(run_id, "sim_instances", [*seen, instance])
-
-
-def _create_or_join(store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]) -> str:
-    """Create the run, or join it when ``--run-id`` names one that exists (several processes then share
-    its budget through the ledger's transactions). Two processes racing to create the same id end up
-    on the same row."""
-    opts = plan.options
-    for _ in range(2):
-        existing = store.get_run(opts.run_id) if opts.run_id else None
-        if existing is not None:
-            if bool(existing["simulated"]) != opts.simulated:
-                kind = "simulated" if existing["simulated"] else "a live run"
-                raise ConfigError(
-                    f"run {existing['id']} is {kind}; cannot join it with this run's --sim setting"
-                )
-            return str(existing["id"])
-        try:
-            return store.create_run(
-                suites=list(plan.suites),
-                models=list(plan.models),
-                budget_nano=budget_nano,
-                simulated=opts.simulated,
-                config=config,
-                price_table_sha256=plan.price_table.sha256,
-                run_id=opts.run_id,
-            )
-        except StorageError:
-            if not opts.run_id:
-                raise
-    raise ConfigError(f"could not create or join run {opts.run_id!r}")
-
-
-async def _start_simulator(plan: Plan) -> Any:
-    from .sim import start_sim_process
-
-    opts = plan.options
-    seed = opts.sim_seed if opts.sim_seed is not None else opts.seed
-    return await anyio.to_thread.run_sync(
-        lambda: start_sim_process(
-            profiles=opts.sim_profiles, seed=seed, speed=opts.sim_speed, faults_file=opts.sim_faults
-        )
-    )

@@ -4,7 +4,6 @@ and loads as a new, imported run that never feeds the response cache and cannot 
 from __future__ import annotations
 
 import json
-import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,11 @@ from harness.errors import ConfigError, DataError
 from harness.report import run_report_dict
 from harness.resume import plan_resume
 from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run, run
+from harness.runner import RunOptions, prepare_run
+from harness.session import run
 from harness.sim import SimServer
 from harness.storage import Store
+from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite
 
 SECRET_OA = "sk-proj-BUNDLESECRET-0123456789abcdef"
@@ -31,15 +32,6 @@ SECRET_AN = "sk-ant-api03-BUNDLESECRET-fedcba9876543210"
 def sim() -> Any:
     with SimServer(seed=31, speed=0.0) as server:
         yield server
-
-
-def _rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 def _live_run(db: Path, sim: Any, monkeypatch: pytest.MonkeyPatch, *, simulated: bool = False) -> str:

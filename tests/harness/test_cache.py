@@ -4,7 +4,6 @@ change to the request (temperature, seed, effort, output limit, simulated vs liv
 from __future__ import annotations
 
 import json
-import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,16 @@ from harness.cache import canonical_request, request_key
 from harness.cli import main
 from harness.money import usd_to_nano
 from harness.report import cost_rows, run_report_dict
-from harness.retry import RetryPolicy
-from harness.runner import RunOptions, RunOutcome, prepare_run, run
+from harness.runner import RunOptions, prepare_run
+from harness.session import RunOutcome, run
 from harness.sim import SimServer
 from harness.storage import Store
 from harness.types import Message, ModelSpec, Request
+from tests.helpers.db import FAST_RETRY
+from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite
 
 pytestmark = pytest.mark.anyio
-
-FAST_RETRY = RetryPolicy(max_attempts=6, initial_wait_s=0.01, max_wait_s=0.05, max_retry_after_s=0.2)
 
 
 @pytest.fixture
@@ -54,15 +53,6 @@ async def _run(db: Path, sim: Any, **kw: Any) -> RunOutcome:
         return await run(prepare_run(opts), store, simulator=sim)
     finally:
         store.close()
-
-
-def _rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 def _requests(sim: Any) -> int:

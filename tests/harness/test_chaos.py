@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,37 +26,22 @@ from harness.errors import StorageError
 from harness.money import usd_to_nano
 from harness.reconcile import reconcile_run
 from harness.resume import plan_resume, resume_run
-from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run, run
+from harness.runner import RunOptions, prepare_run
+from harness.session import run
 from harness.sim import FaultConfig, SimServer
 from harness.storage import Store
+from tests.helpers.db import FAST_RETRY
+from tests.helpers.db import count as _count
+from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_RETRY = RetryPolicy(max_attempts=10, initial_wait_s=0.01, max_wait_s=0.05, max_retry_after_s=0.2)
+CHAOS_RETRY = replace(FAST_RETRY, max_attempts=10)  # 10% 429s and 5% 5xx: more tries than usual
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _rows(db: Path, sql: str) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db, timeout=10)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def _count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    try:
-        return int(_rows(db, sql)[0][0])
-    except sqlite3.OperationalError:  # not created yet, or mid-migration
-        return 0
 
 
 def _child(args: list[str]) -> subprocess.Popen[bytes]:
@@ -198,7 +184,7 @@ async def _run_tiny(db: Path, sim: Any, *, store: Store | None = None, **kw: Any
         budget_usd=Decimal(kw.pop("budget", "5")),
         simulated=True,
         concurrency=kw.pop("concurrency", 6),
-        retry=kw.pop("retry", FAST_RETRY),
+        retry=kw.pop("retry", CHAOS_RETRY),
         max_output_tokens=kw.pop("max_output_tokens", 2000),
         **kw,
     )

@@ -331,7 +331,7 @@ def anyio_backend() -> str:
 async def test_end_to_end_history_from_the_simulator_forecasts_the_next_run(tmp_path: Path) -> None:
     """History written by real runs against the simulator (loopback HTTP, real SQLite); the forecast
     of the next run contains what the simulator then bills for it."""
-    from harness.runner import run
+    from harness.session import run
     from harness.sim import SimServer
 
     db = tmp_path / "runs.db"

@@ -20,9 +20,12 @@ from harness.money import usd_to_nano
 from harness.reconcile import reconcile_run
 from harness.report import run_report_dict
 from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run, run
+from harness.runner import RunOptions, prepare_run
+from harness.session import run
 from harness.sim import SimServer
 from harness.storage import Store
+from tests.helpers.db import execute as _exec
+from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite
 
 pytestmark = pytest.mark.anyio
@@ -37,24 +40,6 @@ def anyio_backend() -> str:
 def sim() -> Any:
     with SimServer(seed=23, speed=0.0) as server:
         yield server
-
-
-def _rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def _exec(db: Path, sql: str, *args: Any) -> None:
-    con = sqlite3.connect(db)
-    try:
-        con.execute(sql, args)
-        con.commit()
-    finally:
-        con.close()
 
 
 async def _run(db: Path, sim: Any) -> str:

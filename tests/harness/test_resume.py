@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -24,14 +23,16 @@ from harness.money import usd_to_nano
 from harness.plan import options_from_config, options_to_config
 from harness.resume import plan_resume, resume_run, run_activity
 from harness.retry import RetryPolicy
-from harness.runner import RunOptions, RunOutcome, prepare_run, run
+from harness.runner import RunOptions, prepare_run
+from harness.session import RunOutcome, run
 from harness.sim import SimServer
 from harness.storage import Store
+from tests.helpers.db import FAST_RETRY
+from tests.helpers.db import execute as _exec
+from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite
 
 pytestmark = pytest.mark.anyio
-
-FAST_RETRY = RetryPolicy(max_attempts=6, initial_wait_s=0.01, max_wait_s=0.05, max_retry_after_s=0.2)
 
 
 @pytest.fixture
@@ -43,24 +44,6 @@ def anyio_backend() -> str:
 def sim() -> Any:
     with SimServer(seed=17, speed=0.0) as server:
         yield server
-
-
-def _rows(db: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def _exec(db: Path, sql: str, *args: Any) -> None:
-    con = sqlite3.connect(db)
-    try:
-        con.execute(sql, args)
-        con.commit()
-    finally:
-        con.close()
 
 
 async def _first_run(db: Path, sim: Any, *, n: int = 16, budget: str = "5", **kw: Any) -> RunOutcome:
@@ -313,3 +296,83 @@ def test_cli_resume_continues_a_simulated_run(
     assert report["results"][0]["scored"] + report["results"][0]["unusable"] == 10
     assert "already answered" in err
     assert usd_to_nano(Decimal(report["spent_usd"])) == usd_to_nano(Decimal(sim.invoice()["total"]["usd"]))
+
+
+async def test_a_resume_with_nothing_left_to_send_starts_no_simulator(
+    db_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _first_run(db_path, sim, n=6)
+    requests = len(sim.invoice()["requests"])
+    query = "select item_id, repeat, status, correct, answer_text from item_results order by item_id, repeat"
+    recorded = [tuple(r) for r in _rows(db_path, query)]
+    _exec(db_path, "delete from item_results where repeat = 0")  # bought, never recorded
+    _exec(db_path, "update runs set status = 'interrupted'")
+
+    async def no_simulator(plan: Any) -> Any:
+        raise AssertionError("a resume with nothing to send must not start a simulator")
+
+    monkeypatch.setattr("harness.session._start_simulator", no_simulator)
+    store = Store.open(str(db_path))
+    try:
+        plan = plan_resume(store, first.run_id, suites=[TinySuite(6, repeats=2)])
+        assert (plan.units_to_send, plan.recoverable_units) == (0, 6)
+        outcome = await resume_run(store, plan)  # no simulator given, none started
+    finally:
+        store.close()
+    assert outcome.status == "done"
+    assert len(sim.invoice()["requests"]) == requests
+    assert [tuple(r) for r in _rows(db_path, query)] == recorded
+
+
+async def test_a_target_ci_run_resumes_counting_what_it_already_answered(db_path: Path) -> None:
+    """Answers from before the stop feed the sequential interval: the resumed run stops at the target
+    after about as many answers as an uninterrupted run, not that many more."""
+    kw: dict[str, Any] = {
+        "n": 300,
+        "target_ci": 0.15,
+        "max_output_tokens": 1500,
+        "models": ["openai/gpt-4o-mini"],
+    }
+
+    async def first(db: Path, sim: Any, budget: str) -> RunOutcome:
+        opts = RunOptions(
+            suites=[TinySuite(kw["n"])],
+            models=kw["models"],
+            budget_usd=Decimal(budget),
+            simulated=True,
+            concurrency=4,
+            retry=FAST_RETRY,
+            max_output_tokens=kw["max_output_tokens"],
+            target_ci=kw["target_ci"],
+        )
+        store = Store.open(str(db))
+        try:
+            return await run(prepare_run(opts), store, simulator=sim)
+        finally:
+            store.close()
+
+    def answered(db: Path) -> int:
+        return len(_rows(db, "select * from item_results where status in ('scored', 'unusable')"))
+
+    with SimServer(seed=29, speed=0.0) as sim:
+        whole = await first(db_path.with_name("whole.db"), sim, "20")
+    assert whole.status == "done"
+    full = answered(db_path.with_name("whole.db"))
+
+    with SimServer(seed=29, speed=0.0) as sim:
+        stopped = await first(db_path, sim, "0.012")
+        assert stopped.status == "budget_exhausted"
+        before = answered(db_path)
+        assert 10 <= before < full
+        store = Store.open(str(db_path))
+        try:
+            plan = plan_resume(store, stopped.run_id, suites=[TinySuite(kw["n"])])
+            outcome = await resume_run(store, plan, simulator=sim, add_budget_nano=usd_to_nano(Decimal(20)))
+            config = store.get_run(stopped.run_id)["config"]  # type: ignore[index]
+        finally:
+            store.close()
+    assert outcome.status == "done"
+    after = answered(db_path)
+    assert abs(after - full) <= 8, (before, after, full)  # not `before + full`
+    (summary,) = config["target_ci"]
+    assert summary["reached"] and summary["n_items"] <= after

@@ -12,7 +12,8 @@ import pytest
 
 from harness.money import usd_to_nano
 from harness.retry import RetryPolicy
-from harness.runner import RunOptions, RunOutcome, prepare_run, run
+from harness.runner import RunOptions, prepare_run
+from harness.session import RunOutcome, run
 from harness.sim import FaultConfig, SimServer
 from harness.storage import Store
 from tests.helpers.tiny_suite import TinySuite

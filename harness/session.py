@@ -1,0 +1,241 @@
+"""One session of a run: create (or join, or resume) the run row, start or reach the simulator, drive a
+:class:`~harness.runner.Runner`, and leave the run with its final status.
+
+:mod:`harness.runner` executes the units; this module owns everything around it: the run row, the
+process registration that ``resume`` checks, the simulator's lifetime and answer key, and turning a
+database failure inside the workers into one clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from .errors import ConfigError, StorageError
+from .money import usd_to_nano
+from .plan import Plan, PriorUnit, options_to_config
+from .runner import Runner, RunState, UnitKey
+from .storage import Store
+
+__all__ = ["RunOutcome", "run", "units_to_send"]
+
+log = logging.getLogger("tollbench.session")
+
+#: Where a simulated session that needs no simulator points its clients: a closed loopback port, so
+#: a call made by mistake fails at once and never reaches a real API (DESIGN.md invariant 7).
+_NOWHERE = "http://127.0.0.1:9/v1"
+
+
+@dataclass
+class RunOutcome:
+    """How a session ended: the run, its final status and the process exit code (DESIGN.md)."""
+
+    run_id: str
+    status: str
+    exit_code: int
+
+
+def units_to_send(plan: Plan, prior: Mapping[UnitKey, PriorUnit] | None) -> int:
+    """Units of ``plan`` that need a provider call: no usable answer and no stored answer to re-score."""
+    prior = prior or {}
+    count = 0
+    for mp in plan.models.values():
+        for unit in mp.units:
+            p = prior.get((unit.model, unit.suite, unit.item.id, unit.repeat))
+            if p is None or (not p.done and p.answer is None):
+                count += 1
+    return count
+
+
+async def run(
+    plan: Plan,
+    store: Store,
+    *,
+    on_progress: Callable[[RunState], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    handle_signals: bool = False,
+    simulator: Any | None = None,
+    resume_run_id: str | None = None,
+    prior: Mapping[UnitKey, PriorUnit] | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
+) -> RunOutcome:
+    """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
+    mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
+
+    ``simulator`` is an already running ``SimServer``/``SimProcess`` to use for a simulated run (tests use
+    it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.
+
+    ``resume_run_id`` continues that existing run instead of creating one (status back to ``running``;
+    see :mod:`harness.resume`, which also builds ``prior``). ``on_runner`` sees the runner once built.
+
+    Raises:
+        StorageError: The database failed during the run (a lock, a full disk): nothing committed is
+            lost, unsettled reservations stay counted at their worst case, and the run can be resumed.
+    """
+    opts = plan.options
+    budget_nano = usd_to_nano(opts.budget_usd)
+    config: dict[str, Any] = {
+        "concurrency": opts.concurrency,
+        "limit": opts.limit,
+        "repeats": opts.repeats,
+        "seed": opts.seed,
+        "max_output_tokens": {n: m.max_output_tokens for n, m in plan.models.items()},
+        "data": str(opts.data) if opts.data else None,
+        "suite_options": dict(opts.suite_options),
+        "options": options_to_config(opts),
+    }
+    from .resume import register_process
+
+    if resume_run_id is not None:
+        run_id = resume_run_id
+        await anyio.to_thread.run_sync(store.set_run_status, run_id, "running")
+    else:
+        run_id = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
+    await anyio.to_thread.run_sync(register_process, store, run_id)
+    if on_start:
+        on_start(run_id)
+
+    sim = simulator
+    own_sim = False
+    base_urls: dict[str, str | None] = {"openai": opts.base_url, "anthropic": None}
+    runner: Runner | None = None
+    status = "failed"
+    try:
+        needs_sim = resume_run_id is None or units_to_send(plan, prior) > 0
+        if opts.simulated and sim is None and opts.sim_url:
+            from .sim import SimClient
+
+            sim = SimClient(opts.sim_url)
+        elif opts.simulated and sim is None and needs_sim:
+            sim = await _start_simulator(plan)
+            own_sim = True
+        if opts.simulated and sim is None:
+            # A resume with nothing left to send: no simulator is started, and nothing can leave.
+            base_urls = {"openai": _NOWHERE, "anthropic": _NOWHERE}
+        elif opts.simulated:
+            assert sim is not None
+            base_urls = {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}
+        instance = await anyio.to_thread.run_sync(_sim_instance, sim) if sim is not None else None
+        if instance is not None:
+            await anyio.to_thread.run_sync(_note_sim_instance, store, run_id, instance)
+        runner = Runner(
+            plan,
+            store,
+            run_id,
+            base_urls=base_urls,
+            on_progress=on_progress,
+            handle_signals=handle_signals,
+            prior=prior,
+            sim_instance=instance,
+        )
+        if on_runner is not None:
+            on_runner(runner)
+        if sim is not None:
+            from .answerkey import AnswerKey
+
+            key = AnswerKey()
+            for mp in plan.models.values():
+                for unit in mp.units:
+                    key.add_prompt(runner.prompt_for(unit))
+            if hasattr(sim, "add_answer_key"):
+                await anyio.to_thread.run_sync(sim.add_answer_key, key)
+            else:
+                sim.answer_key.update(key)
+        try:
+            status = await runner.execute()
+        except BaseExceptionGroup as group:
+            # A database failure in any worker ends the run with that one clear error.
+            storage = group.subgroup(StorageError)
+            if storage is None:
+                raise
+            first = _leaves(storage)[0]
+            raise first from group
+        if opts.target_ci is not None:
+            summaries = runner.target_summaries()
+            await anyio.to_thread.run_sync(store.update_run_config, run_id, "target_ci", summaries)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if runner is not None and runner.state.interrupted:
+                status = "interrupted"
+            try:
+                await anyio.to_thread.run_sync(store.set_run_status, run_id, status)
+            except StorageError as exc:
+                # The database is unusable (full, locked): the run stays `running`; its heartbeat goes
+                # stale and `tollbench resume` can take it over. The original error propagates.
+                log.error("could not mark run %s %s: %s", run_id, status, exc)
+            if sim is not None and own_sim:
+                await anyio.to_thread.run_sync(sim.stop)
+    code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
+    return RunOutcome(run_id, status, code)
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _sim_instance(sim: Any) -> str | None:
+    """The simulator's invoice instance id (None if it cannot say)."""
+    state = getattr(sim, "state", None)
+    if state is not None:
+        return str(state.invoice.instance)
+    try:
+        value = sim.invoice().get("instance")
+    except Exception:  # an older or unreachable simulator: calls just carry no sent_to
+        return None
+    return str(value) if value else None
+
+
+def _note_sim_instance(store: Store, run_id: str, instance: str) -> None:
+    run = store.get_run(run_id)
+    seen = list((run or {}).get("config", {}).get("sim_instances") or [])
+    if instance not in seen:
+        store.update_run_config(run_id, "sim_instances", [*seen, instance])
+
+
+def _create_or_join(store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]) -> str:
+    """Create the run, or join it when ``--run-id`` names one that exists (several processes then share
+    its budget through the ledger's transactions). Two processes racing to create the same id end up
+    on the same row."""
+    opts = plan.options
+    for _ in range(2):
+        existing = store.get_run(opts.run_id) if opts.run_id else None
+        if existing is not None:
+            if bool(existing["simulated"]) != opts.simulated:
+                kind = "simulated" if existing["simulated"] else "a live run"
+                raise ConfigError(
+                    f"run {existing['id']} is {kind}; cannot join it with this run's --sim setting"
+                )
+            return str(existing["id"])
+        try:
+            return store.create_run(
+                suites=list(plan.suites),
+                models=list(plan.models),
+                budget_nano=budget_nano,
+                simulated=opts.simulated,
+                config=config,
+                price_table_sha256=plan.price_table.sha256,
+                run_id=opts.run_id,
+            )
+        except StorageError:
+            if not opts.run_id:
+                raise
+    raise ConfigError(f"could not create or join run {opts.run_id!r}")
+
+
+async def _start_simulator(plan: Plan) -> Any:
+    from .sim import start_sim_process
+
+    opts = plan.options
+    seed = opts.sim_seed if opts.sim_seed is not None else opts.seed
+    return await anyio.to_thread.run_sync(
+        lambda: start_sim_process(
+            profiles=opts.sim_profiles, seed=seed, speed=opts.sim_speed, faults_file=opts.sim_faults
+        )
+    )
