@@ -42,6 +42,9 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
         ci = accuracy_ci(outcomes.get(key, []))
         correct = int(row["correct"] or 0)
         spent = int(row["spent_nano"] or 0)
+        # $/correct prices every answer, including those reused from the response cache at what
+        # they cost to buy: it describes the model, not this session's luck with the cache.
+        answer_cost = spent + int(row.get("saved_nano") or 0)
         results.append(
             {
                 "model": row["model"],
@@ -65,7 +68,7 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 "spent_usd": usd_str(spent),
                 "unsettled_usd": usd_str(int(row["unsettled_nano"] or 0)),
                 "unusable_usd": usd_str(int(row["unusable_nano"] or 0)),
-                "cost_per_correct_usd": usd_str(-(-spent // correct)) if correct else None,
+                "cost_per_correct_usd": usd_str(-(-answer_cost // correct)) if correct else None,
                 "cached": int(row.get("cached") or 0),
                 "saved_usd": usd_str(int(row.get("saved_nano") or 0)),
             }

@@ -78,6 +78,7 @@ async def test_a_rerun_costs_nothing_and_rescores_from_the_cache(db_path: Path, 
     ra, rb = a["results"][0], b["results"][0]
     assert (rb["scored"], rb["correct"], rb["unusable"]) == (ra["scored"], ra["correct"], ra["unusable"])
     assert rb["cached"] == 12 and Decimal(rb["saved_usd"]) == Decimal(ra["spent_usd"])
+    assert rb["cost_per_correct_usd"] == ra["cost_per_correct_usd"] is not None  # priced as bought
     # Cached answers are marked: their own call rows, cost 0, pointing at the call that paid.
     cached = _rows(db_path, "select * from calls where run_id = ?", second.run_id)
     paid = {c["id"]: c for c in _rows(db_path, "select * from calls where run_id = ?", first.run_id)}
