@@ -628,6 +628,11 @@ from .cli_ops import export_cmd, import_cmd, reconcile, resume  # noqa: E402  (i
 for _command in (resume, reconcile, export_cmd, import_cmd):
     cli.add_command(_command)
 
+from .cli_ops import reprice_cmd, rescore_cmd  # noqa: E402  (imports cli lazily)
+
+cli.add_command(rescore_cmd)
+cli.add_command(reprice_cmd)
+
 
 if __name__ == "__main__":  # pragma: no cover
     _entry()

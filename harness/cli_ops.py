@@ -1,4 +1,5 @@
-"""``tollbench resume``, ``reconcile``, ``export`` and ``import``: keeping spend crash-proof.
+"""``tollbench resume``, ``reconcile``, ``export``, ``import``, ``rescore`` and ``reprice``: keeping spend
+crash-proof, and checking a run's scores and costs again without paying.
 
 Registered on the main group in :mod:`harness.cli` with ``cli.add_command(...)``. See docs/resume.md.
 
@@ -17,7 +18,7 @@ import click
 
 from .errors import ConfigError, DataError
 
-__all__ = ["export_cmd", "import_cmd", "reconcile", "resume"]
+__all__ = ["export_cmd", "import_cmd", "reconcile", "reprice_cmd", "rescore_cmd", "resume"]
 
 
 def _exit(code: int) -> Any:
@@ -260,3 +261,188 @@ def import_cmd(bundle: Path, db: str | None, json_output: bool) -> None:
         click.echo(json.dumps(report, indent=2))
     else:
         print_run(report, _stdout())
+
+
+def _open_read(db: str | None) -> Any:
+    """Open an existing database for a read-only command (a missing SQLite file is not created)."""
+    import sqlalchemy as sa
+
+    from .errors import StorageError
+    from .storage import resolve_db_url
+
+    try:
+        url = sa.engine.make_url(resolve_db_url(db))
+    except StorageError as exc:
+        raise _fail(str(exc)) from None
+    path = url.database or ""
+    if url.get_backend_name() == "sqlite" and path not in ("", ":memory:") and not Path(path).exists():
+        raise _fail(f"no database at {path} (pass --db PATH_OR_URL, or set TOLLBENCH_DB)")
+    return _open(db)
+
+
+def _signed_usd(nano: int) -> str:
+    from .money import usd_str
+
+    return ("-" if nano < 0 else "+" if nano > 0 else "") + "$" + usd_str(abs(nano))
+
+
+def _exact_usd(nano: int) -> str:
+    from .money import usd_str
+
+    return "$" + usd_str(nano)
+
+
+@click.command("rescore")
+@click.argument("run_id")
+@_db_option
+@click.option("--json", "json_output", is_flag=True, help="Print the results and every changed item as JSON.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="The suites' data file, when the one the run read is not here (an imported run).",
+)
+def rescore_cmd(run_id: str, db: str | None, json_output: bool, data: Path | None) -> None:
+    """Re-score RUN_ID's stored answers with today's scorers, for free.
+
+    \b
+    Nothing is sent, paid or written. Prompts are rebuilt from the run's stored options (suites,
+    --data, --seed); works on imported runs (pass --data when the run's data file is not here). Per
+    model and suite: accuracy as recorded, accuracy re-scored, and how many verdicts changed (--json
+    lists them).
+    """
+    from .cli import _stdout
+    from .rescore import rescore_run
+
+    store = _open_read(db)
+    try:
+        try:
+            result = rescore_run(store, run_id, data=data)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    if json_output:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        raise _exit(0)
+    from rich.table import Table
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    sim = " (SIMULATED)" if result.simulated else ""
+    imported = f" (imported from {result.imported_from})" if result.imported_from else ""
+    table = Table(
+        title=f"run {run_id}{imported}: re-scored with today's scorers, nothing sent{sim}",
+        title_justify="left",
+    )
+    for col in ("model", "suite", "items", "answers", "scored", "recorded", "re-scored", "changed"):
+        table.add_column(col, justify="left" if col in ("model", "suite") else "right")
+    for g in result.groups:
+        scored = str(g.scored_before)
+        if g.scored_after != g.scored_before:
+            scored += f" -> {g.scored_after}"
+        table.add_row(
+            g.model,
+            g.suite,
+            str(g.items),
+            str(g.answers),
+            scored,
+            pct(g.accuracy_before),
+            pct(g.accuracy_after),
+            str(g.changed),
+        )
+    console = _stdout()
+    console.print(table)
+    answers = sum(g.answers for g in result.groups)
+    if not answers:
+        console.print("no stored answers to re-score (every item is not run or failed)")
+    elif result.changed:
+        console.print(f"{len(result.changed)} of {answers} verdicts changed (see --json for the items)")
+    else:
+        console.print(f"all {answers} verdicts as recorded")
+    if result.total_prompt_mismatch:
+        console.print(
+            f"warning: {result.total_prompt_mismatch} answers were asked a prompt that differs from the "
+            "one rendered here (other data or suite version); they were scored against today's prompt"
+        )
+    from_text = sum(g.from_item_text for g in result.groups)
+    if from_text:
+        console.print(
+            f"note: {from_text} answers have no stored call answer; their finish reason was inferred "
+            "from the recorded item"
+        )
+
+
+@click.command("reprice")
+@click.argument("run_id")
+@_db_option
+@click.option(
+    "--prices",
+    "prices",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Price override file (TOML, repeatable), merged as `run --prices` does; see docs/pricing.md.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print per model costs as JSON.")
+def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_output: bool) -> None:
+    """Recompute RUN_ID's costs from its calls' stored usage with today's prices.
+
+    \b
+    The table is the one `run` loads (bundled rows, your prices file, each --prices FILE). Per model:
+    recorded, repriced and the difference, exact to the nano-dollar. Calls whose usage is unknown
+    (still reserved, or charged their reservation) are counted apart, not repriced; cached answers
+    cost 0 here and show what they would cost to reproduce. Nothing is written.
+    """
+    from .cli import _stdout
+    from .reprice import reprice_run
+
+    store = _open_read(db)
+    try:
+        try:
+            result = reprice_run(store, run_id, prices=prices)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    if json_output:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        raise _exit(0)
+    from rich.table import Table
+
+    sim = " (SIMULATED: no real money)" if result.simulated else ""
+    table = Table(title=f"run {run_id}: repriced with today's price table{sim}", title_justify="left")
+    for col in ("model", "calls", "recorded", "repriced", "difference", "usage unknown", "cached"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for m in result.models:
+        unknown = "0"
+        if m.unknown_calls:
+            unknown = f"{m.unknown_calls} ({_exact_usd(m.unknown_nano)}"
+            unknown += f", {m.open_calls} open)" if m.open_calls else ")"
+        cached = f"{m.cached_calls} ({_exact_usd(m.reproduce_nano)} to reproduce)" if m.cached_calls else "0"
+        table.add_row(
+            m.model,
+            str(m.priced_calls),
+            _exact_usd(m.recorded_nano),
+            _exact_usd(m.repriced_nano),
+            _signed_usd(m.difference_nano),
+            unknown,
+            cached,
+        )
+    console = _stdout()
+    console.print(table)
+    recorded, repriced = result.total("recorded_nano"), result.total("repriced_nano")
+    console.print(
+        f"total {_exact_usd(recorded)} recorded, {_exact_usd(repriced)} repriced "
+        f"({_signed_usd(repriced - recorded)}){sim}"
+    )
+    if result.total("unknown_calls"):
+        console.print(
+            f"{result.total('unknown_calls')} calls have no known usage and are not repriced: they count "
+            f"{_exact_usd(result.total('unknown_nano'))} at their reservation"
+        )
+    for m in result.models:
+        if m.no_price_calls:
+            console.print(
+                f"{m.model}: {m.no_price_calls} calls not repriced (recorded {_exact_usd(m.no_price_nano)}): "
+                f"{m.no_price}"
+            )

@@ -43,7 +43,7 @@ from .projection import Projection, summarize_partial
 from .retry import retrying
 from .sequential import TargetCI
 from .storage import Store
-from .suite import Score
+from .suite import Score, score_answer
 from .types import Adapter, Completion, Prompt, Request, RetryDecision
 
 __all__ = ["ModelProgress", "RunOptions", "RunState", "Runner", "UnitKey", "prepare_run", "unit_key"]
@@ -606,15 +606,7 @@ class Runner:
             )
 
     async def _score(self, unit: Unit, prompt: Prompt, text: str, finish_reason: str) -> Score:
-        if finish_reason == "refusal":
-            return Score("unusable", None, None, "refused")
-        if not text.strip():
-            reason = "truncated" if finish_reason == "length" else "empty"
-            return Score("unusable", None, None, reason)
-        score = await self.plan.suites[unit.suite].score(prompt, text)
-        if finish_reason == "length" and score.extracted is None:
-            return Score("unusable", None, None, "truncated")
-        return score
+        return await score_answer(self.plan.suites[unit.suite], prompt, text, finish_reason)
 
     async def _finish_item(
         self,

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from .types import Prompt
 
-__all__ = ["Item", "Score", "ScoreStatus", "Suite"]
+__all__ = ["Item", "Score", "ScoreStatus", "Suite", "score_answer"]
 
 #: ``scored``: an answer was judged (``correct`` True or False). ``unusable``: paid for but cannot
 #: be scored (empty, cut at the output limit, refused); never counted as wrong.
@@ -69,3 +69,27 @@ class Suite(Protocol):
         """Score a model's visible text against the rendered prompt. CPU-heavy scorers (math-verify)
         run in a process pool, never in a thread."""
         ...
+
+
+async def score_answer(suite: Suite, prompt: Prompt, text: str, finish_reason: str) -> Score:
+    """Score one answer the way the runner does, for a fresh answer, a cached one or a stored one.
+
+    A refusal is ``unusable``/``refused``; blank text is ``unusable``/``empty`` (``truncated`` when it
+    was cut at the output limit); otherwise the suite scores it, and an answer cut at the output
+    limit from which nothing could be extracted is ``unusable``/``truncated`` rather than wrong.
+
+    Args:
+        suite: The suite the prompt was rendered by.
+        prompt: The rendered prompt (target, answer format, choices).
+        text: The model's visible text.
+        finish_reason: The normalised finish reason (``stop``, ``length``, ``refusal``, ``other``).
+    """
+    if finish_reason == "refusal":
+        return Score("unusable", None, None, "refused")
+    if not text.strip():
+        reason = "truncated" if finish_reason == "length" else "empty"
+        return Score("unusable", None, None, reason)
+    score = await suite.score(prompt, text)
+    if finish_reason == "length" and score.extracted is None:
+        return Score("unusable", None, None, "truncated")
+    return score
