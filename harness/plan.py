@@ -217,12 +217,13 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
 def options_to_config(options: RunOptions) -> dict[str, Any]:
     """The options as JSON, stored in ``runs.config["options"]`` so ``resume`` can re-plan the run.
 
-    Suites given as objects (tests) are stored by name; paths as strings; the API key never (keys
-    are read from the environment again).
+    Suites given as objects (tests) are stored by name; paths as absolute strings (so ``resume`` and
+    ``rescore`` work from another directory); the API key never (keys are read from the environment
+    again).
     """
     retry = options.retry
     return {
-        "suites": [s if isinstance(s, str) else s.name for s in options.suites],
+        "suites": [_suite_ref(s) for s in options.suites],
         "models": list(options.models),
         "budget_usd": str(options.budget_usd),
         "concurrency": options.concurrency,
@@ -231,10 +232,10 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "seed": options.seed,
         "max_output_tokens": options.max_output_tokens,
         "simulated": options.simulated,
-        "data": str(options.data) if options.data else None,
+        "data": _abs(options.data),
         "suite_options": dict(options.suite_options),
-        "prices": [str(p) for p in options.prices],
-        "models_file": str(options.models_file) if options.models_file else None,
+        "prices": [_abs(p) for p in options.prices],
+        "models_file": _abs(options.models_file),
         "base_url": options.base_url,
         "attempt_timeout_s": options.attempt_timeout_s,
         "stall_timeout_s": options.stall_timeout_s,
@@ -247,12 +248,26 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         },
         "sim_speed": options.sim_speed,
         "sim_seed": options.sim_seed,
-        "sim_profiles": str(options.sim_profiles) if options.sim_profiles else None,
-        "sim_faults": str(options.sim_faults) if options.sim_faults else None,
+        "sim_profiles": _abs(options.sim_profiles),
+        "sim_faults": _abs(options.sim_faults),
         "target_ci": options.target_ci,
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
     }
+
+
+def _abs(path: str | Path | None) -> str | None:
+    """A path as an absolute string (None stays None)."""
+    return str(Path(path).expanduser().absolute()) if path else None
+
+
+def _suite_ref(suite: str | Suite) -> str:
+    """How a suite is stored: its name, or the absolute path of a JSONL file given as a path."""
+    if not isinstance(suite, str):
+        return suite.name
+    if suite.strip().lower().endswith((".jsonl", ".ndjson")) and Path(suite.strip()).expanduser().exists():
+        return str(Path(suite.strip()).expanduser().absolute())
+    return suite
 
 
 def options_from_config(

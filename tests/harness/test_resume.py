@@ -376,3 +376,26 @@ async def test_a_target_ci_run_resumes_counting_what_it_already_answered(db_path
     assert abs(after - full) <= 8, (before, after, full)  # not `before + full`
     (summary,) = config["target_ci"]
     assert summary["reached"] and summary["n_items"] <= after
+
+
+def test_stored_paths_are_absolute_so_resume_works_from_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine.jsonl").write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n')
+    (tmp_path / "p.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    opts = RunOptions(
+        suites=["mine.jsonl", "demo"],
+        models=["openai/o4-mini"],
+        budget_usd=Decimal(1),
+        data=Path("data.parquet"),
+        prices=(Path("p.toml"),),
+    )
+    stored = options_to_config(opts)
+    assert stored["suites"] == [str(tmp_path / "mine.jsonl"), "demo"]
+    assert stored["data"] == str(tmp_path / "data.parquet")
+    assert stored["prices"] == [str(tmp_path / "p.toml")]
+    monkeypatch.chdir(tmp_path.parent)
+    again = options_from_config(stored)
+    assert again.suites == [str(tmp_path / "mine.jsonl"), "demo"]
+    assert again.data == tmp_path / "data.parquet" and again.prices == (tmp_path / "p.toml",)
