@@ -38,6 +38,7 @@ from .errors import ConfigError, DataError
 from .storage import (
     Store,
     UTCDateTime,
+    _insert_new,
     _json_dumps,
     _version,
     calls_table,
@@ -244,16 +245,12 @@ def import_bundle(store: Store, path: Path) -> BundleSummary:
     for i in items:
         i.update(run_id=new_id, final_call_id=ids.get(str(i.get("final_call_id")), i.get("final_call_id")))
     with store.begin_write("importing a bundle") as conn:
-        known = {
-            r[0]
-            for r in conn.execute(
-                sa.select(prices_table.c.id).where(prices_table.c.id.in_([p["id"] for p in prices]))
-            )
-        }
-        new_prices = [p for p in prices if p["id"] not in known]
         conn.execute(sa.insert(runs_table), [run])
-        if new_prices:
-            conn.execute(sa.insert(prices_table), new_prices)
+        if prices:
+            # Price rows are shared by every run: one the database already has is kept as it is. ON
+            # CONFLICT DO NOTHING rather than a look-up first, so that two imports (or an import and a
+            # run's start) recording the same price at once on PostgreSQL both succeed.
+            conn.execute(_insert_new(store.dialect, prices_table), prices)
         for group in _by_columns(calls):
             conn.execute(sa.insert(calls_table), group)
         if items:

@@ -277,6 +277,12 @@ def _json_dumps(obj: Any) -> str:
     return json.dumps(obj, default=_json_default, ensure_ascii=False)
 
 
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+"""SQLSTATE of ``lock_timeout`` expiring (``canceling statement due to lock timeout``) or NOWAIT."""
+_PG_DISK_FULL = "53100"
+"""SQLSTATE of ``could not extend file ...: No space left on device``."""
+
+
 def storage_error(exc: BaseException, label: str, action: str, busy_timeout_s: float = 0) -> StorageError:
     """Map a database exception to a one-line StorageError that names the database and the fix."""
     if isinstance(exc, StorageError):
@@ -284,16 +290,22 @@ def storage_error(exc: BaseException, label: str, action: str, busy_timeout_s: f
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
     low = first.lower()
+    # PostgreSQL (psycopg) says what went wrong in its SQLSTATE; its messages differ from SQLite's.
+    sqlstate = getattr(orig, "sqlstate", None)
     if "file is not a database" in low or "not a database" in low:
         msg = "not a SQLite database (or it is encrypted); move it away or pass --db with another path"
     elif "malformed" in low or "corrupt" in low:
         msg = f"the database is corrupt ({first}); restore it from a backup or move it away"
-    elif "locked" in low or "busy" in low:
+    elif "locked" in low or "busy" in low or sqlstate == _PG_LOCK_NOT_AVAILABLE:
         msg = (
             f"the database is locked by another process (waited {busy_timeout_s:g}s while {action}); "
             "retry when it is done, or use another --db"
         )
-    elif "full" in low and ("disk" in low or "database" in low):
+    elif (
+        ("full" in low and ("disk" in low or "database" in low))
+        or sqlstate == _PG_DISK_FULL
+        or "no space left on device" in low
+    ):
         msg = f"database or disk is full while {action}; free disk space and retry (committed rows are kept)"
     elif "unable to open database file" in low:
         msg = "cannot open the database file; check that its directory exists and is writable"
@@ -418,9 +430,19 @@ class Store:
 
     @contextmanager
     def begin_read(self, action: str = "reading") -> Iterator[Connection]:
-        """A read transaction (one consistent snapshot)."""
-        with self.wrap_errors(action), self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read-only transaction that sees one consistent snapshot for all of its statements.
+
+        SQLite (WAL) pins the snapshot at the first read of a deferred transaction. PostgreSQL's default
+        READ COMMITTED would give every statement its own snapshot, so an export or a report made of
+        several queries could mix states from before and after another process's commit (a bundle
+        whose spend does not add up to its calls); there the transaction is REPEATABLE READ, READ ONLY
+        (which never fails with a serialization error). Both settings end with the transaction.
+        """
+        with self.wrap_errors(action), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with conn.begin():
+                yield conn
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -509,20 +531,24 @@ class Store:
     def ensure_price(
         self, price_id: str, provider: str, model: str, row: Mapping[str, Any], table_sha256: str
     ) -> None:
-        """Record a price row once (idempotent; the first use time is kept)."""
+        """Record a price row once (idempotent; the first use time is kept).
+
+        ``INSERT ... ON CONFLICT DO NOTHING``, not a look-up then an insert: two processes starting runs
+        on a shared PostgreSQL database at once would both see the row missing (its write transactions
+        take no lock by themselves, unlike SQLite's ``BEGIN IMMEDIATE``), and the second insert would
+        fail on the primary key.
+        """
         with self.begin_write("recording a price") as conn:
-            exists = conn.execute(sa.select(prices_table.c.id).where(prices_table.c.id == price_id)).first()
-            if exists is None:
-                conn.execute(
-                    sa.insert(prices_table).values(
-                        id=price_id,
-                        provider=provider,
-                        model=model,
-                        row=dict(row),
-                        table_sha256=table_sha256,
-                        first_used_at=datetime.now(UTC),
-                    )
+            conn.execute(
+                _insert_new(self.dialect, prices_table).values(
+                    id=price_id,
+                    provider=provider,
+                    model=model,
+                    row=dict(row),
+                    table_sha256=table_sha256,
+                    first_used_at=datetime.now(UTC),
                 )
+            )
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run, newest first, with its number of call rows."""
@@ -749,6 +775,20 @@ def _empty_report(model: str, suite: str) -> dict[str, Any]:
         "cached": 0,
         "saved_nano": 0,
     }
+
+
+def _insert_new(dialect: str, table: sa.Table) -> Any:
+    """``INSERT`` into ``table`` that skips rows whose primary key already exists (``ON CONFLICT DO
+    NOTHING``, on SQLite and PostgreSQL), so concurrent writers of the same row both succeed."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    return stmt.on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
 
 
 def _day_start(day: date) -> datetime:
