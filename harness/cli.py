@@ -352,7 +352,7 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
     store = _open_store(db)
     try:
         if store.get_run(run_id) is None:
-            _fail(f"no run {run_id!r} in {store.url} (see `tollbench runs`)")
+            _fail(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
         report = run_report_dict(store, run_id)
         call_rows = [_jsonable(c) for c in store.calls(run_id)] if calls else None
     finally:

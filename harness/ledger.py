@@ -18,6 +18,7 @@ raises (their reservations stay counted at the worst case in the database, which
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -88,6 +89,8 @@ class CallEnd:
     finished_at: datetime
     response: Mapping[str, Any] | None = None
     """``{"text", "finish_reason"}`` of an answered call (stored redacted), for resume and the cache."""
+    service_tier: str | None = None
+    """The service tier the provider reported (the call was priced at it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +508,7 @@ class Ledger:
             for group in _by_columns(inserts):
                 conn.execute(sa.insert(c), group)
             for group in _by_columns(updates):
-                conn.execute(_SETTLE_STMT_R if "b_response" in group[0] else _SETTLE_STMT, group)
+                conn.execute(_settle_stmt(tuple(k[2:] for k in group[0] if k != "b_id")), group)
             if items:
                 conn.execute(self._upsert_items(), list(items.values()))
             conn.execute(
@@ -599,37 +602,14 @@ def _cached_row(call: CachedCall, text: Any, js: Any) -> dict[str, Any]:
     return row
 
 
-_SETTLED = (
-    "status",
-    "cost_nano",
-    "usage_known",
-    "input_uncached",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "output_tokens",
-    "reasoning_tokens",
-    "raw_usage",
-    "request_id",
-    "finish_reason",
-    "error_type",
-    "error_message",
-    "http_status",
-    "finished_at",
-    "ttft_ms",
-    "latency_ms",
-    "retry_wait_ms",
-)
-_SETTLE_STMT = (
-    sa.update(calls_table)
-    .where(calls_table.c.id == sa.bindparam("b_id"))
-    .values({name: sa.bindparam(f"b_{name}") for name in _SETTLED})
-)
-_SETTLE_STMT_R = (
-    sa.update(calls_table)
-    .where(calls_table.c.id == sa.bindparam("b_id"))
-    .values({name: sa.bindparam(f"b_{name}") for name in (*_SETTLED, "response")})
-)
+@functools.cache
+def _settle_stmt(columns: tuple[str, ...]) -> Any:
+    """The executemany UPDATE that settles calls, setting ``columns`` (the keys of a settle row)."""
+    return (
+        sa.update(calls_table)
+        .where(calls_table.c.id == sa.bindparam("b_id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in columns})
+    )
 
 
 def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -667,6 +647,8 @@ def _settle_row(e: CallEnd, text: Any, js: Any) -> dict[str, Any]:
     }
     if e.response is not None:
         values["response"] = js(dict(e.response))
+    if e.service_tier is not None:
+        values["service_tier"] = text(e.service_tier)
     return {"b_id": e.call_id, **{f"b_{k}": v for k, v in values.items()}}
 
 

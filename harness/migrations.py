@@ -208,7 +208,8 @@ def m003_resume_cache(conn: Connection) -> None:
     :mod:`harness.cache`), ``request`` the canonical request itself and ``response`` the answer text
     with its normalised finish reason; ``sent_to`` names where the request went (``sim:<instance>`` for
     the simulator) so ``reconcile`` knows which invoice can prove it; a ``cached`` row points to the
-    call whose answer it reused (``source_call_id``) and keeps that call's cost as ``reproduce_nano``.
+    call whose answer it reused (``source_call_id``) and keeps that call's cost as ``reproduce_nano``;
+    ``service_tier`` is the tier the provider reported (the call was priced at it; ``reprice`` needs it).
     """
     for column in (
         sa.Column("request_hash", sa.String(64), nullable=True),
@@ -217,6 +218,7 @@ def m003_resume_cache(conn: Connection) -> None:
         sa.Column("sent_to", sa.String(200), nullable=True),
         sa.Column("source_call_id", sa.String(64), nullable=True),
         sa.Column("reproduce_nano", sa.BigInteger, nullable=True),
+        sa.Column("service_tier", sa.String(32), nullable=True),
     ):
         type_ = column.type.compile(dialect=conn.dialect)
         conn.execute(sa.text(f'ALTER TABLE calls ADD COLUMN "{column.name}" {type_}'))

@@ -4,7 +4,7 @@ The table is the one ``run`` would load now: the bundled rows, the user's file
 (``$TOLLBENCH_PRICES`` or ``~/.config/tollbench/prices.toml``) and each ``--prices FILE``. A call is
 priced exactly as the meter priced it (:meth:`harness.cost.Price.cost` of its usage at the row for
 its provider and wire model id in effect on the day it started, with the service tier the provider
-reported when the stored raw usage names one), then rounded up to nano-dollars once per call with
+reported, ``calls.service_tier``), then rounded up to nano-dollars once per call with
 :func:`harness.money.usd_to_nano`, so repricing with the table the run used gives its recorded cost to
 the nano-dollar.
 
@@ -142,7 +142,10 @@ def call_usage(call: Mapping[str, Any]) -> Usage:
 
 
 def _service_tier(call: Mapping[str, Any]) -> str | None:
-    """The service tier the provider reported, where the stored raw usage keeps it (Anthropic)."""
+    """The service tier the provider reported: the call row's own (``calls.service_tier``), else the
+    stored raw usage's (Anthropic reports it there; rows written before the column existed)."""
+    if isinstance(call.get("service_tier"), str):
+        return str(call["service_tier"])
     raw = call.get("raw_usage")
     if isinstance(raw, str):
         try:

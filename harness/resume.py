@@ -32,13 +32,13 @@ import anyio
 import sqlalchemy as sa
 
 from .cache import answers_of_run
-from .errors import ConfigError, StorageError
+from .errors import ConfigError
 from .ledger import Ledger
 from .plan import Plan, PriorUnit, options_from_config, prepare_run
 from .runner import RunState
 from .session import RunOutcome
 from .session import run as run_plan
-from .storage import Store, calls_table, runs_table
+from .storage import Store, calls_table
 from .suite import Suite
 
 __all__ = [
@@ -61,15 +61,7 @@ def register_process(store: Store, run_id: str) -> None:
     """Record this process (host, pid, start time) on the run, so a later resume can tell whether a
     process is still working on it."""
     entry = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": datetime.now(UTC).isoformat()}
-    with store.begin_write("registering a process on a run") as conn:
-        row = conn.execute(
-            sa.select(runs_table.c.config).where(runs_table.c.id == run_id).with_for_update()
-        ).one_or_none()
-        if row is None:
-            raise StorageError(f"{store.label}: no run {run_id!r}; list runs with `tollbench runs`")
-        config = dict(row.config or {})
-        config["processes"] = [*list(config.get("processes") or [])[-19:], entry]
-        conn.execute(sa.update(runs_table).where(runs_table.c.id == run_id).values(config=config))
+    store.add_to_run_config_list(run_id, "processes", entry, keep=20)
 
 
 def _alive(pid: int) -> bool:

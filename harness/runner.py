@@ -541,6 +541,7 @@ class Runner:
                         retry_wait_ms=0,
                         finished_at=datetime.now(UTC),
                         response=response_record(completion.text, completion.finish_reason),
+                        service_tier=completion.service_tier,
                     )
                 )
                 limiter.on_success(completion.rate_limits)

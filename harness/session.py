@@ -193,10 +193,7 @@ def _sim_instance(sim: Any) -> str | None:
 
 
 def _note_sim_instance(store: Store, run_id: str, instance: str) -> None:
-    run = store.get_run(run_id)
-    seen = list((run or {}).get("config", {}).get("sim_instances") or [])
-    if instance not in seen:
-        store.update_run_config(run_id, "sim_instances", [*seen, instance])
+    store.add_to_run_config_list(run_id, "sim_instances", instance)
 
 
 def _create_or_join(store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]) -> str:

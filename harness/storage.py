@@ -195,6 +195,8 @@ class CallRecord(SQLModel, table=True):
     """For a ``cached`` row: the call whose answer was reused."""
     reproduce_nano: int | None = _big(True, default=None)
     """For a ``cached`` row: what the reused answer cost when it was bought (cost to reproduce)."""
+    service_tier: str | None = Field(max_length=32, default=None)
+    """The service tier the provider reported for the call (it was priced at that tier)."""
 
 
 class ItemResultRecord(SQLModel, table=True):
@@ -242,8 +244,16 @@ class Redactor:
         )
 
     def text(self, value: str | None) -> str | None:
-        """Return ``value`` with every secret replaced by ``[redacted]``."""
-        if value is None or not self.secrets:
+        """Return ``value`` with every secret replaced by ``[redacted]``, ready for a text column.
+
+        A NUL character (a model can emit one) becomes U+FFFD: PostgreSQL text columns refuse NUL,
+        and a whole ledger batch would fail on one answer.
+        """
+        if value is None:
+            return value
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if not self.secrets:
             return value
         for secret in self.secrets:
             if secret in value:
@@ -526,6 +536,24 @@ class Store:
             raw = row.config
             config = dict(raw if isinstance(raw, dict) else json.loads(raw or "{}"))
             config[key] = value
+            conn.execute(sa.update(runs_table).where(runs_table.c.id == run_id).values(config=config))
+
+    def add_to_run_config_list(self, run_id: str, key: str, value: Any, *, keep: int | None = None) -> None:
+        """Append ``value`` to the list ``config[key]`` of a run unless it is there (under the row lock,
+        so concurrent processes never drop each other's entries); ``keep`` caps the list's length."""
+        with self.begin_write("updating a run's config") as conn:
+            row = conn.execute(
+                sa.select(runs_table.c.config).where(runs_table.c.id == run_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
+            raw = row.config
+            config = dict(raw if isinstance(raw, dict) else json.loads(raw or "{}"))
+            items = list(config.get(key) or [])
+            if value in items:
+                return
+            items.append(value)
+            config[key] = items[-keep:] if keep else items
             conn.execute(sa.update(runs_table).where(runs_table.c.id == run_id).values(config=config))
 
     def ensure_price(

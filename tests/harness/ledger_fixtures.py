@@ -249,3 +249,24 @@ def run_processes(
         results.append(json.loads(out.strip().splitlines()[-1]))
     shutil.rmtree(sync_dir, ignore_errors=True)
     return results
+
+
+async def check_text_with_nul_and_service_tier(store: Store) -> None:
+    """A NUL in a model's text (PostgreSQL text columns refuse it) is stored as U+FFFD and does not fail
+    the batch; a settle's service tier is stored on the call row."""
+    from dataclasses import replace
+
+    from harness.ledger import Ledger
+
+    run_id = new_run(store, 10_000)
+    async with Ledger(store, run_id) as ledger:
+        a, b = start(run_id, 100), start(run_id, 100)
+        assert await ledger.reserve(a) and await ledger.reserve(b)
+        await ledger.settle(replace(end(a.call_id, 40), service_tier="flex"))
+        await ledger.settle(end(b.call_id, 100, status="error", error_message="bad\x00byte"))
+        await ledger.record_item(replace(item(run_id, "q"), answer_text="x\x00y", extracted="4\x002"))
+    calls = {c["id"]: c for c in store.calls(run_id)}
+    assert calls[a.call_id]["service_tier"] == "flex" and calls[b.call_id]["service_tier"] is None
+    assert calls[b.call_id]["error_message"] == "bad\ufffdbyte"
+    (result,) = store.item_results(run_id)
+    assert (result["answer_text"], result["extracted"]) == ("x\ufffdy", "4\ufffd2")

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import anyio
 import pytest
-from ledger_fixtures import assert_consistent, end, item, new_run, raw_state, run_processes, start
+from ledger_fixtures import (
+    assert_consistent,
+    check_text_with_nul_and_service_tier,
+    end,
+    item,
+    new_run,
+    raw_state,
+    run_processes,
+    start,
+)
 
 from harness.errors import StorageError
 from harness.ledger import Ledger
@@ -304,3 +313,8 @@ def test_two_processes_never_commit_more_than_the_budget(store: Store, db: Path,
     else:
         assert state["spent"] == sum(cost for g in grants for _, _, cost in g) <= budget
     assert len(seen) > 5
+
+
+@pytest.mark.anyio
+async def test_text_with_nul_and_the_service_tier_are_stored(store: Store) -> None:
+    await check_text_with_nul_and_service_tier(store)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from ledger_fixtures import end, item, new_run, run_processes, start
+from ledger_fixtures import check_text_with_nul_and_service_tier, end, item, new_run, run_processes, start
 
 from harness import migrations
 from harness.errors import StorageError
@@ -177,3 +177,8 @@ def test_two_processes_share_one_budget(store: Store, pg_url: str, settle: bool)
         assert sum(a for g in grants for _, a, _ in g) == state["committed"] <= budget
         assert state["committed"] > budget - 1000
     assert len(seen) > 3
+
+
+@pytest.mark.anyio
+async def test_text_with_nul_and_the_service_tier_are_stored_on_postgres(store: Store) -> None:
+    await check_text_with_nul_and_service_tier(store)

@@ -593,7 +593,8 @@ async def test_a_schema_2_database_upgrades_to_the_current_schema(pg_url: str) -
             applied = [r[0] for r in conn.execute(sa.text("SELECT name FROM _tollbench_migrations"))]
         assert version == str(migrations.SCHEMA_VERSION) == "3"
         assert sorted(applied) == [fn.__name__ for fn in migrations.MIGRATIONS]
-        for name in ("request_hash", "request", "response", "sent_to", "source_call_id", "reproduce_nano"):
+        added = ("request_hash", "request", "response", "sent_to", "source_call_id", "reproduce_nano")
+        for name in (*added, "service_tier"):
             assert columns[name]["nullable"], name
         assert isinstance(columns["reproduce_nano"]["type"], sa.BigInteger)
         assert isinstance(columns["request"]["type"], sa.JSON)

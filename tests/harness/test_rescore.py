@@ -412,3 +412,24 @@ def test_bad_input_exits_2_with_one_line(
     assert not missing_db.exists()  # a read-only command creates no database
     assert main(["reprice", runs.run_id, "--db", db]) == 0
     assert "repriced with today's price table" in capsys.readouterr().out
+
+
+def test_a_call_is_repriced_at_the_service_tier_it_was_billed_at(runs: Runs) -> None:
+    from datetime import UTC, datetime
+
+    from harness.money import usd_to_nano
+    from harness.reprice import reprice_calls
+
+    query = "select service_tier from calls where provider = 'openai' and status = 'ok'"
+    tiers = {r["service_tier"] for r in _rows(runs.db, query)}
+    assert tiers == {"default"}  # what the simulator, like the API, reports
+    table = PriceTable.load(())
+    call = {
+        "model": "openai/o4-mini", "provider": "openai", "provider_model": "o4-mini", "status": "ok",
+        "usage_known": True, "input_uncached": 1000, "output_tokens": 2000, "reasoning_tokens": 1500,
+        "cost_nano": 0, "started_at": datetime(2026, 11, 1, tzinfo=UTC), "service_tier": "flex",
+    }  # fmt: skip
+    (flex,) = reprice_calls([call], table)
+    (base,) = reprice_calls([{**call, "service_tier": None}], table)
+    assert flex.repriced_nano == usd_to_nano(Decimal("0.00055") + Decimal("0.0044"))  # $0.55 / $2.20 per M
+    assert base.repriced_nano == usd_to_nano(Decimal("0.0011") + Decimal("0.0088"))  # $1.10 / $4.40 per M
