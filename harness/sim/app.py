@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -187,6 +187,25 @@ class _Handlers:
                 client_request_id=client_id,
             )
             return self._error(provider, rid, err, headers)
+        except BaseException as exc:
+            # The request never reached generation: the client went away while sending its body (a
+            # killed process), or the simulator itself failed. Nothing is billed, and the request is
+            # on the invoice all the same, so `tollbench reconcile` can prove it cost nothing.
+            gone = isinstance(exc, ClientDisconnect)
+            s.invoice.record(
+                request_id=rid,
+                provider=provider,
+                api=api,
+                model=profile.id if profile else None,
+                stream=stream,
+                status="refused",
+                http_status=499 if gone else 500,
+                fault=fault_name or ("client_disconnected" if gone else "simulator_error"),
+                client_request_id=client_id,
+            )
+            if gone:
+                return Response(status_code=499)  # nobody reads it
+            raise
 
         cache = draw_cache(
             profile,

@@ -135,3 +135,28 @@ def test_main_rejects_public_bind() -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "loopback" in r.stderr
+
+
+def test_a_client_gone_while_sending_its_body_is_on_the_invoice_unbilled() -> None:
+    """A process killed mid-upload: the request never reached generation, costs nothing, and is on
+    the invoice (not left "in progress" forever), so reconcile can settle its reservation at $0."""
+    import time
+    from urllib.parse import urlparse
+
+    with SimServer(seed=1, speed=0.0) as sim:
+        url = urlparse(sim.base_url)
+        assert url.hostname and url.port
+        with socket.create_connection((url.hostname, url.port)) as conn:
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: sim\r\nAuthorization: Bearer sk-sim\r\n"
+                b"Content-Type: application/json\r\nx-client-request-id: call-1\r\nContent-Length: 500\r\n"
+                b'\r\n{"model":'
+            )
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while (invoice := sim.invoice())["in_progress"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert invoice["in_progress"] == []
+    (record,) = invoice["requests"].values()
+    assert (record["client_request_id"], record["billed"], record["usd"]) == ("call-1", False, "0")
+    assert (record["http_status"], record["fault"]) == (499, "client_disconnected")
