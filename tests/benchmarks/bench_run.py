@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = "gpt-4o-mini"
 
 BARE_LOOP = r"""
-import sys, time, anyio
+import sys, time, anyio, httpx2
 from openai import AsyncOpenAI
 from suites import get_suite
 
@@ -41,7 +41,8 @@ suite = get_suite("demo")
 prompts = [suite.render(item, 0, 0) for item in suite.items]
 
 async def main() -> None:
-    client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0)
+    # connect timeout raised from the SDK default of 5 s: 512 connects at once on a loaded machine
+    client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=httpx2.Timeout(600, connect=60))
     sem = anyio.Semaphore(conc)
     done = 0
     async def one(i: int) -> None:
