@@ -42,7 +42,8 @@ prompts = [suite.render(item, 0, 0) for item in suite.items]
 
 async def main() -> None:
     # connect timeout raised from the SDK default of 5 s: 512 connects at once on a loaded machine
-    client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=httpx2.Timeout(600, connect=60))
+    timeout = httpx2.Timeout(600, connect=60)
+    client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=timeout)
     sem = anyio.Semaphore(conc)
     done = 0
     async def one(i: int) -> None:
