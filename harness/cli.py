@@ -55,10 +55,27 @@ def db_option(f: F) -> F:
     )(f)
 
 
-def _open_store(db: str | None) -> Any:
+def _sqlite_path(db: str | None) -> Path | None:
+    """The file of a SQLite ``--db`` (None for PostgreSQL or an in-memory database)."""
+    from sqlalchemy.engine import make_url
+
+    from .storage import resolve_db_url
+
+    url = make_url(resolve_db_url(db))
+    path = url.database or ""
+    if url.get_backend_name() != "sqlite" or path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+def _open_store(db: str | None, *, create: bool = True) -> Any:
+    """Open the database; with ``create=False`` (commands that only look at existing runs) a SQLite
+    file that does not exist is a one-line error instead of a new empty database."""
     from .storage import Store
 
     try:
+        if not create and (path := _sqlite_path(db)) is not None and not path.exists():
+            _fail(f"no database at {path} (pass --db PATH_OR_URL, or set TOLLBENCH_DB)", 2)
         return Store.open(db)
     except StorageError as exc:
         _fail(str(exc), 2)
@@ -327,7 +344,7 @@ def runs(db: str | None, json_output: bool, csv_output: bool) -> None:
     """List runs, newest first: id, started, suites, models, status, budget, spent, simulated."""
     from .report import print_runs, runs_rows
 
-    store = _open_store(db)
+    store = _open_store(db, create=False)
     try:
         rows = runs_rows(store)
     finally:
@@ -349,7 +366,7 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
     """Show one run: status, spend, and per model and suite the score and cost."""
     from .report import print_run, run_report_dict
 
-    store = _open_store(db)
+    store = _open_store(db, create=False)
     try:
         if store.get_run(run_id) is None:
             _fail(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
@@ -436,15 +453,10 @@ def costs(
     bad = [k for k in keys if k not in allowed]
     if not keys or bad:
         _fail(f"--by takes a comma list of {', '.join(sorted(allowed))}; got {by!r}")
-    store = _open_store(db)
+    since_day, until_day = _parse_date(since, "--since"), _parse_date(until, "--until")
+    store = _open_store(db, create=False)
     try:
-        rows = cost_rows(
-            store,
-            by=keys,
-            since=_parse_date(since, "--since"),
-            until=_parse_date(until, "--until"),
-            run_id=run_id,
-        )
+        rows = cost_rows(store, by=keys, since=since_day, until=until_day, run_id=run_id)
     finally:
         store.close()
     if json_output:

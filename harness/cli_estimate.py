@@ -35,15 +35,10 @@ def _fail(message: str, code: int = 2) -> Any:
 
 
 def _db_exists(db: str | None) -> bool:
-    from sqlalchemy.engine import make_url
+    from .cli import _sqlite_path
 
-    from .storage import resolve_db_url
-
-    url = make_url(resolve_db_url(db))
-    if url.get_backend_name() != "sqlite":
-        return True
-    path = url.database or ""
-    return path not in ("", ":memory:") and Path(path).is_file()
+    path = _sqlite_path(db)
+    return path is None or path.is_file()
 
 
 @click.command("estimate")

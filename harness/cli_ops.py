@@ -101,7 +101,7 @@ def resume(
         if concurrency < 1:
             raise _fail("--concurrency must be at least 1")
         overrides["concurrency"] = concurrency
-    store = _open(db)
+    store = _open_read(db)
     try:
         plan = plan_resume(store, run_id, force=force, **overrides)
         if sim_url and not plan.plan.options.simulated:
@@ -163,7 +163,7 @@ def reconcile(
     _check_sim_url(sim_url)
     if grace_s < 0:
         raise _fail("--grace must not be negative")
-    store = _open(db)
+    store = _open_read(db)
     try:
         run = store.get_run(run_id)
         if run is None:
@@ -216,7 +216,7 @@ def export_cmd(run_id: str, output: Path, db: str | None) -> None:
     """Write RUN_ID as a self-contained JSONL bundle (requests, answers, usage, prices, scores; no keys)."""
     from .bundle import export_to_file
 
-    store = _open(db)
+    store = _open_read(db)
     try:
         try:
             summary = export_to_file(store, run_id, output)
@@ -264,20 +264,10 @@ def import_cmd(bundle: Path, db: str | None, json_output: bool) -> None:
 
 
 def _open_read(db: str | None) -> Any:
-    """Open an existing database for a read-only command (a missing SQLite file is not created)."""
-    import sqlalchemy as sa
+    """Open an existing database (a missing SQLite file is an error, never created)."""
+    from .cli import _open_store
 
-    from .errors import StorageError
-    from .storage import resolve_db_url
-
-    try:
-        url = sa.engine.make_url(resolve_db_url(db))
-    except StorageError as exc:
-        raise _fail(str(exc)) from None
-    path = url.database or ""
-    if url.get_backend_name() == "sqlite" and path not in ("", ":memory:") and not Path(path).exists():
-        raise _fail(f"no database at {path} (pass --db PATH_OR_URL, or set TOLLBENCH_DB)")
-    return _open(db)
+    return _open_store(db, create=False)
 
 
 def _signed_usd(nano: int) -> str:

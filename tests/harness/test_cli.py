@@ -19,6 +19,7 @@ import pytest
 from harness.cli import main
 from harness.money import usd_to_nano
 from harness.sim import SimServer
+from harness.storage import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,16 +88,35 @@ def _rows(db: Path, sql: str) -> list[sqlite3.Row]:
 def test_bad_input_is_one_line_and_exit_2(
     args: list[str], needle: str, db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = (
-        _cli(*args, "--db", str(db_path), capsys=capsys)
-        if args[0] in ("costs", "show")
-        else _cli(*args, capsys=capsys)
-    )
+    if args[0] in ("costs", "show"):
+        Store.open(str(db_path)).close()  # an existing, empty database
+        code, out, err = _cli(*args, "--db", str(db_path), capsys=capsys)
+    else:
+        code, out, err = _cli(*args, capsys=capsys)
     assert code == 2, (out, err)
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:"), err
     assert needle in lines[0]
     assert "Traceback" not in err
+
+
+READ_COMMANDS = [
+    ["runs"], ["show", "r1"], ["costs"], ["resume", "r1"], ["reconcile", "r1"],
+    ["export", "r1", "-o", "b.jsonl"], ["rescore", "r1"], ["reprice", "r1"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS)
+def test_commands_that_read_runs_never_create_a_database(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "typo.db"
+    code, _, err = _cli(*args, "--db", str(db), capsys=capsys)
+    assert (
+        code == 2
+        and err.strip() == f"Error: no database at {db} (pass --db PATH_OR_URL, or set TOLLBENCH_DB)"
+    )
+    assert not db.exists()
 
 
 def test_db_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

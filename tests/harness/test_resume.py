@@ -256,6 +256,7 @@ def test_options_round_trip_through_the_stored_config(tmp_path: Path) -> None:
 
 
 def test_cli_resume_errors_are_one_line(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store.open(str(db_path)).close()
     code = main(["resume", "no-such-run", "--db", str(db_path)])
     err = capsys.readouterr().err
     assert (
