@@ -170,7 +170,7 @@ class CallRecord(SQLModel, table=True):
     cache_write_1h: int | None = _big(True, default=None)
     output_tokens: int | None = _big(True, default=None)
     reasoning_tokens: int | None = _big(True, default=None)
-    raw_usage: dict[str, Any] | None = Field(sa_type=sa.JSON, nullable=True, default=None)
+    raw_usage: dict[str, Any] | None = Field(sa_type=sa.JSON(none_as_null=True), nullable=True, default=None)
     price_id: str | None = Field(foreign_key="prices.id", max_length=64, default=None)
     request_id: str | None = Field(max_length=200, default=None)
     finish_reason: str | None = Field(max_length=64, default=None)
@@ -185,9 +185,9 @@ class CallRecord(SQLModel, table=True):
     cached: bool = False
     request_hash: str | None = Field(max_length=64, default=None)
     """Response-cache key: sha256 of the canonical request (:mod:`harness.cache`)."""
-    request: dict[str, Any] | None = Field(sa_type=sa.JSON, nullable=True, default=None)
+    request: dict[str, Any] | None = Field(sa_type=sa.JSON(none_as_null=True), nullable=True, default=None)
     """The canonical request (messages and every parameter; never a key)."""
-    response: dict[str, Any] | None = Field(sa_type=sa.JSON, nullable=True, default=None)
+    response: dict[str, Any] | None = Field(sa_type=sa.JSON(none_as_null=True), nullable=True, default=None)
     """``{"text", "finish_reason"}`` of an answered call (or of the answer a cached row reused)."""
     sent_to: str | None = Field(max_length=200, default=None)
     """Where the request went: ``sim:<instance>`` for the simulator, else the API host."""

@@ -129,6 +129,11 @@ def test_export_import_round_trip_equals_the_original_report(
         assert all(i["status"] in ("scored", "unusable") for i in items)
         final_ids = {i["final_call_id"] for i in items}
         assert final_ids <= {c["id"] for c in calls}
+        # An absent raw usage, request or answer is SQL NULL in both databases (not JSON 'null').
+        nulls = "select count(*) from calls where {} is null and run_id = ?"
+        for column in ("raw_usage", "request", "response"):
+            here = _rows(db, nulls.format(column), rid)[0][0]
+            assert _rows(other, nulls.format(column), loaded.run_id)[0][0] == here, column
     assert _report(db, again)["results"][0]["cached"] == 16
 
 
