@@ -1,15 +1,20 @@
 """``python -m harness.sim``: the simulator in the foreground (used by :class:`SimProcess`).
 
 Flags: ``--host --port --profiles --seed --speed --answer-key FILE --faults FILE --ready-file FILE
---allow-non-loopback``. Once listening it prints the two base URLs and, with ``--ready-file``,
-writes the base URL (``http://127.0.0.1:PORT``) to that file atomically.
+--parent-pid PID --allow-non-loopback``. Once listening it prints the two base URLs and, with
+``--ready-file``, writes the base URL (``http://127.0.0.1:PORT``) to that file atomically. With
+``--parent-pid`` it stops when that process is gone (a ``run --sim`` killed with SIGKILL leaves no
+simulator behind).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -28,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answer-key", type=Path)
     ap.add_argument("--faults", type=Path)
     ap.add_argument("--ready-file", type=Path)
+    ap.add_argument("--parent-pid", type=int, help="Stop when this process is gone.")
     ap.add_argument("--allow-non-loopback", action="store_true")
     args = ap.parse_args(argv)
+    if args.parent_pid is not None:
+        _watch_parent(args.parent_pid)
 
     def on_ready(openai_url: str, anthropic_url: str) -> None:
         print(f"OPENAI_BASE_URL={openai_url}", flush=True)
@@ -58,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _watch_parent(pid: int, interval_s: float = 0.5) -> None:
+    """Send ourselves SIGTERM (an orderly shutdown) once process ``pid`` is no longer our parent."""
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

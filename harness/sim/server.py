@@ -319,8 +319,9 @@ class SimClient:
 
 
 class SimProcess(SimClient):
-    """The simulator in a child process (``python -m harness.sim``): it outlives a killed runner and
-    does not share its GIL. Use :func:`start_sim_process` to create one."""
+    """The simulator in a child process (``python -m harness.sim``): it does not share the caller's GIL,
+    outlives a killed runner started by another process (tests read its invoice after the kill), and
+    stops by itself when the process that started it dies. Use :func:`start_sim_process` to create one."""
 
     def __init__(
         self, proc: subprocess.Popen[bytes], base_url: str, workdir: tempfile.TemporaryDirectory[str]
@@ -384,6 +385,8 @@ def start_sim_process(
         repr(float(speed)),
         "--ready-file",
         str(ready),
+        "--parent-pid",
+        str(os.getpid()),
     ]
     if profiles is not None:
         cmd += ["--profiles", str(profiles)]

@@ -160,3 +160,36 @@ def test_a_client_gone_while_sending_its_body_is_on_the_invoice_unbilled() -> No
     (record,) = invoice["requests"].values()
     assert (record["client_request_id"], record["billed"], record["usd"]) == ("call-1", False, "0")
     assert (record["http_status"], record["fault"]) == (499, "client_disconnected")
+
+
+def test_a_simulator_process_stops_when_the_process_that_started_it_is_killed() -> None:
+    """`run --sim` killed with SIGKILL must not leave its simulator running forever."""
+    import os
+    import signal
+    import time
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "from harness.sim import start_sim_process; import sys, time\n"
+         "sim = start_sim_process(); print(sim.pid, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # running
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        # Reap it if it became our child (the subreaper case); otherwise init reaps it.
+        try:
+            os.waitpid(child, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the simulator outlived the process that started it")
