@@ -146,6 +146,7 @@ class Runner:
         self._done: set[UnitKey] = set()
         self._prior: dict[UnitKey, PriorUnit] = dict(prior or {})
         self._cache: dict[str, CachedAnswer] = {}
+        self._cache_loaded = False
         self.cache_hits = 0
         """Units answered from the response cache in this session."""
         self.recovered = 0
@@ -234,6 +235,41 @@ class Runner:
             self._prompts[key] = p
         return p
 
+    def connect(self, base_urls: Mapping[str, str | None], sim_instance: str | None = None) -> None:
+        """Say where requests go (before :meth:`execute`): base URL per provider and, for the simulator,
+        its invoice instance (recorded as ``calls.sent_to`` for ``reconcile``)."""
+        self.base_urls = base_urls
+        self._sent_to = f"sim:{sim_instance}" if sim_instance else None
+
+    async def load_cache(self) -> None:
+        """Look every unit still to answer up in the response cache (once; :meth:`execute` does it
+        if nobody did before)."""
+        self._cache_loaded = True
+        if not self.plan.options.use_cache:
+            return
+        keys = [
+            self.request_for(mp, unit)[2]
+            for mp in self.plan.models.values()
+            for unit in mp.units
+            if unit_key(unit) not in self._done
+        ]
+        self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
+
+    def units_to_send(self) -> int:
+        """Units that need a provider call: not answered before, no stored answer to re-score, and
+        (once :meth:`load_cache` ran) no answer in the response cache."""
+        count = 0
+        for mp in self.plan.models.values():
+            for unit in mp.units:
+                key = unit_key(unit)
+                prior = self._prior.get(key)
+                if key in self._done or (prior is not None and prior.answer is not None):
+                    continue
+                if self._cache and self.request_for(mp, unit)[2] in self._cache:
+                    continue
+                count += 1
+        return count
+
     async def execute(self) -> str:
         """Run every unit; return the final run status."""
         from adapters import create_adapter
@@ -257,14 +293,8 @@ class Runner:
                 mp.price.to_dict(),
                 self.plan.price_table.sha256,
             )
-        if opts.use_cache:
-            keys = [
-                self.request_for(mp, unit)[2]
-                for mp in self.plan.models.values()
-                for unit in mp.units
-                if unit_key(unit) not in self._done
-            ]
-            self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
+        if not self._cache_loaded:
+            await self.load_cache()
 
         status = "done"
         try:

@@ -21,7 +21,7 @@ from .plan import Plan, PriorUnit, options_to_config
 from .runner import Runner, RunState, UnitKey
 from .storage import Store
 
-__all__ = ["RunOutcome", "run", "units_to_send"]
+__all__ = ["RunOutcome", "run"]
 
 log = logging.getLogger("tollbench.session")
 
@@ -37,18 +37,6 @@ class RunOutcome:
     run_id: str
     status: str
     exit_code: int
-
-
-def units_to_send(plan: Plan, prior: Mapping[UnitKey, PriorUnit] | None) -> int:
-    """Units of ``plan`` that need a provider call: no usable answer and no stored answer to re-score."""
-    prior = prior or {}
-    count = 0
-    for mp in plan.models.values():
-        for unit in mp.units:
-            p = prior.get((unit.model, unit.suite, unit.item.id, unit.repeat))
-            if p is None or (not p.done and p.answer is None):
-                count += 1
-    return count
 
 
 async def run(
@@ -101,37 +89,38 @@ async def run(
 
     sim = simulator
     own_sim = False
-    base_urls: dict[str, str | None] = {"openai": opts.base_url, "anthropic": None}
     runner: Runner | None = None
     status = "failed"
     try:
-        needs_sim = resume_run_id is None or units_to_send(plan, prior) > 0
-        if opts.simulated and sim is None and opts.sim_url:
-            from .sim import SimClient
-
-            sim = SimClient(opts.sim_url)
-        elif opts.simulated and sim is None and needs_sim:
-            sim = await _start_simulator(plan)
-            own_sim = True
-        if opts.simulated and sim is None:
-            # A resume with nothing left to send: no simulator is started, and nothing can leave.
-            base_urls = {"openai": _NOWHERE, "anthropic": _NOWHERE}
-        elif opts.simulated:
-            assert sim is not None
-            base_urls = {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}
-        instance = await anyio.to_thread.run_sync(_sim_instance, sim) if sim is not None else None
-        if instance is not None:
-            await anyio.to_thread.run_sync(_note_sim_instance, store, run_id, instance)
         runner = Runner(
             plan,
             store,
             run_id,
-            base_urls=base_urls,
+            base_urls={"openai": opts.base_url, "anthropic": None},
             on_progress=on_progress,
             handle_signals=handle_signals,
             prior=prior,
-            sim_instance=instance,
         )
+        await runner.load_cache()
+        if opts.simulated and sim is None and opts.sim_url:
+            from .sim import SimClient
+
+            sim = SimClient(opts.sim_url)
+        elif opts.simulated and sim is None and runner.units_to_send() > 0:
+            sim = await _start_simulator(plan)
+            own_sim = True
+        instance = await anyio.to_thread.run_sync(_sim_instance, sim) if sim is not None else None
+        if instance is not None:
+            await anyio.to_thread.run_sync(_note_sim_instance, store, run_id, instance)
+        if opts.simulated and sim is None:
+            # Everything is answered already (resume, the response cache): no simulator is started,
+            # and a request sent by mistake fails at once.
+            runner.connect({"openai": _NOWHERE, "anthropic": _NOWHERE})
+        elif opts.simulated:
+            assert sim is not None
+            runner.connect({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, instance)
+        else:  # a live run (tests may point its base URL at a simulator they pass in)
+            runner.connect({"openai": opts.base_url, "anthropic": None}, instance)
         if on_runner is not None:
             on_runner(runner)
         if sim is not None:

@@ -187,3 +187,33 @@ def test_cli_run_no_cache_and_show_marks_cached_answers(
     assert "saved by cache" in capsys.readouterr().out
     total = sum(usd_to_nano(Decimal(r["spent_usd"])) for r in (first, second, third))
     assert total == usd_to_nano(Decimal(sim.invoice()["total"]["usd"]))
+
+
+async def test_a_fully_cached_simulated_run_starts_no_simulator(
+    db_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _run(db_path, sim)
+
+    async def no_simulator(plan: Any) -> Any:
+        raise AssertionError("every answer is in the cache: no simulator is needed")
+
+    monkeypatch.setattr("harness.session._start_simulator", no_simulator)
+    opts = RunOptions(
+        suites=[TinySuite(12)],
+        models=["openai/o4-mini"],
+        budget_usd=Decimal("5"),
+        simulated=True,
+        concurrency=4,
+        retry=FAST_RETRY,
+        max_output_tokens=3000,
+    )
+    store = Store.open(str(db_path))
+    try:
+        second = await run(prepare_run(opts), store)  # no simulator passed, none started
+    finally:
+        store.close()
+    assert second.status == "done"
+    report = _report(db_path, second.run_id)["results"][0]
+    assert (
+        report["cached"] == 12 and report["scored"] == _report(db_path, first.run_id)["results"][0]["scored"]
+    )
