@@ -440,21 +440,8 @@ class Runner:
             )
             return
         assert completion is not None
-        score = await self._score(unit, prompt, completion.text, completion.finish_reason)
-        progress.done += 1
-        if score.status == "scored":
-            progress.scored += 1
-            progress.correct += int(bool(score.correct))
-        await self._finish_item(
-            unit,
-            prompt,
-            score.status,
-            score.correct,
-            score.extracted,
-            completion.text,
-            score.reason,
-            costs,
-            last_call,
+        await self._score_and_finish(
+            mp, unit, prompt, completion.text, completion.finish_reason, costs, last_call
         )
 
     async def _attempt(
@@ -765,22 +752,27 @@ class Runner:
         self, mp: ModelPlan, unit: Unit, prompt: Prompt, answer: CachedAnswer, last_call: list[str]
     ) -> None:
         """Score a stored answer and record the item (nothing is sent or charged)."""
+        await self._score_and_finish(mp, unit, prompt, answer.text, answer.finish_reason, [], last_call)
+
+    async def _score_and_finish(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        prompt: Prompt,
+        text: str,
+        finish_reason: str,
+        costs: list[int],
+        last_call: list[str],
+    ) -> None:
+        """Score an answer (bought now, cached or stored), count it, and record the item result."""
         progress = self.state.per_model[mp.spec.name]
-        score = await self._score(unit, prompt, answer.text, answer.finish_reason)
+        score = await self._score(unit, prompt, text, finish_reason)
         progress.done += 1
         if score.status == "scored":
             progress.scored += 1
             progress.correct += int(bool(score.correct))
         await self._finish_item(
-            unit,
-            prompt,
-            score.status,
-            score.correct,
-            score.extracted,
-            answer.text,
-            score.reason,
-            [],
-            last_call,
+            unit, prompt, score.status, score.correct, score.extracted, text, score.reason, costs, last_call
         )
 
     async def _record_not_run(self, ledger: Ledger) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,37 @@ def clean_environ(
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"
+
+
+PG_SERVER = os.environ.get("TOLLBENCH_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+"""The PostgreSQL server of the PostgreSQL tests (loopback; trust auth)."""
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A database URL on :data:`PG_SERVER` whose search path is a fresh schema, dropped afterwards.
+
+    Without a reachable server the test is skipped with the reason, unless
+    ``TOLLBENCH_REQUIRE_POSTGRES=1`` (CI), which makes it fail.
+    """
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        PG_SERVER.replace("postgresql://", "postgresql+psycopg://", 1), connect_args={"connect_timeout": 3}
+    )
+    schema = "tb_test_" + secrets.token_hex(6)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        reason = f"PostgreSQL at {PG_SERVER} is unreachable ({str(exc.orig).splitlines()[0]})"
+        if os.environ.get("TOLLBENCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + " and TOLLBENCH_REQUIRE_POSTGRES=1")
+        pytest.skip(reason)
+    try:
+        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()

@@ -6,8 +6,6 @@ with the reason shown, unless ``TOLLBENCH_REQUIRE_POSTGRES=1``, in which case th
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -23,39 +21,10 @@ from harness.storage import Store
 
 pytestmark = pytest.mark.postgres
 
-SERVER = os.environ.get("TOLLBENCH_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
-
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _admin_engine() -> sa.Engine:
-    return sa.create_engine(
-        SERVER.replace("postgresql://", "postgresql+psycopg://", 1), connect_args={"connect_timeout": 3}
-    )
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    engine = _admin_engine()
-    schema = "tb_test_" + secrets.token_hex(6)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        reason = f"PostgreSQL at {SERVER} is unreachable ({str(exc.orig).splitlines()[0]})"
-        if os.environ.get("TOLLBENCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason + " and TOLLBENCH_REQUIRE_POSTGRES=1")
-        pytest.skip(reason)
-    try:
-        yield f"{SERVER}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
 
 
 @pytest.fixture
