@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .storage import Store, calls_table
-from .types import ModelSpec, Request
+from .types import ModelSpec, Request, UnitKey
 
 __all__ = [
     "CachedAnswer",
@@ -42,9 +42,6 @@ __all__ = [
     "request_key",
     "response_record",
 ]
-
-UnitKey = tuple[str, str, str, int]
-"""(model, suite, item id, repeat)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,11 +35,12 @@ from .cache import answers_of_run
 from .errors import ConfigError
 from .ledger import Ledger
 from .plan import Plan, PriorUnit, options_from_config, prepare_run
-from .runner import RunState
+from .runner import RunState, unit_key
 from .session import RunOutcome
 from .session import run as run_plan
 from .storage import Store, calls_table
 from .suite import Suite
+from .types import UnitKey
 
 __all__ = [
     "STALE_AFTER_S",
@@ -53,8 +54,6 @@ __all__ = [
 
 #: A ``running`` run whose heartbeat is older than this is considered abandoned.
 STALE_AFTER_S = 60.0
-
-UnitKey = tuple[str, str, str, int]
 
 
 def register_process(store: Store, run_id: str) -> None:
@@ -164,7 +163,7 @@ class ResumePlan:
             1
             for mp in self.plan.models.values()
             for u in mp.units
-            if (p := self.prior.get((u.model, u.suite, u.item.id, u.repeat))) and not p.done and p.answer
+            if (p := self.prior.get(unit_key(u))) and not p.done and p.answer
         )
 
     @property
@@ -174,7 +173,7 @@ class ResumePlan:
         return total - self.done_units - self.recoverable_units
 
     def _done(self, u: Any) -> bool:
-        p = self.prior.get((u.model, u.suite, u.item.id, u.repeat))
+        p = self.prior.get(unit_key(u))
         return bool(p and p.done)
 
 

@@ -44,17 +44,15 @@ from .retry import retrying
 from .sequential import TargetCI
 from .storage import Store
 from .suite import Score, score_answer
-from .types import Adapter, Completion, Prompt, Request, RetryDecision
+from .types import Adapter, Completion, Prompt, Request, RetryDecision, UnitKey
 
-__all__ = ["ModelProgress", "RunOptions", "RunState", "Runner", "UnitKey", "prepare_run", "unit_key"]
+__all__ = ["ModelProgress", "RunOptions", "RunState", "Runner", "prepare_run", "unit_key"]
 
 log = logging.getLogger("tollbench.runner")
 
 #: Seconds between heartbeats of a running run (``runs.heartbeat_at``); resume treats a run whose
 #: heartbeat is older than a few of these as abandoned.
 HEARTBEAT_S = 10.0
-
-UnitKey = tuple[str, str, str, int]
 
 
 @dataclass
@@ -640,7 +638,7 @@ class Runner:
     ) -> None:
         ledger = self.state.ledger
         assert ledger is not None
-        self._done.add((unit.model, unit.suite, unit.item.id, unit.repeat))
+        self._done.add(unit_key(unit))
         self._unit_costs.setdefault((unit.model, unit.suite), []).append(sum(costs))
         if self.state.projection is not None:
             self.state.projection.unit_done(sum(costs))
@@ -653,7 +651,7 @@ class Runner:
                     left = sum(
                         1
                         for u in self.plan.models[unit.model].units
-                        if u.suite == unit.suite and (u.model, u.suite, u.item.id, u.repeat) not in self._done
+                        if u.suite == unit.suite and unit_key(u) not in self._done
                     )
                     self.state.projection.units_skipped(left)
         await ledger.record_item(
@@ -785,7 +783,7 @@ class Runner:
                 else self.state.stopped_models.get(name, "not_run")
             )
             for unit in mp.units:
-                if (unit.model, unit.suite, unit.item.id, unit.repeat) in self._done:
+                if unit_key(unit) in self._done:
                     continue
                 reached = (unit.model, unit.suite) in self.state.target_reached
                 reason = "target_ci_reached" if reached else model_reason

@@ -18,8 +18,9 @@ import anyio
 from .errors import ConfigError, StorageError
 from .money import usd_to_nano
 from .plan import Plan, PriorUnit, options_to_config
-from .runner import Runner, RunState, UnitKey
+from .runner import Runner, RunState
 from .storage import Store
+from .types import UnitKey
 
 __all__ = ["RunOutcome", "run"]
 

@@ -27,9 +27,14 @@ __all__ = [
     "Request",
     "RetryDecision",
     "Role",
+    "UnitKey",
     "Usage",
     "input_tokens_upper_bound",
 ]
+
+UnitKey = tuple[str, str, str, int]
+"""What identifies one unit of a run across sessions: (model, suite, item id, repeat)."""
+
 
 Role = Literal["system", "user", "assistant"]
 
