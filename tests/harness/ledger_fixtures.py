@@ -197,6 +197,13 @@ print(json.dumps(granted))
 """
 
 
+SHARED_BUDGET = 160_000
+"""Budget (nano-USD) for :func:`run_processes` reserving without settling, with the default 2 x 16 x 15
+attempts: more than either process reserves on its own (seed 0 draws 125,474 and seed 1 130,796 in
+all), so each one is granted reservations however the OS schedules them (with 40,000 one process
+could take it all before the other got the write lock), and less than both together, so they contend."""
+
+
 def run_processes(
     url: str,
     run_id: str,

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from ledger_fixtures import check_text_with_nul_and_service_tier, end, item, new_run, run_processes, start
+from ledger_fixtures import (
+    SHARED_BUDGET,
+    check_text_with_nul_and_service_tier,
+    end,
+    item,
+    new_run,
+    run_processes,
+    start,
+)
 
 from harness import migrations
 from harness.errors import StorageError
@@ -128,7 +136,9 @@ async def test_ledger_on_postgres(store: Store) -> None:
 
 @pytest.mark.parametrize("settle", [False, True])
 def test_two_processes_share_one_budget(store: Store, pg_url: str, settle: bool) -> None:
-    budget = 40_000
+    # Reserving only: a budget neither process can use up alone, so both are granted (see
+    # SHARED_BUDGET). Settling gives reservations back, so 40,000 is contended for long enough.
+    budget = 40_000 if settle else SHARED_BUDGET
     run_id = new_run(store, budget)
     seen: list[dict[str, Any]] = []
 
