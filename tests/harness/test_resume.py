@@ -364,7 +364,7 @@ async def test_a_target_ci_run_resumes_counting_what_it_already_answered(db_path
         stopped = await first(db_path, sim, "0.012")
         assert stopped.status == "budget_exhausted"
         before = answered(db_path)
-        assert 10 <= before < full
+        assert 30 <= before < full  # (42 of 91 when written)
         store = Store.open(str(db_path))
         try:
             plan = plan_resume(store, stopped.run_id, suites=[TinySuite(kw["n"])])
@@ -374,7 +374,9 @@ async def test_a_target_ci_run_resumes_counting_what_it_already_answered(db_path
             store.close()
     assert outcome.status == "done"
     after = answered(db_path)
-    assert abs(after - full) <= 8, (before, after, full)  # not `before + full`
+    # In-flight calls at the stop and resent requests (fresh simulator draws) move the stopping point
+    # by a few items; ignoring the earlier answers would add all `before` of them.
+    assert abs(after - full) <= 20, (before, after, full)
     (summary,) = config["target_ci"]
     assert summary["reached"] and summary["n_items"] <= after
 
