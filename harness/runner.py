@@ -145,10 +145,6 @@ class Runner:
         self._prior: dict[UnitKey, PriorUnit] = dict(prior or {})
         self._cache: dict[str, CachedAnswer] = {}
         self._cache_loaded = False
-        self.cache_hits = 0
-        """Units answered from the response cache in this session."""
-        self.recovered = 0
-        """Units answered from calls this run bought earlier but never recorded (resume)."""
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
         self._adapters: dict[str, Adapter] = {}
         self._limiters: dict[str, AdaptiveLimiter] = {}
@@ -385,7 +381,6 @@ class Runner:
         prior = self._prior.get(unit_key(unit))
         if prior is not None and prior.answer is not None:
             # Bought by this run before a crash, never recorded: re-score it, never buy it again.
-            self.recovered += 1
             await self._answer_from_store(mp, unit, prompt, prior.answer, [prior.answer.call_id])
             return
         hit = self._cache.get(rkey)
@@ -743,7 +738,6 @@ class Runner:
                 finish_reason=hit.raw_finish_reason,
             )
         )
-        self.cache_hits += 1
         await self._answer_from_store(mp, unit, prompt, hit, [call_id])
 
     async def _answer_from_store(

@@ -50,7 +50,6 @@ async def run(
     simulator: Any | None = None,
     resume_run_id: str | None = None,
     prior: Mapping[UnitKey, PriorUnit] | None = None,
-    on_runner: Callable[[Runner], None] | None = None,
 ) -> RunOutcome:
     """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
     mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
@@ -59,7 +58,7 @@ async def run(
     it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.
 
     ``resume_run_id`` continues that existing run instead of creating one (status back to ``running``;
-    see :mod:`harness.resume`, which also builds ``prior``). ``on_runner`` sees the runner once built.
+    see :mod:`harness.resume`, which also builds ``prior``).
 
     Raises:
         StorageError: The database failed during the run (a lock, a full disk): nothing committed is
@@ -122,8 +121,6 @@ async def run(
             runner.connect({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, instance)
         else:  # a live run (tests may point its base URL at a simulator they pass in)
             runner.connect({"openai": opts.base_url, "anthropic": None}, instance)
-        if on_runner is not None:
-            on_runner(runner)
         if sim is not None:
             from .answerkey import AnswerKey
 

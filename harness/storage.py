@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -527,20 +527,27 @@ class Store:
 
     def update_run_config(self, run_id: str, key: str, value: Any) -> None:
         """Set ``config[key]`` of a run (read-modify-write in one transaction)."""
-        with self.begin_write("updating a run's config") as conn:
-            row = conn.execute(
-                sa.select(runs_table.c.config).where(runs_table.c.id == run_id).with_for_update()
-            ).one_or_none()
-            if row is None:
-                raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
-            raw = row.config
-            config = dict(raw if isinstance(raw, dict) else json.loads(raw or "{}"))
+
+        def edit(config: dict[str, Any]) -> None:
             config[key] = value
-            conn.execute(sa.update(runs_table).where(runs_table.c.id == run_id).values(config=config))
+
+        self._edit_run_config(run_id, edit)
 
     def add_to_run_config_list(self, run_id: str, key: str, value: Any, *, keep: int | None = None) -> None:
-        """Append ``value`` to the list ``config[key]`` of a run unless it is there (under the row lock,
-        so concurrent processes never drop each other's entries); ``keep`` caps the list's length."""
+        """Append ``value`` to the list ``config[key]`` of a run unless it is there; ``keep`` caps the
+        list's length (the newest are kept)."""
+
+        def edit(config: dict[str, Any]) -> None:
+            items = list(config.get(key) or [])
+            if value not in items:
+                items.append(value)
+            config[key] = items[-keep:] if keep else items
+
+        self._edit_run_config(run_id, edit)
+
+    def _edit_run_config(self, run_id: str, edit: Callable[[dict[str, Any]], None]) -> None:
+        """Change a run's config under its row lock, so concurrent processes never drop each other's
+        changes (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transaction is exclusive)."""
         with self.begin_write("updating a run's config") as conn:
             row = conn.execute(
                 sa.select(runs_table.c.config).where(runs_table.c.id == run_id).with_for_update()
@@ -549,11 +556,7 @@ class Store:
                 raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
             raw = row.config
             config = dict(raw if isinstance(raw, dict) else json.loads(raw or "{}"))
-            items = list(config.get(key) or [])
-            if value in items:
-                return
-            items.append(value)
-            config[key] = items[-keep:] if keep else items
+            edit(config)
             conn.execute(sa.update(runs_table).where(runs_table.c.id == run_id).values(config=config))
 
     def ensure_price(

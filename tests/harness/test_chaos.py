@@ -39,11 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAOS_RETRY = replace(FAST_RETRY, max_attempts=10)  # 10% 429s and 5% 5xx: more tries than usual
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _child(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "harness", *args],

@@ -44,11 +44,6 @@ MODEL = "openai/o4-mini"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def store(pg_url: str) -> Iterator[Store]:
     s = Store.open(pg_url)
     assert s.dialect == "postgresql"
