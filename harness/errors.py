@@ -15,8 +15,11 @@
      |    +-- AuthError          401 / 403
      |    +-- BadRequest         other 4xx
      |    +-- CallTimeout        attempt timeout or stream stall
-     |    +-- StreamInterrupted  the connection dropped or the stream was malformed mid-body
-     +-- BudgetExhausted        the next reservation does not fit the run's budget
+     |    +-- StreamInterrupted  the connection was lost after the request was sent, or the stream
+     |                           was malformed mid-body
+     +-- BudgetExhausted        the next reservation does not fit the run's budget with nothing of
+     |    |                     this process in flight: the run stops (exit 3)
+     |    +-- ShareExhausted     one model's share of a split budget ran out: that model stops
      +-- StorageError           the database cannot be opened, read or written
 """
 
@@ -37,6 +40,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "RateLimited",
+    "ShareExhausted",
     "StorageError",
     "StreamInterrupted",
     "UnknownModel",
@@ -75,9 +79,20 @@ class DataError(ConfigError):
 class ProviderError(HarnessError):
     """One failed attempt at a provider call.
 
-    ``generation_started`` is True when the provider accepted the request and started producing
-    output (HTTP 200 received): such an attempt may be billed even though it failed, so the runner
-    charges its reservation. Failures before that (4xx, 429, 5xx status, connect errors) cost nothing.
+    ``generation_started`` (read it as :attr:`may_be_billed`) is the billing flag of DESIGN invariant
+    11, "a call is free only with proof": True means *not proven free*, and the runner charges the
+    attempt its full reservation (its usage is unknown). It is False only when the attempt is proven
+    free:
+
+    - the provider answered with an HTTP error status (4xx, 429, 5xx, 529) before any output, or
+    - the request provably never left the process: the connection was never made (connect error or
+      connect timeout), no pooled connection was obtained (pool timeout), or the URL cannot be used.
+
+    Everything else after the request may have been sent is True, even with no response status yet:
+    a read timeout waiting for the headers, a connection dropped by a proxy or load balancer, a
+    protocol error, a write error part way through the body, a stall or a cut mid-stream, an error
+    event inside a 200 stream. The adapters decide it in one place,
+    :func:`adapters._common.billed_unless_proven_free`.
     """
 
     def __init__(
@@ -104,6 +119,11 @@ class ProviderError(HarnessError):
         self.partial_text = partial_text
         self.partial_usage = partial_usage
 
+    @property
+    def may_be_billed(self) -> bool:
+        """True unless the attempt is proven free (the clearer name of ``generation_started``)."""
+        return self.generation_started
+
 
 class RateLimited(ProviderError):
     """HTTP 429 (retryable unless it is a quota error)."""
@@ -122,27 +142,42 @@ class BadRequest(ProviderError):
 
 
 class CallTimeout(ProviderError):
-    """The attempt timed out, or the stream stalled longer than the stall timeout."""
+    """The attempt timed out, the response or stream stalled longer than the stall timeout, or no
+    pooled connection was free in time (``error_type == "pool_timeout"``, never sent, free)."""
 
 
 class StreamInterrupted(ProviderError):
-    """The connection dropped, or the stream was malformed, after generation started."""
+    """The connection was lost after the request may have been sent (before or after the response
+    started), or the stream was malformed; always ``may_be_billed``."""
 
 
 class BudgetExhausted(HarnessError):
     """The next reservation does not fit in the run's budget (all amounts in nano-dollars)."""
 
-    def __init__(self, *, spent: int, reserved: int, limit: int, attempted: int) -> None:
+    def __init__(
+        self, *, spent: int, reserved: int, limit: int, attempted: int, what: str = "budget"
+    ) -> None:
         from .money import format_usd
 
         super().__init__(
-            f"budget exhausted: spent {format_usd(spent)} + reserved {format_usd(reserved)} "
-            f"+ next call {format_usd(attempted)} > budget {format_usd(limit)}"
+            f"{what} exhausted: spent {format_usd(spent)} + reserved {format_usd(reserved)} "
+            f"+ next call {format_usd(attempted)} > {what} {format_usd(limit)}"
         )
         self.spent = spent
         self.reserved = reserved
         self.limit = limit
         self.attempted = attempted
+
+
+class ShareExhausted(BudgetExhausted):
+    """The next reservation of ``model`` does not fit its share of a split budget, and no share can come
+    back or flow in (see :mod:`harness.shares`): that model stops, the others go on."""
+
+    def __init__(self, *, model: str, spent: int, reserved: int, limit: int, attempted: int) -> None:
+        super().__init__(
+            spent=spent, reserved=reserved, limit=limit, attempted=attempted, what=f"{model}'s budget share"
+        )
+        self.model = model
 
 
 class StorageError(HarnessError):

@@ -17,36 +17,52 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .budget_split import ShareLedger, split_budget
+from .attempt import BudgetGate, Reservation, one_line
+from .budget_split import split_budget
 from .cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
 from .errors import (
     AuthError,
     BadRequest,
+    BudgetExhausted,
     CallTimeout,
     ProviderError,
     RateLimited,
+    ShareExhausted,
     StorageError,
 )
-from .ledger import CachedCall, CallEnd, CallStart, ItemResult, Ledger
+from .ledger import CachedCall, CallStart, ItemResult, Ledger
 from .limiter import AdaptiveLimiter
 from .money import usd_to_nano
 from .plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from .projection import Projection, summarize_partial
 from .retry import retrying
 from .sequential import TargetCI
+from .shares import ShareHold, Shares
 from .storage import Store
 from .suite import Score, score_answer
 from .types import Adapter, Completion, Prompt, Request, RetryDecision, UnitKey
 
-__all__ = ["ModelProgress", "RunOptions", "RunState", "Runner", "prepare_run", "unit_key"]
+__all__ = [
+    "ModelProgress",
+    "RunOptions",
+    "RunState",
+    "Runner",
+    "Stop",
+    "StopReason",
+    "prepare_run",
+    "unit_key",
+]
 
 log = logging.getLogger("tollbench.runner")
 
@@ -55,12 +71,36 @@ log = logging.getLogger("tollbench.runner")
 HEARTBEAT_S = 10.0
 
 
+class StopReason(StrEnum):
+    """Why a model (or the whole run) stopped before all its units were sent: the one stop vocabulary.
+    The value is what ``item_results.reason`` records for the units not run."""
+
+    BUDGET = "budget_exhausted"
+    """The run's budget: the next call does not fit with nothing of this process in flight."""
+    SHARE = "budget_share_exhausted"
+    """The model's share of a split budget ran out and none could come back or flow in."""
+    INTERRUPTED = "interrupted"
+    """Ctrl-C or SIGTERM."""
+    UNAVAILABLE = "model_unavailable"
+    """The provider refused the model itself (no access, unknown model): no later call can succeed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    reason: StopReason
+    detail: str = ""
+    """A one-line explanation (the error that stopped it, the budget arithmetic)."""
+
+
 @dataclass
 class ModelProgress:
     total: int
     done: int = 0
     calls: int = 0
     errors: int = 0
+    """Items that ended in an error (after their retries)."""
+    failed_calls: int = 0
+    """Attempts that failed (retried or not)."""
     correct: int = 0
     scored: int = 0
 
@@ -74,13 +114,14 @@ class RunState:
     per_model: dict[str, ModelProgress]
     started: float = field(default_factory=time.monotonic)
     calls: int = 0
-    budget_stop: bool = False
-    interrupted: bool = False
-    stopped_models: dict[str, str] = field(default_factory=dict)
-    share_stopped: set[str] = field(default_factory=set)
-    """Models stopped because their share of a split budget ran out."""
+    run_stop: Stop | None = None
+    """Set when the whole run stopped (budget, interrupt)."""
+    model_stops: dict[str, Stop] = field(default_factory=dict)
+    """Models stopped on their own (share, model unavailable)."""
     target_reached: set[tuple[str, str]] = field(default_factory=set)
     """(model, suite) pairs whose --target-ci interval is narrow enough."""
+    errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """Failed attempts by (model, error type, one-line message)."""
     projection: Projection | None = None
     ledger: Ledger | None = None
 
@@ -92,13 +133,51 @@ class RunState:
     def committed_nano(self) -> int:
         return self.ledger.committed_nano if self.ledger else 0
 
+    def stop_of(self, model: str) -> Stop | None:
+        """Why ``model`` stopped, if it did (the run's stop wins over the model's own)."""
+        return self.run_stop or self.model_stops.get(model)
 
-class _BudgetStop(Exception):
-    """The next reservation does not fit: stop starting calls."""
+    @property
+    def budget_stop(self) -> bool:
+        return self.run_stop is not None and self.run_stop.reason is StopReason.BUDGET
+
+    @property
+    def interrupted(self) -> bool:
+        return self.run_stop is not None and self.run_stop.reason is StopReason.INTERRUPTED
+
+    @property
+    def share_stopped(self) -> set[str]:
+        return {m for m, s in self.model_stops.items() if s.reason is StopReason.SHARE}
+
+    @property
+    def stopped_models(self) -> dict[str, str]:
+        return {m: s.detail or s.reason.value for m, s in self.model_stops.items()}
+
+    def error_summary(self, limit: int = 5) -> list[str]:
+        """The most frequent failed-attempt errors, one line each, with what to do about them."""
+        lines = []
+        for (model, kind, message), count in self.errors.most_common(limit):
+            text = f"{kind} {message}"
+            hint = next((h for key, h in _ERROR_HINTS.items() if key in text), "")
+            lines.append(f"{count} x {model}: {kind}: {message}" + (f" ({hint})" if hint else ""))
+        rest = sum(self.errors.values()) - sum(c for _, c in self.errors.most_common(limit))
+        if rest:
+            lines.append(f"... and {rest} more failed attempts (see `tollbench show RUN_ID --calls`)")
+        return lines
 
 
-class _ShareStop(Exception):
-    """The next reservation does not fit this model's share of the budget: stop this model."""
+_ERROR_HINTS = {
+    "model_not_found": "check the model id: `tollbench prices` lists the priced models",
+    "not_found_error": "check the model id: `tollbench prices` lists the priced models",
+    "authentication_error": "check the API key in the environment",
+    "invalid_api_key": "check the API key in the environment",
+    "permission_error": "the key has no access to this model",
+    "rate_limit_exceeded": "lower --concurrency, or wait for the provider's rate limit to reset",
+    "rate_limit_error": "lower --concurrency, or wait for the provider's rate limit to reset",
+    "insufficient_quota": "the account is out of credit",
+    "attempt_timeout": "raise --attempt-timeout, or lower --max-output-tokens",
+    "stream_stall": "raise --stall-timeout",
+}
 
 
 class Runner:
@@ -150,13 +229,10 @@ class Runner:
         self._limiters: dict[str, AdaptiveLimiter] = {}
         opts = plan.options
         # A budget across several models is split into shares (equal by default); leftover share flows
-        # to the models still running when one finishes. The run's hard cap stays in the DB ledger.
-        self._shares: ShareLedger | None = None
-        if len(plan.models) > 1:
-            self._shares = ShareLedger(split_budget(self.state.budget_nano, list(plan.models), opts.split))
-        self._workers_left: dict[str, int] = {}
-        self._share_inflight: dict[str, int] = {}
-        self._share_events: dict[str, anyio.Event] = {}
+        # to the models still running when one finishes (harness.shares owns that and every wait for
+        # it). The run's hard cap stays in the DB ledger, behind the gate (harness.attempt).
+        self._shares: Shares | None = None
+        self._gate: BudgetGate | None = None
         self._unit_costs: dict[tuple[str, str], list[int]] = {}
         self._targets: dict[tuple[str, str], TargetCI] = {}
         if opts.target_ci is not None:
@@ -294,6 +370,12 @@ class Runner:
         try:
             async with Ledger(self.store, self.run_id) as ledger:
                 self.state.ledger = ledger
+                self._gate = BudgetGate(ledger)
+                self._gate.on_stop = self._budget_stopped
+                if len(self.plan.models) > 1:
+                    # What is left of the budget (a resumed run has spent some) is what is shared.
+                    left = max(0, ledger.budget_nano - ledger.committed_nano)
+                    self._shares = Shares(split_budget(left, list(self.plan.models), opts.split))
                 try:
                     async with anyio.create_task_group() as tg:
                         if self.handle_signals:
@@ -321,9 +403,30 @@ class Runner:
             status = "interrupted"
         elif self.state.budget_stop or self.state.share_stopped:
             status = "budget_exhausted"
-        elif self._all_failed():
+        elif self._all_failed() or self._nothing_answered():
             status = "failed"
         return status
+
+    def _nothing_answered(self) -> bool:
+        """Every model stopped as unavailable and nothing was answered: the run failed."""
+        return bool(self.state.model_stops) and all(
+            (s := self.state.model_stops.get(name)) is not None
+            and s.reason is StopReason.UNAVAILABLE
+            and p.scored == 0
+            for name, p in self.state.per_model.items()
+        )
+
+    def _budget_stopped(self, stop: BudgetExhausted) -> None:
+        """The gate stopped the run: no new call starts anywhere; share waiters stop too."""
+        if self.state.run_stop is None:
+            self.state.run_stop = Stop(StopReason.BUDGET, str(stop))
+        if self._shares is not None:
+            self._shares.stop_all()
+
+    def _stop_model(self, model: str, reason: StopReason, detail: str = "") -> None:
+        self.state.model_stops.setdefault(model, Stop(reason, detail))
+        if self._shares is not None:
+            self._shares.stop(model)
 
     def target_summaries(self) -> list[dict[str, Any]]:
         """For a --target-ci run: per model and suite, n of N items, the interval, the spend, and the
@@ -353,25 +456,29 @@ class Runner:
             send.send_nowait(unit)
         send.close()
         workers = min(self.plan.options.concurrency, max(1, len(units)))
-        self._workers_left[name] = workers
+        if self._shares is not None:
+            self._shares.add_workers(name, workers)  # before any runs, so no model looks stuck early
         for _ in range(workers):
             tg.start_soon(self._worker, mp, receive.clone())
         receive.close()
 
     async def _worker(self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit]) -> None:
-        try:
-            async with receive:
-                async for unit in receive:
-                    if self.state.budget_stop or mp.spec.name in self.state.stopped_models:
-                        return
-                    if (unit.model, unit.suite) in self.state.target_reached:
-                        continue  # recorded as not run (target reached) at the end
-                    await self._process(mp, unit)
-        finally:
-            self._workers_left[mp.spec.name] -= 1
-            if self._workers_left[mp.spec.name] == 0 and self._shares is not None:
-                self._shares.finish(mp.spec.name)  # its unspent share flows to the others
-                self._wake_share_waiters()
+        name = mp.spec.name
+        async with self._worker_life(name), receive:
+            async for unit in receive:
+                if self.state.stop_of(name) is not None:
+                    return
+                if (unit.model, unit.suite) in self.state.target_reached:
+                    continue  # recorded as not run (target reached) at the end
+                await self._process(mp, unit)
+
+    @asynccontextmanager
+    async def _worker_life(self, model: str) -> AsyncIterator[None]:
+        if self._shares is None:
+            yield
+            return
+        async with self._shares.worker(model):
+            yield
 
     async def _process(self, mp: ModelPlan, unit: Unit) -> None:
         opts = self.plan.options
@@ -412,14 +519,12 @@ class Runner:
                         canonical,
                         rkey,
                     )
-        except (_BudgetStop, _ShareStop) as stop:
-            if isinstance(stop, _ShareStop):
-                self.state.share_stopped.add(spec.name)
-                self.state.stopped_models.setdefault(spec.name, "budget_share_exhausted")
-                reason = "budget_share_exhausted"
+        except BudgetExhausted as stop:
+            if isinstance(stop, ShareExhausted):
+                self._stop_model(spec.name, StopReason.SHARE, str(stop))
+                reason = StopReason.SHARE.value
             else:
-                self.state.budget_stop = True
-                reason = "budget_exhausted"
+                reason = StopReason.BUDGET.value
             if costs:  # earlier attempts of this item were paid for: record the item with their spend
                 await self._finish_item(unit, prompt, "not_run", None, None, "", reason, costs, last_call)
             return  # otherwise recorded as not run at the end
@@ -427,7 +532,8 @@ class Runner:
             progress.errors += 1
             progress.done += 1
             if isinstance(exc, AuthError) or (isinstance(exc, BadRequest) and exc.status_code == 404):
-                self.state.stopped_models.setdefault(spec.name, exc.message)
+                detail = f"{exc.error_type or type(exc).__name__}: {one_line(exc.message)}"
+                self._stop_model(spec.name, StopReason.UNAVAILABLE, detail)
             await self._finish_item(
                 unit, prompt, "error", None, None, "", exc.error_type or type(exc).__name__, costs, last_call
             )
@@ -451,170 +557,67 @@ class Runner:
         canonical: Mapping[str, Any] | None = None,
         rkey: str | None = None,
     ) -> Completion:
-        ledger = self.state.ledger
-        assert ledger is not None
+        """One attempt: share (if split), provider slot, durable reservation, the call, one settlement.
+
+        Raises:
+            BudgetExhausted: the run or (``ShareExhausted``) this model stopped at its budget.
+            ProviderError: the attempt failed (the retry layer decides whether to try again).
+        """
         spec = mp.spec
-        if self._shares is not None:
-            await self._acquire_share(spec.name, reserve_nano)
-        share_pending = self._shares is not None
-        try:
-            async with limiter.slot():
-                if self.state.budget_stop:
-                    raise _BudgetStop
-                start = self._call_start(mp, unit, attempt_number, reserve_nano, canonical, rkey)
-                call_id = start.call_id
-                # The call id travels as x-client-request-id (OpenAI documents it; others ignore it),
-                # so `reconcile` can match a crashed call to the provider's bill.
-                request = replace(
-                    request, extra_headers={**request.extra_headers, "x-client-request-id": call_id}
-                )
-                if not await ledger.reserve(start):
-                    raise _BudgetStop
-                share_pending = False  # from here on every settle path releases the share
-                last_call[:] = [call_id]
-                self.state.calls += 1
-                self.state.per_model[spec.name].calls += 1
-                t0 = time.monotonic()
-                try:
-                    with anyio.fail_after(self.plan.options.attempt_timeout_s):
-                        completion = await adapter.complete(request)
-                except ProviderError as exc:
-                    # Refused before generation: free. Failed after the stream began: the provider may bill
-                    # it, and usage is unknown, so the reservation is charged (invariant 4).
-                    cost = reserve_nano if exc.generation_started else 0
-                    costs.append(cost)
-                    self._share_settle(spec.name, reserve_nano, cost)
-                    await self._settle_error(call_id, cost, exc, t0)
-                    if isinstance(exc, RateLimited):
-                        limiter.on_rate_limited(exc.retry.retry_after_s)
-                    raise
-                except TimeoutError:
-                    exc2 = CallTimeout(
-                        f"attempt exceeded {self.plan.options.attempt_timeout_s:g}s",
-                        provider=spec.provider,
-                        retry=RetryDecision.transient(),
-                        error_type="attempt_timeout",
-                        generation_started=True,
-                    )
-                    costs.append(reserve_nano)
-                    self._share_settle(spec.name, reserve_nano, reserve_nano)
-                    await self._settle_error(call_id, reserve_nano, exc2, t0)
-                    raise exc2 from None
-                except BaseException as exc:
-                    # Cancelled (Ctrl-C, budget hard stop) or a bug: the request may have been billed.
-                    costs.append(reserve_nano)
-                    self._share_settle(spec.name, reserve_nano, reserve_nano)
-                    with anyio.CancelScope(shield=True):
-                        await ledger.settle(
-                            CallEnd(
-                                call_id=call_id,
-                                status="interrupted"
-                                if isinstance(exc, anyio.get_cancelled_exc_class())
-                                else "error",
-                                cost_nano=reserve_nano,
-                                usage=None,
-                                usage_known=False,
-                                raw_usage=None,
-                                request_id=None,
-                                finish_reason=None,
-                                error_type=type(exc).__name__,
-                                error_message=_one_line(str(exc)) or "cancelled",
-                                http_status=None,
-                                ttft_ms=None,
-                                latency_ms=int((time.monotonic() - t0) * 1000),
-                                retry_wait_ms=0,
-                                finished_at=datetime.now(UTC),
-                            )
-                        )
-                    raise
-                if completion.usage_known:
-                    cost = usd_to_nano(mp.price.cost(completion.usage, service_tier=completion.service_tier))
-                else:
-                    cost = reserve_nano
-                costs.append(cost)
-                self._share_settle(spec.name, reserve_nano, cost)
-                await ledger.settle(
-                    CallEnd(
-                        call_id=call_id,
-                        status="ok",
-                        cost_nano=cost,
-                        usage=completion.usage,
-                        usage_known=completion.usage_known,
-                        raw_usage=completion.raw_usage,
-                        request_id=completion.request_id,
-                        finish_reason=completion.raw_finish_reason or completion.finish_reason,
-                        error_type=None,
-                        error_message=None,
-                        http_status=200,
-                        ttft_ms=None if completion.ttft_s is None else int(completion.ttft_s * 1000),
-                        latency_ms=int(completion.latency_s * 1000),
-                        retry_wait_ms=0,
-                        finished_at=datetime.now(UTC),
-                        response=response_record(completion.text, completion.finish_reason),
-                        service_tier=completion.service_tier,
-                    )
-                )
-                limiter.on_success(completion.rate_limits)
-                return completion
-        finally:
-            if share_pending:
-                self._share_settle(spec.name, reserve_nano, 0)
-
-    async def _acquire_share(self, model: str, amount_nano: int) -> None:
-        """Take ``amount_nano`` of this model's share of the budget, waiting while share may still come
-        back or flow in."""
-        assert self._shares is not None
-        while not self._shares.reserve(model, amount_nano):
-            # Share comes back when this model's own calls settle, or flows in when another model
-            # finishes; with neither possible, the model stops (the others keep their shares).
-            others_running = any(n != model and left > 0 for n, left in self._workers_left.items())
-            if self.state.budget_stop or (self._share_inflight.get(model, 0) == 0 and not others_running):
-                raise _ShareStop
-            event = self._share_events.get(model)
-            if event is None:
-                event = self._share_events[model] = anyio.Event()
-            await event.wait()
-        self._share_inflight[model] = self._share_inflight.get(model, 0) + 1
-
-    def _wake_share_waiters(self, model: str | None = None) -> None:
-        for name in [model] if model is not None else list(self._share_events):
-            event = self._share_events.pop(name, None)
-            if event is not None:
-                event.set()
-
-    def _share_settle(self, model: str, reserved_nano: int, cost_nano: int) -> None:
-        """A reserved call ended (or never got its ledger reservation): release its share and count
-        its cost in the projection."""
-        if self._shares is not None:
-            self._shares.settle(model, reserved_nano, cost_nano)
-            self._share_inflight[model] -= 1
-            self._wake_share_waiters(model)
-        if self.state.projection is not None:
-            self.state.projection.call_settled(cost_nano)
-
-    async def _settle_error(self, call_id: str, cost: int, exc: ProviderError, t0: float) -> None:
-        ledger = self.state.ledger
-        assert ledger is not None
-        with anyio.CancelScope(shield=True):
-            await ledger.settle(
-                CallEnd(
-                    call_id=call_id,
-                    status="error",
-                    cost_nano=cost,
-                    usage=exc.partial_usage,
-                    usage_known=False,
-                    raw_usage=None,
-                    request_id=exc.request_id,
-                    finish_reason=None,
-                    error_type=exc.error_type or type(exc).__name__,
-                    error_message=_one_line(exc.message),
-                    http_status=exc.status_code,
-                    ttft_ms=None,
-                    latency_ms=int((time.monotonic() - t0) * 1000),
-                    retry_wait_ms=0,
-                    finished_at=datetime.now(UTC),
-                )
+        gate = self._gate
+        assert gate is not None
+        async with self._share_hold(spec.name, reserve_nano) as hold, limiter.slot():
+            start = self._call_start(mp, unit, attempt_number, reserve_nano, canonical, rkey)
+            # The call id travels as x-client-request-id (OpenAI documents it; others ignore it), so
+            # `reconcile` can match a crashed call to the provider's bill.
+            request = replace(
+                request, extra_headers={**request.extra_headers, "x-client-request-id": start.call_id}
             )
+
+            def settled(cost_nano: int) -> None:
+                costs.append(cost_nano)
+                if self.state.projection is not None:
+                    self.state.projection.call_settled(cost_nano)
+
+            try:
+                async with Reservation(gate, start, hold=hold, on_settled=settled) as attempt:
+                    last_call[:] = [start.call_id]
+                    self.state.calls += 1
+                    self.state.per_model[spec.name].calls += 1
+                    try:
+                        with anyio.fail_after(self.plan.options.attempt_timeout_s):
+                            completion = await adapter.complete(request)
+                    except TimeoutError:
+                        raise CallTimeout(
+                            f"attempt exceeded {self.plan.options.attempt_timeout_s:g}s",
+                            provider=spec.provider,
+                            retry=RetryDecision.transient(),
+                            error_type="attempt_timeout",
+                            generation_started=True,
+                        ) from None
+                    if completion.usage_known:
+                        price = mp.price.cost(completion.usage, service_tier=completion.service_tier)
+                        attempt.answered(completion, usd_to_nano(price))
+                    else:
+                        attempt.answered(completion, reserve_nano)
+            except ProviderError as exc:
+                self.state.per_model[spec.name].failed_calls += 1
+                self.state.errors[
+                    (spec.name, exc.error_type or type(exc).__name__, one_line(exc.message)[:200])
+                ] += 1
+                if isinstance(exc, RateLimited):
+                    limiter.on_rate_limited(exc.retry.retry_after_s)
+                raise
+            limiter.on_success(completion.rate_limits)
+            return completion
+
+    @asynccontextmanager
+    async def _share_hold(self, model: str, amount_nano: int) -> AsyncIterator[ShareHold | None]:
+        if self._shares is None:
+            yield None
+            return
+        async with self._shares.hold(model, amount_nano) as hold:
+            yield hold
 
     async def _score(self, unit: Unit, prompt: Prompt, text: str, finish_reason: str) -> Score:
         return await score_answer(self.plan.suites[unit.suite], prompt, text, finish_reason)
@@ -769,12 +772,13 @@ class Runner:
 
     async def _record_not_run(self, ledger: Ledger) -> None:
         for name, mp in self.plan.models.items():
+            stop = self.state.stop_of(name)
             model_reason = (
-                "budget_exhausted"
-                if self.state.budget_stop
-                else "interrupted"
-                if self.state.interrupted
-                else self.state.stopped_models.get(name, "not_run")
+                "not_run"
+                if stop is None
+                else stop.detail
+                if stop.reason is StopReason.UNAVAILABLE
+                else stop.reason.value
             )
             for unit in mp.units:
                 if unit_key(unit) in self._done:
@@ -782,14 +786,15 @@ class Runner:
                 reached = (unit.model, unit.suite) in self.state.target_reached
                 reason = "target_ci_reached" if reached else model_reason
                 prompt = self.prompt_for(unit)
-                why = _one_line(reason)[:200]
+                why = one_line(reason)[:200]
                 result = self._item_result(unit, prompt, "not_run", None, None, "", why, [], [])
                 await ledger.record_item(result)
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
-                self.state.interrupted = True
+                if self.state.run_stop is None:
+                    self.state.run_stop = Stop(StopReason.INTERRUPTED, "interrupted by a signal")
                 # Cancel everything: in-flight attempts settle (shielded) at their reservation.
                 tg.cancel_scope.cancel()
                 return
@@ -814,7 +819,3 @@ class Runner:
 def unit_key(unit: Unit) -> UnitKey:
     """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
     return (unit.model, unit.suite, unit.item.id, unit.repeat)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
