@@ -1,13 +1,29 @@
 """What every adapter shares: its model, its key (kept only to redact it from messages), the input
-bound used for reservations, and closing its SDK client."""
+bound used for reservations, the checked ``extra_body``, and closing its SDK client."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
+from harness.models import check_extra_body
 from harness.types import ModelSpec, Request, input_tokens_upper_bound
 
-__all__ = ["AdapterBase", "nonneg"]
+__all__ = ["TOOLS_OVERHEAD_TOKENS", "AdapterBase", "extra_body_tokens_upper_bound", "nonneg"]
+
+#: Allowance for the system prompt a provider adds when tools are given (Anthropic documents a few
+#: hundred tokens of tool-use system prompt), on top of the tools' own JSON.
+TOOLS_OVERHEAD_TOKENS = 1024
+
+
+def extra_body_tokens_upper_bound(extra: dict[str, Any]) -> int:
+    """An upper bound on the prompt tokens ``extra`` can add: the UTF-8 bytes of its JSON (it is sent
+    as JSON, and no tokenizer emits more than one token per byte), plus an allowance when it carries
+    tools. ``instructions``, ``tools``, extra ``messages`` / ``input`` all count."""
+    if not extra:
+        return 0
+    text = json.dumps(extra, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode("utf-8")) + (TOOLS_OVERHEAD_TOKENS if "tools" in extra else 0)
 
 
 def nonneg(value: object) -> int:
@@ -42,9 +58,23 @@ class AdapterBase:
         """The model this adapter serves."""
         return self._spec
 
+    def extra_body(self, request: Request) -> dict[str, Any]:
+        """The model's ``extra_body`` overlaid with the request's, checked.
+
+        Raises:
+            harness.errors.DataError: a billing-relevant key (see
+                :func:`harness.models.check_extra_body`); nothing is sent.
+        """
+        extra: dict[str, Any] = {**self._spec.extra_body, **request.extra_body}
+        if extra:
+            check_extra_body(extra, model=self._spec.name)
+        return extra
+
     def input_tokens_upper_bound(self, request: Request) -> int:
-        """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`)."""
-        return input_tokens_upper_bound(request.messages)
+        """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`),
+        plus everything ``extra_body`` sends (see :func:`extra_body_tokens_upper_bound`)."""
+        extra: dict[str, Any] = {**self._spec.extra_body, **request.extra_body}
+        return input_tokens_upper_bound(request.messages) + extra_body_tokens_upper_bound(extra)
 
     async def aclose(self) -> None:
         """Close the SDK client's connection pool."""

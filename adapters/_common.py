@@ -34,7 +34,9 @@ from harness.types import FinishReason, RateLimitInfo, RetryDecision, Usage
 
 __all__ = [
     "NON_RETRYABLE_CODES",
+    "PROVEN_UNSENT",
     "HeaderLike",
+    "billed_unless_proven_free",
     "body_error_fields",
     "build_timeout",
     "classify_status",
@@ -238,14 +240,16 @@ _MAX_MESSAGE = 400
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Remove anything that looks like an API key from ``text``.
+    """Remove anything that looks like an API key or a URL credential from ``text``.
 
-    Removes the given secrets verbatim, any ``sk-...`` style token (the SDKs echo a masked key prefix in
-    401 bodies), ``Bearer <token>``, and long prefixes or suffixes of the given secrets.
+    Removes the given secrets whatever their length (12+ characters wherever they occur, shorter ones
+    as whole tokens, see :mod:`harness.redact`), any ``sk-...`` style token (the SDKs echo a masked key
+    prefix in 401 bodies), ``Bearer <token>``, long prefixes or suffixes of the given secrets, and
+    ``user:pass@`` / ``?api_key=`` credentials inside URLs.
     """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
+    from harness.redact import redact_secrets, strip_urls_in_text
+
+    text = redact_secrets(strip_urls_in_text(text), secrets)
     text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _KEY_LIKE.sub("[redacted]", text)
     for secret in secrets:
@@ -411,38 +415,118 @@ def stream_error(
     )
 
 
+#: httpx2 failures that prove the request never left the process: no connection was made
+#: (``ConnectError``, ``ConnectTimeout``; a proxy tunnel that was refused is a ``ProxyError`` and is
+#: *not* in the list, since a forwarding proxy may already have passed the request on), no pooled
+#: connection was obtained (``PoolTimeout``), or the URL cannot be spoken to at all
+#: (``UnsupportedProtocol``). Nothing else proves it.
+PROVEN_UNSENT: tuple[type[BaseException], ...] = (
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    httpx2.PoolTimeout,
+    httpx2.UnsupportedProtocol,
+)
+
+_MAX_CAUSE_DEPTH = 16
+
+
+def _transport_cause(exc: BaseException) -> BaseException | None:
+    """The first ``httpx2`` transport error in ``exc``'s explicit cause chain (``exc`` included).
+
+    The SDKs wrap httpx2 failures: ``openai.APIConnectionError``/``APITimeoutError`` and the same
+    ``anthropic`` classes are raised ``from`` the httpx2 exception (``__cause__``); the Anthropic SDK
+    lets raw ``httpx2`` errors through while a stream is iterated.
+    """
+    current: BaseException | None = exc
+    for _ in range(_MAX_CAUSE_DEPTH):
+        if current is None:
+            return None
+        if isinstance(current, httpx2.TransportError):
+            return current
+        current = current.__cause__
+    return None
+
+
+def billed_unless_proven_free(exc: BaseException, *, response_started: bool) -> bool:
+    """Whether a failed attempt may have been billed: True unless the failure proves it free.
+
+    This is the one place that decides DESIGN invariant 11 for transport failures ("a call is free
+    only with proof"). The only proofs are:
+
+    - an HTTP error status received from the provider before any output (handled by
+      :func:`error_for_status`, which never calls this);
+    - a transport failure whose cause is in :data:`PROVEN_UNSENT`: the connection was never made
+      (``ConnectError``, ``ConnectTimeout``), no pooled connection was obtained (``PoolTimeout``), or
+      the URL's scheme cannot be sent at all (``UnsupportedProtocol``).
+
+    Everything else, once the request may have left the process, is usage-unknown and returns True,
+    so the caller sets ``ProviderError.generation_started`` and the runner charges the reservation:
+    a read timeout waiting for the status line (the provider is generating), a connection dropped by a
+    proxy or load balancer (``RemoteProtocolError``, ``ReadError``), a write error or timeout part way
+    through the body, TLS or stream-end errors the SDK wraps, an SDK error with no cause to inspect,
+    and any failure after the response started (``response_started``).
+
+    Args:
+        exc: what the SDK (or httpx2) raised; the SDK wrapper or the httpx2 exception itself.
+        response_started: the 200 response had arrived (headers received, stream being read).
+    """
+    if response_started:
+        return True
+    cause = _transport_cause(exc)
+    return not isinstance(cause, PROVEN_UNSENT)
+
+
 def transport_error(
     exc: BaseException,
     *,
     provider: str,
     timeout: bool,
     generation_started: bool,
+    response_started: bool = False,
     request_id: str | None = None,
     partial_text: str = "",
     partial_usage: Usage | None = None,
 ) -> ProviderError:
-    """Build the harness error for a connect error, timeout, stall or dropped stream.
+    """Build the harness error for a connect error, timeout, stall or dropped connection.
 
-    All of these are retried. Before the response started they cost nothing; after it (a stall or a
-    cut mid-body) the attempt may be billed, so ``generation_started`` is True.
+    All of these are retried. ``generation_started`` must come from :func:`billed_unless_proven_free`
+    (it is the "may be billed" flag: True charges the reservation). The class says what happened:
+    ``ProviderUnavailable`` for a connection never made, ``CallTimeout`` (error type
+    ``pool_timeout``) for no pooled connection, ``CallTimeout`` for any other timeout and
+    ``StreamInterrupted`` for a connection lost after the request may have been sent.
+    ``response_started`` (the 200 response had arrived) only chooses the wording.
     """
-    if timeout:
-        cls: type[ProviderError] = CallTimeout
-        what = "stream stalled (no bytes within the stall timeout)" if generation_started else "timed out"
-    elif generation_started:
-        cls = StreamInterrupted
-        what = "connection dropped mid-stream"
+    cause = _transport_cause(exc)
+    root = cause if cause is not None else (exc.__cause__ if exc.__cause__ is not None else exc)
+    detail = type(root).__name__
+    error_type = type(exc).__name__
+    cls: type[ProviderError]
+    if isinstance(cause, httpx2.PoolTimeout) and not generation_started:
+        # Waiting for our own connection pool: nothing was sent, and the provider did nothing wrong.
+        cls, what, error_type = CallTimeout, "no pooled connection within the timeout", "pool_timeout"
+    elif isinstance(cause, PROVEN_UNSENT) and not generation_started:
+        cls = CallTimeout if timeout else ProviderUnavailable
+        what = "connect timed out" if timeout else "connection failed"
+    elif timeout:
+        cls = CallTimeout
+        what = (
+            "stream stalled (no bytes within the stall timeout)"
+            if response_started
+            else "timed out waiting for the response after the request was sent (usage unknown)"
+        )
     else:
-        cls = ProviderUnavailable
-        what = "connection failed"
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
-    detail = type(cause).__name__
+        cls = StreamInterrupted
+        what = (
+            "connection dropped mid-stream"
+            if response_started
+            else "connection lost after the request was sent (usage unknown)"
+        )
     return cls(
         one_line(f"{provider} {what} ({detail})"),
         provider=provider,
         retry=RetryDecision.transient(),
         request_id=request_id,
-        error_type=type(exc).__name__,
+        error_type=error_type,
         generation_started=generation_started,
         partial_text=partial_text,
         partial_usage=partial_usage,

@@ -29,6 +29,7 @@ from harness.types import Completion, ModelSpec, Request, Usage
 from ._base import AdapterBase, nonneg
 from ._common import (
     HeaderLike,
+    billed_unless_proven_free,
     body_error_fields,
     build_timeout,
     error_for_status,
@@ -77,6 +78,10 @@ def map_anthropic_error(
 ) -> ProviderError | None:
     """Map an ``anthropic`` or raw ``httpx2`` exception to the harness hierarchy.
 
+    ``generation_started`` says the 200 response had begun streaming; for a transport failure the
+    error's own ``generation_started`` (may be billed) is decided by
+    :func:`adapters._common.billed_unless_proven_free`.
+
     Returns:
         The harness error, or None when ``exc`` is not a provider/transport failure.
     """
@@ -111,7 +116,8 @@ def map_anthropic_error(
             exc,
             provider="anthropic",
             timeout=timeout,
-            generation_started=generation_started,
+            generation_started=billed_unless_proven_free(exc, response_started=generation_started),
+            response_started=generation_started,
             request_id=request_id,
             partial_text=partial_text,
             partial_usage=partial_usage,
@@ -156,7 +162,8 @@ class AnthropicMessagesAdapter(AdapterBase):
         """The keyword arguments passed to ``messages.create`` (the JSON body's fields).
 
         Raises:
-            harness.errors.ConfigError: the thinking budget does not fit below the output limit.
+            harness.errors.ConfigError: the thinking budget does not fit below the output limit, or
+                ``extra_body`` holds a billing-relevant key.
         """
         spec = self._spec
         params: dict[str, Any] = {
@@ -182,7 +189,7 @@ class AnthropicMessagesAdapter(AdapterBase):
         effort = request.reasoning_effort or spec.reasoning_effort
         if effort:
             params["output_config"] = {"effort": effort}
-        extra: dict[str, Any] = {**spec.extra_body, **request.extra_body}
+        extra = self.extra_body(request)
         temperature = request.temperature if request.temperature is not None else spec.temperature
         if temperature is not None:
             extra.setdefault("temperature", temperature)

@@ -26,6 +26,7 @@ from harness.types import Completion, ModelSpec, Request, Usage
 from ._base import AdapterBase, nonneg
 from ._common import (
     HeaderLike,
+    billed_unless_proven_free,
     body_error_fields,
     build_timeout,
     decimal_str,
@@ -77,7 +78,9 @@ def map_openai_error(
 
     Args:
         exc: what the SDK raised.
-        generation_started: True when the 200 response had begun streaming.
+        generation_started: True when the 200 response had begun streaming. For a transport failure
+            before that, the error's ``generation_started`` (may be billed) is decided by
+            :func:`adapters._common.billed_unless_proven_free`.
         api_key: removed from the message if the provider echoed it.
         headers: the streaming response's headers (for the request id of mid-stream failures).
         partial_text: text received before the failure.
@@ -97,11 +100,13 @@ def map_openai_error(
         )
     request_id = request_id_from_headers(headers)
     if isinstance(exc, openai.APIConnectionError):
+        # ``__cause__`` is the httpx2 error (or anyio.EndOfStream / ssl.SSLError the SDK also wraps).
         return transport_error(
             exc,
             provider="openai",
             timeout=isinstance(exc, openai.APITimeoutError),
-            generation_started=generation_started,
+            generation_started=billed_unless_proven_free(exc, response_started=generation_started),
+            response_started=generation_started,
             request_id=request_id,
             partial_text=partial_text,
         )
@@ -170,7 +175,7 @@ class OpenAIChatAdapter(AdapterBase):
             params["temperature"] = temperature
         if request.seed is not None:
             params["seed"] = request.seed
-        extra = merged_extra_body(spec, request)
+        extra = self.extra_body(request)
         if extra:
             params["extra_body"] = extra
         if request.extra_headers:

@@ -33,7 +33,7 @@ from ._common import (
     request_id_from_headers,
     stream_error,
 )
-from .openai_chat import map_openai_error, merged_extra_body
+from .openai_chat import map_openai_error
 
 __all__ = ["OpenAIResponsesAdapter", "usage_from_openai_responses"]
 
@@ -111,7 +111,7 @@ class OpenAIResponsesAdapter(AdapterBase):
         temperature = request.temperature if request.temperature is not None else spec.temperature
         if temperature is not None:
             params["temperature"] = temperature
-        extra = merged_extra_body(spec, request)
+        extra = self.extra_body(request)
         if extra:
             params["extra_body"] = extra
         if request.extra_headers:

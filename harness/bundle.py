@@ -54,6 +54,7 @@ BUNDLE_FORMAT = "tollbench-bundle"
 BUNDLE_VERSION = 1
 
 _PRIVATE_CONFIG = ("processes",)
+_PRIVATE_COLUMNS = ("owner_token", "owner_pid", "owner_host")  # who ran it here: never exported
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def export_run(store: Store, run_id: str, out: TextIO) -> BundleSummary:
                 .order_by(t.c.model, t.c.suite, t.c.item_id, t.c.repeat)
             )
         ]
-    run_row = dict(run._mapping)
+    run_row = {k: v for k, v in dict(run._mapping).items() if k not in _PRIVATE_COLUMNS}
     run_row["config"] = {k: v for k, v in dict(run_row["config"] or {}).items() if k not in _PRIVATE_CONFIG}
     header = {
         "type": "header",
@@ -166,8 +167,21 @@ def _row(table: sa.Table, data: Any, where: str) -> dict[str, Any]:
                 raise DataError(f"{where}: {col.name} is not an ISO time: {value!r}") from None
             if value.tzinfo is None:
                 value = value.replace(tzinfo=UTC)
+        elif isinstance(col.type, sa.Integer) and value is not None:
+            # Money and token counts: a tampered bundle must not import negative (or absurd) spend.
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+                raise DataError(
+                    f"{where}: {col.name} must be a whole number from 0 to {_MAX_INT}, got {value!r}; "
+                    "the bundle was edited or damaged, refusing to import it"
+                )
+        elif isinstance(value, str) and "\x00" in value:
+            raise DataError(f"{where}: {col.name} contains a NUL character; refusing to import the bundle")
         row[col.name] = value
     return row
+
+
+#: The largest integer a database column holds (signed 64 bits).
+_MAX_INT = 2**63 - 1
 
 
 def import_bundle(store: Store, path: Path) -> BundleSummary:
@@ -189,7 +203,10 @@ def import_bundle(store: Store, path: Path) -> BundleSummary:
                 raise DataError(f"{where}: a second header")
             if obj.get("format") != BUNDLE_FORMAT:
                 raise DataError(f"{where}: not a tollbench bundle (format {obj.get('format')!r})")
-            if int(obj.get("version") or 0) > BUNDLE_VERSION:
+            version = obj.get("version") or 0
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise DataError(f"{where}: the bundle version {version!r} is not a number")
+            if version > BUNDLE_VERSION:
                 raise DataError(
                     f"{where}: bundle version {obj.get('version')} is newer than this tollbench reads "
                     f"({BUNDLE_VERSION}); upgrade tollbench"
@@ -207,10 +224,15 @@ def import_bundle(store: Store, path: Path) -> BundleSummary:
         raise DataError(f"{path}: empty, not a bundle")
     counts = header.get("counts") or {}
     got = {"prices": len(prices), "calls": len(calls), "items": len(items)}
-    if any(int(counts.get(k, -1)) != v for k, v in got.items()):
+    if not isinstance(counts, Mapping) or any(counts.get(k, -1) != v for k, v in got.items()):
         raise DataError(f"{path}: truncated or edited: the header counts {counts}, the file has {got}")
     run = _row(runs_table, header.get("run"), f"{path}:header")
     source_id = str(run.get("id"))
+    from .money import usd_to_nano
+    from .plan import MAX_BUDGET_USD
+
+    if int(run.get("budget_nano") or 0) > usd_to_nano(MAX_BUDGET_USD):
+        raise DataError(f"{path}: the run's budget is above what tollbench can meter; refusing to import it")
     spent = sum(int(c.get("cost_nano") or 0) for c in calls if c.get("status") != "reserved")
     open_nano = sum(int(c.get("reserved_nano") or 0) for c in calls if c.get("status") == "reserved")
     if spent != int(run.get("spent_nano", -1)) or spent + open_nano != int(run.get("committed_nano", -1)):
@@ -234,6 +256,7 @@ def import_bundle(store: Store, path: Path) -> BundleSummary:
         config=config,
         status="interrupted" if run.get("status") == "running" else run.get("status"),
         heartbeat_at=None,
+        **dict.fromkeys(_PRIVATE_COLUMNS),
     )
     for c in calls:
         c.update(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import anyio
 import click
 from rich.console import Console
+from rich.text import Text
 
 from . import __version__
 from .errors import ConfigError, HarnessError, StorageError
@@ -34,9 +36,73 @@ class _Exit(Exception):
         self.code = code
 
 
+def _one_line(message: str, limit: int = 600) -> str:
+    """``message`` as one line for stderr: whitespace collapsed, URL credentials and secret-looking
+    environment values removed (DESIGN.md invariant 8), markup-free, and at most ``limit`` characters."""
+    from .redact import redact_secrets, strip_urls_in_text
+    from .storage import Redactor
+
+    text = redact_secrets(strip_urls_in_text(" ".join(message.split())), Redactor().secrets)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    click.echo(f"Error: {_one_line(message)}", err=True)
     raise _Exit(code)
+
+
+def _cell(value: Any) -> Text:
+    """A table cell or line of data, never read as rich markup (a run id or model may hold ``[/]``)."""
+    return Text("" if value is None else str(value))
+
+
+def check_sim_url(url: str) -> str | None:
+    """Why ``url`` is not acceptable as ``--sim-url`` (None when it is): it must be ``http://`` to a
+    loopback host (127.0.0.0/8, ::1 or localhost), parsed, not matched by prefix (so
+    ``http://127.0.0.1.evil.example`` and ``http://localhost@10.0.0.1`` are refused), with no
+    credentials and a valid port."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    why = "--sim-url must be a loopback http:// URL (the simulator is never a remote service)"
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port
+    except ValueError:
+        return f"{why}; {url!r} does not parse as a URL with a valid port"
+    if parts.scheme != "http" or not parts.hostname:
+        return why
+    if "@" in parts.netloc:
+        return f"{why}; it must not carry user@ credentials"
+    host = parts.hostname
+    if host == "localhost":
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback else f"{why}; {host!r} is not 127.0.0.0/8, ::1 or localhost"
+
+
+def probe_sim_url(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why no simulator answers at ``url`` (None when one does), checked before a run row exists."""
+    import urllib.error
+    import urllib.request
+
+    base = url.strip().rstrip("/").removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(base + "/sim/invoice", timeout=timeout_s) as resp:
+            json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return f"{base} answered HTTP {exc.code} to GET /sim/invoice: it is not a tollbench simulator"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        detail = getattr(reason, "strerror", None) or str(reason)
+        return (
+            f"no simulator answers at {base} ({detail}); start one with `tollbench sim serve`, "
+            "or drop --sim-url to let --sim start its own"
+        )
+    return None
 
 
 def _stdout() -> Console:
@@ -79,17 +145,62 @@ def _open_store(db: str | None, *, create: bool = True) -> Any:
         return Store.open(db)
     except StorageError as exc:
         _fail(str(exc), 2)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("psycopg", "psycopg2", "psycopg_binary"):
+            _fail(
+                "a PostgreSQL --db needs the PostgreSQL driver, which is not installed: "
+                "pip install 'tollbench[postgres]'"
+            )
+        raise
+    except (UnicodeDecodeError, sqlite3.DatabaseError) as exc:
+        _fail(f"{_db_label(db)}: {_corrupt_message(exc)}")
+
+
+def _db_label(db: str | None) -> str:
+    path = _sqlite_path(db)
+    return str(path) if path is not None else "the database"
+
+
+def _corrupt_message(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:120]
+    return (
+        f"the database is corrupt ({type(exc).__name__}: {detail}); restore it from a backup or move it away"
+    )
+
+
+def _corruption(exc: BaseException) -> BaseException | None:
+    """The sqlite error inside ``exc``'s cause chain that says the file is damaged, if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = str(cur)
+        if isinstance(cur, UnicodeDecodeError) or (
+            isinstance(cur, sqlite3.DatabaseError)
+            and any(
+                m in text
+                for m in ("malformed", "Could not decode", "not a database", "file is not a database")
+            )
+        ):
+            return cur
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return None
 
 
 def _parse_budget(text: str | None) -> Decimal | None:
     if text is None:
         return None
     from .money import parse_usd
+    from .plan import check_budget_usd
 
     try:
-        return parse_usd(text)
+        value = parse_usd(text)
+        check_budget_usd(value)
     except ValueError as exc:
         _fail(f"--budget: {exc}")
+    except ConfigError as exc:
+        _fail(str(exc))
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -223,6 +334,7 @@ def run(
     Exit codes: 0 done, 1 error, 2 bad usage or configuration, 3 stopped at the budget,
     130 interrupted (Ctrl-C; in-flight calls are settled first).
     """
+    from .plan import check_smallest_call
     from .progress import ProgressDisplay
     from .report import print_run, run_report_dict
     from .retry import RetryPolicy
@@ -230,8 +342,8 @@ def run(
     from .session import run as run_plan
 
     if sim_url:
-        if not sim_url.startswith(("http://127.", "http://localhost", "http://[::1]")):
-            _fail("--sim-url must be a loopback http:// URL (the simulator is never a remote service)")
+        if (why := check_sim_url(sim_url)) is not None:
+            _fail(why)
         sim = True
     budget_usd = _parse_budget(budget)
     if budget_usd is None:
@@ -277,6 +389,9 @@ def run(
         use_cache=not no_cache,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
+    check_smallest_call(plan)
+    if sim_url and (why := probe_sim_url(sim_url)) is not None:
+        _fail(why)
     if split:
         from dataclasses import replace
 
@@ -309,11 +424,20 @@ def run(
             print_run(report, _stdout())
             for summary in report["config"].get("target_ci") or []:
                 click.echo(summary["line"])
+        _echo_errors(outcome.errors)
         if outcome.status == "budget_exhausted":
             click.echo("Stopped at the budget: the items not run are recorded as not run.", err=True)
         raise _Exit(outcome.exit_code)
     finally:
         store.close()
+
+
+def _echo_errors(errors: list[str]) -> None:
+    """Name the errors of a run's failed attempts (type, message, count, what to do) at its end."""
+    if errors:
+        click.echo("Failed attempts:", err=True)
+        for line in errors:
+            click.echo(f"  {line}", err=True)
 
 
 def _check_forecast(plan: Any, store: Any, budget_usd: Decimal, *, sim: bool, allow_partial: bool) -> None:
@@ -404,17 +528,22 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
         for c in call_rows:
             cost = c.get("cost_nano")
             table.add_row(
-                str(c["model"]),
-                str(c["suite"]),
-                str(c["item_id"]),
-                str(c["repeat"]),
-                str(c["attempt"]),
-                str(c["status"]),
-                str((c.get("input_uncached") or 0) + (c.get("cache_read") or 0)),
-                str(c.get("output_tokens") or 0),
-                "reserved" if cost is None else format_usd(int(cost), 6),
-                str(c.get("request_id") or ""),
-                str(c.get("error_type") or ""),
+                *map(
+                    _cell,
+                    (
+                        c["model"],
+                        c["suite"],
+                        c["item_id"],
+                        c["repeat"],
+                        c["attempt"],
+                        c["status"],
+                        (c.get("input_uncached") or 0) + (c.get("cache_read") or 0),
+                        c.get("output_tokens") or 0,
+                        "reserved" if cost is None else format_usd(int(cost), 6),
+                        c.get("request_id") or "",
+                        c.get("error_type") or "",
+                    ),
+                )
             )
         console.print(table)
 
@@ -501,16 +630,21 @@ def prices(model: str | None, prices: tuple[Path, ...], json_output: bool) -> No
         t.add_column(col)
     for r in rows:
         t.add_row(
-            r.provider,
-            r.model,
-            str(r.effective_from or "-"),
-            str(r.input),
-            _dec(r.cached_input),
-            _dec(r.cache_write_5m),
-            _dec(r.cache_write_1h),
-            str(r.output),
-            ", ".join(f">{tier.threshold:,}" for tier in r.tiers) or "-",
-            r.source_url,
+            *map(
+                _cell,
+                (
+                    r.provider,
+                    r.model,
+                    r.effective_from or "-",
+                    r.input,
+                    _dec(r.cached_input),
+                    _dec(r.cache_write_5m),
+                    _dec(r.cache_write_1h),
+                    r.output,
+                    ", ".join(f">{tier.threshold:,}" for tier in r.tiers) or "-",
+                    r.source_url,
+                ),
+            )
         )
     _stdout().print(t)
 
@@ -538,7 +672,7 @@ def suites_cmd(json_output: bool) -> None:
     for c in cols:
         t.add_column(c)
     for i in infos:
-        t.add_row(*[str(v) for v in asdict(i).values()])
+        t.add_row(*[_cell(v) for v in asdict(i).values()])
     _stdout().print(t)
 
 
@@ -566,6 +700,11 @@ def sim_serve(
 ) -> None:
     """Run the simulator in the foreground and print its base URLs."""
     from .sim import serve_forever
+    from .sim.server import check_speed
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be 0 (a free port) to 65535, got {port}")
+    check_speed(speed, "--speed")
 
     def ready(openai_url: str, anthropic_url: str) -> None:
         click.echo(f"OPENAI_BASE_URL={openai_url}")
@@ -613,14 +752,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         exc.show()
         return 2
     except ConfigError as exc:
-        click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
         return 2
     except StorageError as exc:
-        click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+        damaged = _corruption(exc)
+        if damaged is not None:
+            label = str(exc).split(": ", 1)[0]
+            click.echo(f"Error: {_one_line(label + ': ' + _corrupt_message(damaged))}", err=True)
+            return 2
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
         return 1
     except HarnessError as exc:
-        click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
         return 1
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        if _corruption(exc) is None:
+            raise
+        click.echo(f"Error: {_one_line(_corrupt_message(exc))}", err=True)
+        return 2
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130

@@ -221,6 +221,7 @@ def _run_pilot(base: Any, n: int, budget_usd: Decimal, sim: bool, store: Any) ->
 def _print(forecast: Any, pilot: dict[str, Any] | None, sim: bool) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from .money import format_usd
 
@@ -231,14 +232,13 @@ def _print(forecast: Any, pilot: dict[str, Any] | None, sim: bool) -> None:
         table.add_column(col, justify="left" if col in ("model", "suite", "source") else "right")
     for r in forecast.rows:
         table.add_row(
-            r.model,
-            r.suite,
+            *map(Text, (r.model, r.suite)),
             f"{r.calls:,}",
             f"{r.input_tokens:,}",
             format_usd(r.expected_nano),
             format_usd(r.upper_nano),
             format_usd(r.worst_case_nano),
-            r.source,
+            Text(r.source),
         )
     table.add_row(
         "total",
@@ -253,10 +253,12 @@ def _print(forecast: Any, pilot: dict[str, Any] | None, sim: bool) -> None:
     console.print(table)
     for r in forecast.rows:
         if r.note and r.source != "profile":
-            console.print(f"  {r.model} x {r.suite}: {r.note}", highlight=False)
+            console.print(Text(f"  {r.model} x {r.suite}: {r.note}"), highlight=False)
     if pilot is not None:
         console.print(
-            f"pilot run {pilot['run_id']}: {pilot['status']}, spent ${pilot['spent_usd']}; "
-            "the forecast above extrapolates from its calls",
+            Text(
+                f"pilot run {pilot['run_id']}: {pilot['status']}, spent ${pilot['spent_usd']}; "
+                "the forecast above extrapolates from its calls"
+            ),
             highlight=False,
         )

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
+from rich.text import Text
 
 from .errors import ConfigError, DataError
 
@@ -49,8 +51,10 @@ def _open(db: str | None) -> Any:
 
 
 def _check_sim_url(sim_url: str | None) -> None:
-    if sim_url and not sim_url.startswith(("http://127.", "http://localhost", "http://[::1]")):
-        raise _fail("--sim-url must be a loopback http:// URL (the simulator is never a remote service)")
+    from .cli import check_sim_url
+
+    if sim_url and (why := check_sim_url(sim_url)) is not None:
+        raise _fail(why)
 
 
 @click.command("resume")
@@ -81,6 +85,7 @@ def resume(
     """
     from .cli import _stdout
     from .money import parse_usd, usd_to_nano
+    from .plan import MAX_BUDGET_USD, check_budget_usd
     from .progress import ProgressDisplay
     from .report import print_run, run_report_dict
     from .resume import plan_resume, resume_sync
@@ -89,9 +94,13 @@ def resume(
     extra = 0
     if add_budget is not None:
         try:
-            extra = usd_to_nano(parse_usd(add_budget))
+            amount = parse_usd(add_budget)
+            check_budget_usd(amount, "--add-budget")
+            extra = usd_to_nano(amount)
         except ValueError as exc:
             raise _fail(f"--add-budget: {exc}") from None
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
     overrides: dict[str, Any] = {}
     if no_cache:
         overrides["use_cache"] = False
@@ -103,7 +112,19 @@ def resume(
         overrides["concurrency"] = concurrency
     store = _open_read(db)
     try:
+        if extra:
+            run = store.get_run(run_id)
+            if run is not None and int(run["budget_nano"]) + extra > usd_to_nano(MAX_BUDGET_USD):
+                raise _fail(
+                    f"--add-budget {add_budget} would raise run {run_id}'s budget above the largest "
+                    "tollbench can meter ($1,000,000,000)"
+                )
         plan = plan_resume(store, run_id, force=force, **overrides)
+        if sim_url and plan.plan.options.simulated:
+            from .cli import probe_sim_url
+
+            if (why := probe_sim_url(sim_url)) is not None:
+                raise _fail(why)
         if sim_url and not plan.plan.options.simulated:
             raise _fail(f"run {run_id} is a live run; --sim-url is only for simulated runs")
         simulated = plan.plan.options.simulated
@@ -123,6 +144,10 @@ def resume(
             click.echo(json.dumps(report, indent=2))
         else:
             print_run(report, _stdout())
+        if outcome.errors:
+            click.echo("Failed attempts:", err=True)
+            for line in outcome.errors:
+                click.echo(f"  {line}", err=True)
         if outcome.status == "budget_exhausted":
             click.echo(
                 "Stopped at the budget: raise it with `tollbench resume RUN --add-budget USD`.", err=True
@@ -156,13 +181,15 @@ def reconcile(
     was billed; a call the invoice proves never arrived is settled at 0; any other stays open,
     counted at its worst case, and shown as unsettled by `show` and `costs`.
     """
+    import math
+
     from .money import usd_str
     from .reconcile import reconcile_run
     from .resume import run_activity
 
     _check_sim_url(sim_url)
-    if grace_s < 0:
-        raise _fail("--grace must not be negative")
+    if not math.isfinite(grace_s) or grace_s < 0:
+        raise _fail(f"--grace takes a number of seconds of 0 or more, got {grace_s}")
     store = _open_read(db)
     try:
         run = store.get_run(run_id)
@@ -270,6 +297,11 @@ def _open_read(db: str | None) -> Any:
     return _open_store(db, create=False)
 
 
+def _add_row(table: Any, *cells: Any) -> None:
+    """A row of plain-text cells: data (models, suites) is never read as rich markup."""
+    table.add_row(*(Text(str(c)) for c in cells))
+
+
 def _signed_usd(nano: int) -> str:
     from .money import usd_str
 
@@ -322,7 +354,7 @@ def rescore_cmd(run_id: str, db: str | None, json_output: bool, data: Path | Non
     sim = " (SIMULATED)" if result.simulated else ""
     imported = f" (imported from {result.imported_from})" if result.imported_from else ""
     table = Table(
-        title=f"run {run_id}{imported}: re-scored with today's scorers, nothing sent{sim}",
+        title=escape(f"run {run_id}{imported}: re-scored with today's scorers, nothing sent{sim}"),
         title_justify="left",
     )
     for col in ("model", "suite", "items", "answers", "scored", "recorded", "re-scored", "changed"):
@@ -331,7 +363,8 @@ def rescore_cmd(run_id: str, db: str | None, json_output: bool, data: Path | Non
         scored = str(g.scored_before)
         if g.scored_after != g.scored_before:
             scored += f" -> {g.scored_after}"
-        table.add_row(
+        _add_row(
+            table,
             g.model,
             g.suite,
             str(g.items),
@@ -400,7 +433,7 @@ def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_outp
     from rich.table import Table
 
     sim = " (SIMULATED: no real money)" if result.simulated else ""
-    table = Table(title=f"run {run_id}: repriced with today's price table{sim}", title_justify="left")
+    table = Table(title=escape(f"run {run_id}: repriced with today's price table{sim}"), title_justify="left")
     for col in ("model", "calls", "recorded", "repriced", "difference", "usage unknown", "cached"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for m in result.models:
@@ -409,7 +442,8 @@ def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_outp
             unknown = f"{m.unknown_calls} ({_exact_usd(m.unknown_nano)}"
             unknown += f", {m.open_calls} open)" if m.open_calls else ")"
         cached = f"{m.cached_calls} ({_exact_usd(m.reproduce_nano)} to reproduce)" if m.cached_calls else "0"
-        table.add_row(
+        _add_row(
+            table,
             m.model,
             str(m.priced_calls),
             _exact_usd(m.recorded_nano),
@@ -433,6 +467,8 @@ def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_outp
     for m in result.models:
         if m.no_price_calls:
             console.print(
-                f"{m.model}: {m.no_price_calls} calls not repriced (recorded {_exact_usd(m.no_price_nano)}): "
-                f"{m.no_price}"
+                Text(
+                    f"{m.model}: {m.no_price_calls} calls not repriced "
+                    f"(recorded {_exact_usd(m.no_price_nano)}): {m.no_price}"
+                )
             )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import decimal
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -368,37 +368,54 @@ class Price:
         *,
         service_tier: str | None = None,
         batch: bool = False,
+        reported_tiers: Iterable[str | None] | None = None,
     ) -> Decimal:
         """The most a request can cost: what the budget reserves before sending (invariant 1).
 
         ``input_tokens_upper_bound * input + max_output_tokens * output``, where ``input`` is the
-        dearest prompt rate (a prompt written to a 1 h cache costs twice the input price on Anthropic)
-        and the rates are those of every tier the upper bound can reach, so the result is never below
-        the cost of any usage with ``input_total <= input_tokens_upper_bound`` and
-        ``output <= max_output_tokens`` under the same service tier / batch mode.
+        dearest prompt rate (a prompt written to a 1 h cache costs twice the input price on Anthropic),
+        at the dearest price the call can be *billed* at: every service tier the provider may report
+        and, within each, every long-context tier the upper bound can reach. The provider, not the
+        request, decides the tier (OpenAI ``service_tier: "auto"`` runs at the project's default, which
+        may be priority; Anthropic reports ``usage.service_tier``; a pinned ``flex`` request may be
+        served at standard), and the meter prices the tier it reports, so the result is never below
+        :func:`cost` of any usage with ``input_total <= input_tokens_upper_bound`` and
+        ``output <= max_output_tokens`` under any reported tier.
 
         Args:
             input_tokens_upper_bound: a true upper bound of the prompt tokens.
             max_output_tokens: the request's output limit (reasoning included).
-            service_tier: the service tier the request asks for.
-            batch: the request goes through a batch API.
+            service_tier: the service tier the request asks for. It never lowers the bound (the
+                response may report another); a tier the row has no variant for is still covered.
+            batch: the request goes through a batch API: every result is billed at the row's
+                ``batch`` variant (what :func:`cost` uses with ``batch=True``), so only that counts.
+            reported_tiers: the tiers the response may report, when the caller knows better than "any"
+                (None: the base price and every variant of the row; the base price always counts).
 
         Raises:
             ValueError: a negative token count.
         """
         if input_tokens_upper_bound < 0 or max_output_tokens < 0:
             raise ValueError("token counts must be >= 0")
-        base, tiers = self._prices_for(variant_for(service_tier, batch))
-        # A cliff is reachable when some prompt <= the bound exceeds its threshold.
-        reachable = [base, *(t for t in tiers if input_tokens_upper_bound > t.threshold)]
+        names: list[str | None]
+        if batch:
+            names = [variant_for(service_tier, True)]
+        elif reported_tiers is None:
+            names = [None, *self.variants]
+        else:
+            names = [None, *(variant_for(t, False) for t in reported_tiers)]
         worst = Decimal(0)
-        for tier in reachable:
-            rates = _resolve(tier)
-            total = _CTX.add(
-                _CTX.multiply(Decimal(input_tokens_upper_bound), rates.max_input()),
-                _CTX.multiply(Decimal(max_output_tokens), rates.output),
-            )
-            worst = max(worst, total)
+        for name in dict.fromkeys(names):
+            base, tiers = self._prices_for(name)
+            # A cliff is reachable when some prompt <= the bound exceeds its threshold.
+            reachable = [base, *(t for t in tiers if input_tokens_upper_bound > t.threshold)]
+            for tier in reachable:
+                rates = _resolve(tier)
+                total = _CTX.add(
+                    _CTX.multiply(Decimal(input_tokens_upper_bound), rates.max_input()),
+                    _CTX.multiply(Decimal(max_output_tokens), rates.output),
+                )
+                worst = max(worst, total)
         return worst.scaleb(-_PER, _CTX)
 
 

@@ -14,6 +14,11 @@ committed; settles and item results are applied in the next batch, and :meth:`Le
 them. If the database fails, ``reserve()`` raises :class:`~harness.errors.StorageError`, and queued
 settles stay queued and are retried; if they still cannot be written when the ledger closes, the close
 raises (their reservations stay counted at the worst case in the database, which is safe).
+
+Every wait ends (DESIGN.md invariant 9): each ``reserve()``, ``flush()`` and ``add_budget()`` is
+woken by the batch it is in, committed or failed, and each batch takes new operations however many
+retried writes are pending (see :meth:`Ledger._take_batch`), so a full disk ends a run with its error
+instead of hanging it.
 """
 
 from __future__ import annotations
@@ -212,16 +217,12 @@ class Ledger:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Ledger:
-        run = await anyio.to_thread.run_sync(self._store.get_run, self.run_id)
+        run = await anyio.to_thread.run_sync(self._read_books)
         if run is None:
             raise StorageError(
                 f"{self._store.label}: no run {self.run_id!r}; list runs with `tollbench runs`"
             )
-        self._budget, self._committed, self._spent = (
-            run["budget_nano"],
-            run["committed_nano"],
-            run["spent_nano"],
-        )
+        self._budget, self._committed, self._spent = run
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._writer)
@@ -242,6 +243,15 @@ class Ledger:
             if not self._crashed:
                 with anyio.CancelScope(shield=True):
                     await self._final_drain()
+
+    def _read_books(self) -> tuple[int, int, int] | None:
+        """The run's budget, committed and spent (only the ledger's columns: any schema version)."""
+        r = runs_table
+        with self._store.begin_read("reading a run") as conn:
+            row = conn.execute(
+                sa.select(r.c.budget_nano, r.c.committed_nano, r.c.spent_nano).where(r.c.id == self.run_id)
+            ).one_or_none()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
     def _simulate_crash(self) -> None:
         """Test hook: stop like a killed process, dropping everything not yet committed."""
@@ -381,9 +391,19 @@ class Ledger:
             backoff = 0.0 if ok else min(max(backoff * 2, 0.05), 1.0)
 
     def _take_batch(self) -> list[_Op]:
+        """The retried writes of failed batches, then up to ``max_batch`` new operations.
+
+        The new operations are never crowded out by the retried ones: with ``max_batch`` or more
+        writes pending behind a failing database (a full disk), a flush, budget raise or reservation
+        queued behind them still gets into a batch, and fails with that batch's error instead of
+        waiting forever (DESIGN.md invariant 9). A failed batch fails every waiter in it and keeps its
+        writes pending, so each round moves the queue forward by up to ``max_batch`` operations.
+        """
         batch, self._pending = self._pending, []
-        while self._queue and len(batch) < self.max_batch:
+        taken = 0
+        while self._queue and taken < self.max_batch:
             batch.append(self._queue.popleft())
+            taken += 1
         return batch
 
     async def _run_batch(self) -> bool:

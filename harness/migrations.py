@@ -231,6 +231,22 @@ def m003_resume_cache(conn: Connection) -> None:
     sa.Index("ix_calls_cached", calls.c.cached, calls.c.run_id).create(conn)
 
 
+@migration
+def m004_run_owner(conn: Connection) -> None:
+    """Who owns a run (DESIGN.md invariant 10): the session that took it over last, as a random
+    ``owner_token`` plus its ``owner_pid`` and ``owner_host`` (so another process can tell a dead
+    owner on this host). Taking a run over is one conditional UPDATE of these columns and
+    ``heartbeat_at``; NULL means nobody owns it (never run by this version, or released at its end).
+    """
+    for column in (
+        sa.Column("owner_token", sa.String(64), nullable=True),
+        sa.Column("owner_pid", sa.Integer, nullable=True),
+        sa.Column("owner_host", sa.String(255), nullable=True),
+    ):
+        type_ = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f'ALTER TABLE runs ADD COLUMN "{column.name}" {type_}'))
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this tollbench writes (number of the newest migration it knows)."""
 

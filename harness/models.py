@@ -20,6 +20,7 @@ API keys are read from the environment only (invariant 8).
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -27,17 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, MissingApiKey, UnknownModel
+from .errors import ConfigError, DataError, MissingApiKey, UnknownModel
 from .types import ModelSpec
 
 __all__ = [
     "ALIAS_KEYS",
+    "BILLING_EXTRA_BODY_KEYS",
     "BUILTIN_ALIASES",
     "PROVIDERS",
     "ProviderInfo",
     "api_key_for",
+    "check_extra_body",
     "default_alias_file",
     "load_aliases",
+    "non_finite_path",
     "require_api_key",
     "resolve_model",
 ]
@@ -80,6 +84,104 @@ ALIAS_KEYS: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
     "extra_body": (dict,),
 }
+
+_USE_MAX_OUT = "set max_output_tokens in the alias (or --max-output-tokens) instead"
+_USE_THINKING = "set thinking_budget in the alias instead (it must stay below the output limit)"
+_USE_EFFORT = "set reasoning_effort in the alias instead"
+_REMOVE = "remove it (tollbench sets it itself, or it is not supported under a budget)"
+
+#: ``extra_body`` keys that change what a call can be billed, and the fix the error names. They would
+#: override the output limit the reservation assumed (``max_tokens`` ...), multiply the output (``n``),
+#: select a dearer price (``service_tier``, ``speed``, ``inference_geo``, ``model``), drop the usage
+#: report (``stream``, ``stream_options``), bill other token kinds or per-use fees (``audio``,
+#: ``prediction``, ``container``, ``mcp_servers``, ``web_search_options``), or bypass the
+#: bounded reasoning settings. Refused when a models file is loaded (DESIGN invariants 1 and 11).
+BILLING_EXTRA_BODY_KEYS: dict[str, str] = {
+    "max_tokens": _USE_MAX_OUT,
+    "max_completion_tokens": _USE_MAX_OUT,
+    "max_output_tokens": _USE_MAX_OUT,
+    "max_thinking_tokens": _USE_THINKING,
+    "thinking": _USE_THINKING,
+    "budget_tokens": _USE_THINKING,
+    "thinking_budget": _USE_THINKING,
+    "reasoning": _USE_EFFORT,
+    "reasoning_effort": _USE_EFFORT,
+    "output_config": _USE_EFFORT,
+    "model": "set the alias's model instead (the price is looked up for that model)",
+    "n": _REMOVE,
+    "best_of": _REMOVE,
+    "service_tier": _REMOVE,
+    "speed": _REMOVE,
+    "inference_geo": _REMOVE,
+    "stream": _REMOVE,
+    "stream_options": _REMOVE,
+    "background": _REMOVE,
+    "prediction": _REMOVE,
+    "audio": _REMOVE,
+    "modalities": _REMOVE,
+    "container": _REMOVE,
+    "mcp_servers": _REMOVE,
+    "web_search_options": _REMOVE,
+}
+
+#: Tool types the client runs itself (the provider bills only their tokens); any other ``type`` is a
+#: provider-hosted tool with fees of its own (web search, code execution, file search, ...).
+_CLIENT_TOOL_TYPES = frozenset({"function", "custom"})
+
+
+def non_finite_path(value: object, path: str = "") -> str | None:
+    """The dotted path of the first NaN or infinite float inside ``value`` (dicts and lists), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = non_finite_path(v, f"{path}.{k}" if path else str(k))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            found = non_finite_path(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def check_extra_body(extra: Mapping[str, Any], *, model: str, source: str = "") -> None:
+    """Refuse ``extra_body`` content that would change what the call can be billed.
+
+    Args:
+        extra: the ``extra_body`` table.
+        model: the model or alias name (for the message).
+        source: the file it came from (for the message), if any.
+
+    Raises:
+        harness.errors.DataError: a key of :data:`BILLING_EXTRA_BODY_KEYS`, a provider-hosted tool,
+            or a NaN/infinite number; one line naming the key, the model and the fix.
+    """
+    where = f"{source}: " if source else ""
+    for key in extra:
+        fix = BILLING_EXTRA_BODY_KEYS.get(key)
+        if fix is not None:
+            raise DataError(
+                f"{where}models.{model!r}.extra_body.{key} changes what the call can be billed, so the "
+                f"budget could not bound it; {fix}"
+            )
+    tools = extra.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, Mapping) else None
+            if isinstance(kind, str) and kind not in _CLIENT_TOOL_TYPES:
+                raise DataError(
+                    f"{where}models.{model!r}.extra_body.tools[{i}] is a provider-hosted tool "
+                    f"({kind!r}) billed per use, which the budget cannot bound; remove it (only "
+                    "function tools are allowed)"
+                )
+    bad = non_finite_path(extra)
+    if bad is not None:
+        raise DataError(
+            f"{where}models.{model!r}.extra_body.{bad} is not a finite number; use a plain number"
+        )
+
 
 BUILTIN_ALIASES: dict[str, dict[str, Any]] = {
     "openai/o3-mini-low": {"model": "openai/o3-mini", "reasoning_effort": "low"},
@@ -125,6 +227,15 @@ def _validate_alias(name: str, entry: object, source: str) -> dict[str, Any]:
     for key in ("thinking_budget", "max_output_tokens"):
         if key in out and out[key] <= 0:
             raise DataError(f"{source}: models.{name!r}.{key} must be positive")
+    if "temperature" in out:
+        t = out["temperature"]
+        if not math.isfinite(t) or not 0 <= t <= 2:
+            raise DataError(
+                f"{source}: models.{name!r}.temperature = {t!r} must be a finite number from 0 to 2; "
+                "fix it or remove the key"
+            )
+    if "extra_body" in out:
+        check_extra_body(out["extra_body"], model=name, source=source)
     return out
 
 
@@ -206,6 +317,8 @@ def resolve_model(
     Raises:
         harness.errors.UnknownModel: malformed id, unknown provider, alias loop, or an ``api`` the
             provider does not speak; the one-line message lists the valid providers.
+        harness.errors.ConfigError: billing-relevant ``extra_body`` (see :func:`check_extra_body`) or
+            a non-finite temperature.
     """
     table: Mapping[str, Mapping[str, Any]] = BUILTIN_ALIASES if aliases is None else aliases
     params: dict[str, Any] = {}
@@ -233,7 +346,16 @@ def resolve_model(
             f"{name!r}: provider {provider} does not speak api {api!r}; use one of {', '.join(info.apis)}"
         )
     extra = params.get("extra_body") or {}
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"{name!r}: extra_body must be a table")
+    check_extra_body(extra, model=name.strip())
     temperature = params.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+    ):
+        raise ConfigError(f"{name!r}: temperature {temperature!r} must be a finite number")
     return ModelSpec(
         name=name.strip(),
         provider=info.price_provider,

@@ -6,6 +6,8 @@ Everything that can be wrong with a run's configuration is found here and raised
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,6 +18,7 @@ from .cache import CachedAnswer
 from .errors import ConfigError, PricingMissing
 from .models import load_aliases, require_api_key, resolve_model
 from .pricing import Price, PriceTable
+from .redact import check_key_length, strip_url_credentials
 from .retry import RetryPolicy
 from .sampling import seeded_order, stratified_sample
 from .suite import Item, Suite
@@ -24,14 +27,22 @@ from .types import ModelSpec
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
     "DONE_STATUSES",
+    "MAX_BUDGET_USD",
+    "MAX_REPEATS",
+    "MAX_UNITS",
     "ModelPlan",
     "Plan",
     "PriorUnit",
     "RunOptions",
     "Unit",
+    "check_base_url",
+    "check_budget_usd",
+    "check_seconds",
+    "check_smallest_call",
     "options_from_config",
     "options_to_config",
     "prepare_run",
+    "smallest_call_nano",
 ]
 
 #: AA v2's output cap; every request carries an explicit limit (invariant 1).
@@ -129,11 +140,75 @@ class Plan:
         return sum(len(m.units) for m in self.models.values())
 
 
+#: The largest budget a run may have: $1e9 is 1e18 nano-dollars, well inside a signed 64-bit column
+#: (9.2e18) even after ``resume --add-budget`` and summing runs in ``costs``.
+MAX_BUDGET_USD = Decimal("1000000000")
+
+#: At most this many repeats per item (``--repeats``), and this many work units (models x items x
+#: repeats) per run: every unit is listed in memory before the run starts.
+MAX_REPEATS = 10_000
+MAX_UNITS = 2_000_000
+
+
+def check_budget_usd(value: Decimal, flag: str = "--budget") -> None:
+    """Refuse a budget that is negative, NaN, infinite or above :data:`MAX_BUDGET_USD`.
+
+    Raises:
+        ConfigError: naming ``flag``.
+    """
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{flag} takes a dollar amount of 0 or more, got {value}")
+    if value > MAX_BUDGET_USD:
+        raise ConfigError(
+            f"{flag} {value} is more than tollbench can meter; the largest budget is $1,000,000,000"
+        )
+
+
+def check_seconds(value: float, flag: str) -> None:
+    """Refuse a timeout that is zero, negative, NaN or infinite.
+
+    Raises:
+        ConfigError: naming ``flag``.
+    """
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{flag} takes a number of seconds above 0, got {value}")
+
+
+def check_base_url(url: str, where: str) -> None:
+    """Refuse a base URL that is not an absolute ``http(s)://host`` URL.
+
+    Raises:
+        ConfigError: naming ``where`` (``--base-url``, ``OPENAI_BASE_URL``, an alias) and the URL
+            without its credentials.
+    """
+    from urllib.parse import urlsplit
+
+    from .redact import strip_url_credentials
+
+    shown = strip_url_credentials(url)
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
+        raise ConfigError(f"{where} must be an http:// or https:// URL with a host, got {shown!r}")
+
+
 def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) -> Plan:
     """Resolve models, suites, prices and keys; raise :class:`ConfigError` (exit 2) on anything missing.
 
     Nothing is written and nothing is spent here.
     """
+    check_budget_usd(options.budget_usd)
+    check_seconds(options.attempt_timeout_s, "--attempt-timeout")
+    check_seconds(options.stall_timeout_s, "--stall-timeout")
+    if options.repeats is not None and options.repeats > MAX_REPEATS:
+        raise ConfigError(f"--repeats must be at most {MAX_REPEATS:,}, got {options.repeats:,}")
+    if options.base_url is not None:
+        check_base_url(options.base_url, "--base-url")
+    if options.simulated:
+        _check_simulator_files(options)
     if options.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
     if options.limit is not None and options.limit < 1:
@@ -183,11 +258,35 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         )
 
     keys: dict[str, str] = {}
+    environ = os.environ if env is None else env
     for spec in specs.values():
+        if spec.base_url is not None and spec.base_url != options.base_url:
+            check_base_url(spec.base_url, f"{spec.name}: base_url")
         if options.simulated:
             keys[spec.name] = "sim-key-not-secret"
             continue
         keys[spec.name] = require_api_key(spec.provider, env)
+        var = f"{spec.provider.upper()}_API_KEY"
+        refusal = check_key_length(keys[spec.name], var)
+        if refusal:
+            raise ConfigError(refusal)
+        env_url = environ.get(f"{spec.provider.upper()}_BASE_URL", "").strip()
+        if env_url and spec.base_url is None and not options.base_url:
+            check_base_url(env_url, f"{spec.provider.upper()}_BASE_URL")
+
+    for suite in suites.values():
+        repeats = options.repeats or suite.default_repeats
+        if repeats > MAX_REPEATS:
+            raise ConfigError(f"suite {suite.name}: repeats must be at most {MAX_REPEATS:,}, got {repeats:,}")
+    n_units = len(specs) * sum(
+        min(len(s.items), options.limit or len(s.items)) * (options.repeats or s.default_repeats)
+        for s in suites.values()
+    )
+    if n_units > MAX_UNITS:
+        raise ConfigError(
+            f"the run would have {n_units:,} calls to make (models x items x repeats), more than the "
+            f"{MAX_UNITS:,} one run can plan; lower --repeats or --limit, or split the run"
+        )
 
     models: dict[str, ModelPlan] = {}
     for spec in specs.values():
@@ -214,6 +313,67 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
     return Plan(options, suites, models, table)
 
 
+def smallest_call_nano(plan: Plan, model: str) -> int | None:
+    """The smallest worst-case reservation among ``model``'s units (None when it has none): what
+    its cheapest possible call must reserve before it is sent (DESIGN.md invariant 1)."""
+    from .money import usd_to_nano
+    from .types import input_tokens_upper_bound
+
+    mp = plan.models[model]
+    min_bound: int | None = None
+    seen: set[tuple[str, str, int]] = set()
+    for unit in mp.units:
+        key = (unit.suite, unit.item.id, unit.repeat)
+        if key in seen:
+            continue
+        seen.add(key)
+        prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, plan.options.seed)
+        bound = input_tokens_upper_bound(prompt.messages)
+        if min_bound is None or bound < min_bound:
+            min_bound = bound  # prices are per token: the shortest prompt is the cheapest call
+    if min_bound is None:
+        return None
+    return usd_to_nano(mp.price.worst_case(min_bound, mp.max_output_tokens))
+
+
+def check_smallest_call(plan: Plan) -> None:
+    """Refuse, before anything is written, a run in which some model can never make a single call:
+    its cheapest call's worst case (the whole output limit at the output price) is above the budget.
+    ``tollbench run`` calls it after :func:`prepare_run` (``estimate`` plans with no budget).
+
+    Raises:
+        ConfigError: naming the model, the smallest call's cost, the budget and the fix.
+    """
+    from .money import format_usd, usd_to_nano
+
+    budget = usd_to_nano(plan.options.budget_usd)
+    for name in plan.models:
+        smallest = smallest_call_nano(plan, name)
+        if smallest is not None and smallest > budget:
+            raise ConfigError(
+                f"the smallest call of {name} costs {format_usd(smallest, 6)} at worst "
+                f"({plan.models[name].max_output_tokens:,} output tokens reserved), more than the budget "
+                f"{format_usd(budget, 6)}; lower --max-output-tokens or raise --budget"
+            )
+
+
+def _check_simulator_files(options: RunOptions) -> None:
+    """Load ``--sim-profiles`` and ``--sim-faults`` and check ``--sim-speed`` now, so a bad file is one
+    line and exit 2 before a run row exists (the simulator process would fail after it)."""
+    from .sim.faults import FaultConfig
+    from .sim.profiles import load_profiles
+    from .sim.server import check_speed
+
+    check_speed(options.sim_speed)
+    try:
+        if options.sim_profiles is not None:
+            load_profiles(Path(options.sim_profiles))
+        if options.sim_faults is not None:
+            FaultConfig.load(Path(options.sim_faults))
+    except ValueError as exc:
+        raise ConfigError(f"{exc}; fix the file (see docs/simulator.md)") from None
+
+
 def options_to_config(options: RunOptions) -> dict[str, Any]:
     """The options as JSON, stored in ``runs.config["options"]`` so ``resume`` can re-plan the run.
 
@@ -236,7 +396,7 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "suite_options": dict(options.suite_options),
         "prices": [_abs(p) for p in options.prices],
         "models_file": _abs(options.models_file),
-        "base_url": options.base_url,
+        "base_url": strip_url_credentials(options.base_url) if options.base_url else None,
         "attempt_timeout_s": options.attempt_timeout_s,
         "stall_timeout_s": options.stall_timeout_s,
         "retry": {
@@ -268,6 +428,18 @@ def _suite_ref(suite: str | Suite) -> str:
     if suite.strip().lower().endswith((".jsonl", ".ndjson")) and Path(suite.strip()).expanduser().exists():
         return str(Path(suite.strip()).expanduser().absolute())
     return suite
+
+
+def _with_env_credentials(stored: str | None) -> str | None:
+    """A stored base URL (kept without credentials) with the credentials put back from
+    ``OPENAI_BASE_URL`` when that variable names the same endpoint with them, so ``resume`` of a run
+    against a server that needs ``user:pass@`` or ``?api_key=`` can still send."""
+    if not stored:
+        return stored
+    env = os.environ.get("OPENAI_BASE_URL", "").strip()
+    if env and env != stored and strip_url_credentials(env) == stored:
+        return env
+    return stored
 
 
 def options_from_config(
@@ -306,7 +478,7 @@ def options_from_config(
         "suite_options": dict(stored.get("suite_options") or {}),
         "prices": tuple(Path(p) for p in stored.get("prices") or ()),
         "models_file": path("models_file"),
-        "base_url": stored.get("base_url"),
+        "base_url": _with_env_credentials(stored.get("base_url")),
         "attempt_timeout_s": float(stored.get("attempt_timeout_s", 900.0)),
         "stall_timeout_s": float(stored.get("stall_timeout_s", 120.0)),
         "retry": RetryPolicy(**{k: v for k, v in retry.items() if k in RetryPolicy.__dataclass_fields__}),

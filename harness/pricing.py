@@ -44,6 +44,8 @@ from .errors import DataError, PricingMissing
 
 __all__ = [
     "ENV_VAR",
+    "MAX_MULTIPLIER",
+    "MAX_PRICE",
     "USER_PRICES_HINT",
     "Price",
     "PriceFile",
@@ -121,7 +123,22 @@ def _check_keys(ctx: _Ctx, where: str, table: Mapping[str, Any], allowed: frozen
         raise ctx.fail(where, f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
 
 
-def _decimal(ctx: _Ctx, where: str, key: str, value: Any, *, positive: bool = False) -> Decimal:
+#: The largest price a file may give, in USD per 1M tokens. The dearest list price is $600 (o1-pro
+#: output); anything far above it is a typo, and values like "1e300" would overflow the meter.
+MAX_PRICE = Decimal("100000")
+#: The largest variant multiplier (priority processing is about 2x).
+MAX_MULTIPLIER = Decimal("100")
+
+
+def _decimal(
+    ctx: _Ctx,
+    where: str,
+    key: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    limit: Decimal = MAX_PRICE,
+) -> Decimal:
     if not isinstance(value, str):
         kind = type(value).__name__
         raise ctx.fail(
@@ -136,6 +153,13 @@ def _decimal(ctx: _Ctx, where: str, key: str, value: Any, *, positive: bool = Fa
     if not number.is_finite() or number < 0 or (positive and number == 0):
         bound = "> 0" if positive else ">= 0"
         raise ctx.fail(where, f"{key} = {value!r} must be a finite number {bound}")
+    if number > limit:
+        unit = "" if key == "multiplier" else " USD per 1M tokens"
+        raise ctx.fail(
+            where,
+            f"{key} = {value!r} is out of range: it must be at most {limit}{unit} "
+            f'(write the price per million tokens, for example {key} = "2.50")',
+        )
     return number
 
 
@@ -204,7 +228,7 @@ def _variant(ctx: _Ctx, where: str, raw: Any) -> Variant:
     return Variant(
         multiplier=None
         if multiplier is None
-        else _decimal(ctx, where, "multiplier", multiplier, positive=True),
+        else _decimal(ctx, where, "multiplier", multiplier, positive=True, limit=MAX_MULTIPLIER),
         input=_opt_decimal(ctx, where, raw, "input"),
         cached_input=_opt_decimal(ctx, where, raw, "cached_input"),
         cache_write_5m=_opt_decimal(ctx, where, raw, "cache_write_5m"),

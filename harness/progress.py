@@ -56,7 +56,7 @@ class ProgressDisplay:
         if finished and self._last_line < 0:
             return
         self._last_line = -1.0 if finished else now
-        self.console.print(self._line(state), highlight=False, soft_wrap=True)
+        self.console.print(Text(self._line(state)), highlight=False, soft_wrap=True)
 
     def _rate(self, state: RunState) -> float:
         elapsed = max(1e-6, time.monotonic() - state.started)
@@ -64,7 +64,8 @@ class ProgressDisplay:
 
     def _line(self, state: RunState) -> str:
         parts = [
-            f"{name}: {p.done}/{p.total} items, {p.errors} errors" for name, p in state.per_model.items()
+            f"{name}: {p.done}/{p.total} items, {p.failed_calls} failed calls, {p.errors} errors"
+            for name, p in state.per_model.items()
         ]
         tag = " [SIMULATED]" if self.simulated else ""
         return (
@@ -84,7 +85,8 @@ class ProgressDisplay:
         for col in ("model", "items", "calls", "errors", "correct/scored"):
             table.add_column(col, justify="left" if col == "model" else "right")
         for name, p in state.per_model.items():
-            table.add_row(name, f"{p.done}/{p.total}", str(p.calls), str(p.errors), f"{p.correct}/{p.scored}")
+            cells = (name, f"{p.done}/{p.total}", str(p.calls), str(p.errors), f"{p.correct}/{p.scored}")
+            table.add_row(*(Text(c) for c in cells))
         tag = "  SIMULATED" if self.simulated else ""
         head = Text(
             f"run {state.run_id}  spent {format_usd(state.spent_nano)} + reserved "

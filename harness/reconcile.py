@@ -18,8 +18,12 @@ For each open reservation of the run:
    every request it receives is on its invoice from the moment it arrives), and the reservation is
    older than a grace period (default 30 s; a request still in a socket buffer is processed within
    milliseconds, so the grace covers it with a wide margin);
-4. **anything else** (another or a restarted simulator, a live provider, too recent): left open, still
-   counted at its worst case, and shown as unsettled by ``show`` and ``costs``.
+4. **anything else** (another or a restarted simulator, an invoice reset since the call was sent, a
+   live provider, too recent): left open, still counted at its worst case, shown as unsettled by
+   ``show`` and ``costs``, and each such call's ``reason`` says why.
+
+The simulator's invoice reset (``POST /sim/invoice/reset``) starts a new invoice with a new instance
+id, so a call billed before the reset (absent from the new invoice) never looks "never arrived".
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ class ReconcileResult:
     billed_nano: int = 0
     """What the matched calls were billed."""
     calls: list[dict[str, Any]] = field(default_factory=list)
-    """Per open reservation: ``id``, ``outcome`` (matched, absent, in_progress, unproven), cost."""
+    """Per open reservation: ``id``, ``outcome`` (matched, absent, in_progress, unproven), cost; a call
+    left open has a ``reason``."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (money as decimal strings)."""
@@ -133,6 +138,7 @@ def reconcile_run(
             reserved = int(call.reserved_nano)
             rec = by_client.get(call.id)
             values: dict[str, Any]
+            reason: str | None = None
             if rec is not None:
                 cost = usd_to_nano(Decimal(str(rec.get("usd", "0"))))
                 values = {
@@ -152,11 +158,8 @@ def reconcile_run(
                 result.billed_nano += cost
             elif call.id in in_progress:
                 outcome, values = "in_progress", {}
-            elif (
-                call.sent_to == sent_here
-                and call.started_at is not None
-                and _aware(call.started_at) <= cutoff
-            ):
+                reason = "arrived at the simulator and not billed yet; run reconcile again later"
+            elif (reason := _unproven(call.sent_to, call.started_at, sent_here, cutoff)) is None:
                 cost = 0
                 values = {
                     "status": "reconciled",
@@ -171,6 +174,8 @@ def reconcile_run(
             else:
                 outcome, values = "unproven", {}
             entry: dict[str, Any] = {"id": call.id, "outcome": outcome, "reserved_nano": reserved}
+            if not values:
+                entry["reason"] = reason
             if values:
                 cost = int(values["cost_nano"])
                 if cost > reserved:
@@ -191,6 +196,22 @@ def reconcile_run(
             result.calls.append(entry)
         conn.execute(sa.update(r).where(r.c.id == run_id).values(committed_nano=committed, spent_nano=spent))
     return result
+
+
+def _unproven(
+    sent_to: str | None, started_at: datetime | None, sent_here: str, cutoff: datetime
+) -> str | None:
+    """Why the invoice cannot prove that a call absent from it never arrived (None: it can)."""
+    if sent_to is None or not sent_to.startswith("sim:"):
+        return "not sent to a simulator: no invoice can prove it was not billed; it stays at its worst case"
+    if sent_to != sent_here:
+        return (
+            f"sent to another invoice ({sent_to}: another simulator, or before an invoice reset), "
+            f"not to this one (sim:{sent_here.removeprefix('sim:')}); it stays at its worst case"
+        )
+    if started_at is None or _aware(started_at) > cutoff:
+        return "reserved too recently (within --grace); run reconcile again later"
+    return None
 
 
 def _aware(value: datetime) -> datetime:

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .money import format_usd, usd_str
 from .stats import accuracy_ci
@@ -148,7 +150,7 @@ def _pct(x: float | None) -> str:
 def print_run(report: Mapping[str, Any], console: Console) -> None:
     """The end-of-run table per model and suite, and the total against the budget."""
     sim = " (SIMULATED: no real money)" if report["simulated"] else ""
-    table = Table(title=f"run {report['id']} — {report['status']}{sim}", title_justify="left")
+    table = Table(title=escape(f"run {report['id']} — {report['status']}{sim}"), title_justify="left")
     for col in (
         "model",
         "suite",
@@ -167,7 +169,8 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
         score = "-"
         if r["accuracy"] is not None:
             score = f"{_pct(r['accuracy'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
-        table.add_row(
+        _add_row(
+            table,
             r["model"],
             r["suite"],
             f"{r['scored'] + r['unusable']}/{r['items']}",
@@ -184,15 +187,14 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
     line = f"total {_usd(report['spent_usd'])} of budget {_usd(report['budget_usd'])}"
     if report["unsettled_usd"] not in ("0", "0.0"):
         line += f" (+ {_usd(report['unsettled_usd'])} unsettled, counted at worst case)"
-    console.print(line + sim)
+    console.print(Text(line + sim))
     cached = sum(int(r.get("cached") or 0) for r in report["results"])
     if cached:
         from decimal import Decimal
 
         saved = sum(Decimal(r.get("saved_usd") or "0") for r in report["results"])
-        console.print(
-            f"{cached} answers came from the response cache (cost 0 here; {_usd(str(saved))} to reproduce)"
-        )
+        note = f"cost 0 here; {_usd(str(saved))} to reproduce"
+        console.print(Text(f"{cached} answers came from the response cache ({note})"))
 
 
 def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
@@ -200,7 +202,8 @@ def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
     for col in ("id", "started", "suites", "models", "status", "budget", "spent", "simulated"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
+        _add_row(
+            table,
             r["id"],
             str(r["started"])[:19],
             ",".join(r["suites"]),
@@ -222,7 +225,8 @@ def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: C
         table.add_column("saved by cache")
     for r in rows:
         extra = [_usd(r["saved_usd"])] if show_saved else []
-        table.add_row(
+        _add_row(
+            table,
             *[str(r[k]) + (_sim_tag(r["simulated"]) if k == by[-1] else "") for k in by],
             f"{r['calls']:,}",
             f"{r['input_tokens'] + r['cache_read_tokens'] + r['cache_write_tokens']:,}",
@@ -233,6 +237,11 @@ def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: C
             *extra,
         )
     console.print(table)
+
+
+def _add_row(table: Table, *cells: Any) -> None:
+    """Add a row whose cells are plain text: data (run ids, models, item ids) is never rich markup."""
+    table.add_row(*(Text("" if c is None else str(c)) for c in cells))
 
 
 def _usd(text: str | None) -> str:

@@ -46,6 +46,7 @@ from .limiter import AdaptiveLimiter
 from .money import usd_to_nano
 from .plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from .projection import Projection, summarize_partial
+from .redact import strip_url_credentials
 from .retry import retrying
 from .sequential import TargetCI
 from .shares import ShareHold, Shares
@@ -83,6 +84,8 @@ class StopReason(StrEnum):
     """Ctrl-C or SIGTERM."""
     UNAVAILABLE = "model_unavailable"
     """The provider refused the model itself (no access, unknown model): no later call can succeed."""
+    TAKEN_OVER = "taken_over"
+    """Another session took the run over: this one starts nothing new."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +215,11 @@ class Runner:
         self.run_id = run_id
         self.base_urls = base_urls
         self.on_progress = on_progress
-        run = store.get_run(run_id)
-        assert run is not None
+        # The budget shown until the ledger has read the run's own (no database call here: the
+        # runner is built on the event loop).
         self.state = RunState(
             run_id,
-            int(run["budget_nano"]),
+            usd_to_nano(plan.options.budget_usd),
             {name: ModelProgress(total=len(m.units)) for name, m in plan.models.items()},
         )
         self._prompts: dict[tuple[str, str, int], Prompt] = {}
@@ -278,7 +281,9 @@ class Runner:
         if self.plan.options.simulated:
             return "simulator"
         env = os.environ.get(f"{spec.provider.upper()}_BASE_URL")  # the SDKs' own override
-        return str(self.base_urls.get(spec.provider) or spec.base_url or env or "default")
+        url = self.base_urls.get(spec.provider) or spec.base_url or env
+        # Credentials in the URL are neither part of the key nor stored (docs/design.md, invariant 8).
+        return strip_url_credentials(url) if url else "default"
 
     def request_for(self, mp: ModelPlan, unit: Unit) -> tuple[Request, dict[str, Any], str]:
         """The unit's request, its canonical form and its response-cache key."""
@@ -356,11 +361,13 @@ class Runner:
             provider_slots[mp.spec.provider] = provider_slots.get(mp.spec.provider, 0) + opts.concurrency
         self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}
         for mp in self.plan.models.values():
-            self.store.ensure_price(
-                mp.price.id,
-                mp.price.provider,
-                mp.price.model,
-                mp.price.to_dict(),
+            price = mp.price
+            await anyio.to_thread.run_sync(
+                self.store.ensure_price,
+                price.id,
+                price.provider,
+                price.model,
+                price.to_dict(),
                 self.plan.price_table.sha256,
             )
         if not self._cache_loaded:
@@ -370,6 +377,7 @@ class Runner:
         try:
             async with Ledger(self.store, self.run_id) as ledger:
                 self.state.ledger = ledger
+                self.state.budget_nano = ledger.budget_nano
                 self._gate = BudgetGate(ledger)
                 self._gate.on_stop = self._budget_stopped
                 if len(self.plan.models) > 1:
@@ -804,9 +812,17 @@ class Runner:
         while True:
             await anyio.sleep(HEARTBEAT_S)
             try:
-                await anyio.to_thread.run_sync(self.store.touch_heartbeat, self.run_id)
+                owned = await anyio.to_thread.run_sync(self.store.touch_heartbeat, self.run_id)
             except StorageError as exc:  # the ledger reports database trouble where it matters
                 log.warning("heartbeat: %s", exc)
+                continue
+            if not owned and self.state.run_stop is None:
+                # Another session took the run over (--force, or after our heartbeat went stale):
+                # start nothing new; what is in flight settles.
+                log.warning("run %s was taken over by another session; stopping", self.run_id)
+                self.state.run_stop = Stop(StopReason.TAKEN_OVER, "another session took the run over")
+                if self._shares is not None:
+                    self._shares.stop_all()
 
     async def _report_progress(self) -> None:
         if self.on_progress is None:

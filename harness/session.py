@@ -1,16 +1,26 @@
 """One session of a run: create (or join, or resume) the run row, start or reach the simulator, drive a
 :class:`~harness.runner.Runner`, and leave the run with its final status.
 
-:mod:`harness.runner` executes the units; this module owns everything around it: the run row, the
-process registration that ``resume`` checks, the simulator's lifetime and answer key, and turning a
-database failure inside the workers into one clear error.
+:mod:`harness.runner` executes the units; this module owns everything around it: the run row and its
+ownership (a new run is created owned by its session; a resumed one is taken over atomically, see
+:mod:`harness.resume`; the final status is written, and ownership released, only while still the
+owner), the process registration, the simulator's lifetime and answer key, and turning a database
+failure inside the workers into one clear error.
+
+Joining an existing run with ``--run-id`` is allowed only when the plan is the one stored on it
+(suites, models and every option that changes what is bought); otherwise it is refused with what
+differs. A join of a run nobody owns takes it over; a join of a run a live session owns works beside
+that session (they share the budget through the ledger) without owning it.
+
+No database call runs on the event loop: each goes through ``anyio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -19,10 +29,10 @@ from .errors import ConfigError, StorageError
 from .money import usd_to_nano
 from .plan import Plan, PriorUnit, options_to_config
 from .runner import Runner, RunState
-from .storage import Store
+from .storage import RunOwner, Store
 from .types import UnitKey
 
-__all__ = ["RunOutcome", "run"]
+__all__ = ["PLAN_KEYS", "RunOutcome", "plan_differences", "run"]
 
 log = logging.getLogger("tollbench.session")
 
@@ -38,6 +48,8 @@ class RunOutcome:
     run_id: str
     status: str
     exit_code: int
+    errors: list[str] = field(default_factory=list)
+    """The most frequent failed-attempt errors, one line each with what to do (empty if none)."""
 
 
 async def run(
@@ -50,6 +62,7 @@ async def run(
     simulator: Any | None = None,
     resume_run_id: str | None = None,
     prior: Mapping[UnitKey, PriorUnit] | None = None,
+    owner: RunOwner | None = None,
 ) -> RunOutcome:
     """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
     mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
@@ -58,9 +71,12 @@ async def run(
     it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.
 
     ``resume_run_id`` continues that existing run instead of creating one (status back to ``running``;
-    see :mod:`harness.resume`, which also builds ``prior``).
+    see :mod:`harness.resume`, which also builds ``prior`` and passes the ``owner`` it took the run
+    over with; without one the run is taken over here, without ``--force``).
 
     Raises:
+        ConfigError: ``--run-id`` names a run with another plan (what differs is named), or
+            (:class:`~harness.resume.RunBusyError`) another live session owns the run to resume.
         StorageError: The database failed during the run (a lock, a full disk): nothing committed is
             lost, unsettled reservations stay counted at their worst case, and the run can be resumed.
     """
@@ -76,22 +92,23 @@ async def run(
         "suite_options": dict(opts.suite_options),
         "options": options_to_config(opts),
     }
-    from .resume import register_process
+    from .resume import register_process, release, take_over
 
     if resume_run_id is not None:
         run_id = resume_run_id
-        await anyio.to_thread.run_sync(store.set_run_status, run_id, "running")
+        if owner is None:
+            owner = await anyio.to_thread.run_sync(lambda: take_over(store, run_id))
     else:
-        run_id = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
-    await anyio.to_thread.run_sync(register_process, store, run_id)
-    if on_start:
-        on_start(run_id)
+        run_id, owner = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
 
     sim = simulator
     own_sim = False
     runner: Runner | None = None
     status = "failed"
     try:
+        await anyio.to_thread.run_sync(register_process, store, run_id)
+        if on_start:
+            await anyio.to_thread.run_sync(on_start, run_id)  # callers may read the database
         runner = Runner(
             plan,
             store,
@@ -149,7 +166,8 @@ async def run(
             if runner is not None and runner.state.interrupted:
                 status = "interrupted"
             try:
-                await anyio.to_thread.run_sync(store.set_run_status, run_id, status)
+                if not await anyio.to_thread.run_sync(release, store, run_id, status, owner):
+                    log.warning("run %s: another session owns it now; it sets the final status", run_id)
             except StorageError as exc:
                 # The database is unusable (full, locked): the run stays `running`; its heartbeat goes
                 # stale and `tollbench resume` can take it over. The original error propagates.
@@ -157,7 +175,8 @@ async def run(
             if sim is not None and own_sim:
                 await anyio.to_thread.run_sync(sim.stop)
     code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
-    return RunOutcome(run_id, status, code)
+    errors = runner.state.error_summary() if runner is not None else []
+    return RunOutcome(run_id, status, code, errors)
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
@@ -183,22 +202,101 @@ def _note_sim_instance(store: Store, run_id: str, instance: str) -> None:
     store.add_to_run_config_list(run_id, "sim_instances", instance)
 
 
-def _create_or_join(store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]) -> str:
-    """Create the run, or join it when ``--run-id`` names one that exists (several processes then share
-    its budget through the ledger's transactions). Two processes racing to create the same id end up
-    on the same row."""
+#: The stored options that decide what a run buys: a join (``--run-id``) must agree on all of them.
+PLAN_KEYS = (
+    "suites",
+    "models",
+    "limit",
+    "repeats",
+    "seed",
+    "max_output_tokens",
+    "simulated",
+    "data",
+    "suite_options",
+    "models_file",
+    "base_url",
+    "target_ci",
+    "split",
+    "sim_seed",
+    "sim_profiles",
+)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "none"
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def plan_differences(existing: Mapping[str, Any], plan: Plan, config: Mapping[str, Any]) -> list[str]:
+    """What differs between the run row ``existing`` and a new session's ``plan`` (its ``config`` as
+    :func:`run` stores it), as ``"name stored -> new"`` strings; empty when a join is safe."""
+    stored_config = dict(existing.get("config") or {})
+    stored = dict(stored_config.get("options") or {})
+    new = dict(config.get("options") or {})
+    diffs: list[str] = []
+    if not stored:  # a run written by an older tollbench: compare what it stored at the top level
+        stored = {k: stored_config.get(k) for k in ("limit", "repeats", "seed", "data", "suite_options")}
+        new = {k: config.get(k) for k in stored}
+    for key in PLAN_KEYS:
+        if key in stored or key in new:
+            a, b = stored.get(key), new.get(key)
+            if (a or None) != (b or None) and not (a == 0 and b == 0):
+                diffs.append(f"{key} {_shown(a)} -> {_shown(b)}")
+    for key, mine in (("suites", list(plan.suites)), ("models", list(plan.models))):
+        theirs = list(existing.get(key) or [])
+        if sorted(theirs) != sorted(mine) and not any(d.startswith(f"{key} ") for d in diffs):
+            diffs.append(f"{key} {_shown(theirs)} -> {_shown(mine)}")
+    limits, mine_limits = stored_config.get("max_output_tokens"), config.get("max_output_tokens")
+    if (
+        isinstance(limits, Mapping)
+        and limits != mine_limits
+        and not any("max_output_tokens" in d for d in diffs)
+    ):
+        diffs.append(f"max_output_tokens {_shown(limits)} -> {_shown(mine_limits)}")
+    return diffs
+
+
+def _create_or_join(
+    store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]
+) -> tuple[str, RunOwner | None]:
+    """Create the run owned by this session, or join it when ``--run-id`` names one that exists and
+    has the same plan (several processes then share its budget through the ledger's transactions).
+    A joined run that nobody owns is taken over; one a live session owns is worked on beside it.
+    Two processes racing to create the same id end up on the same row.
+
+    Raises:
+        ConfigError: The existing run has another plan or another ``--sim`` setting.
+    """
+    from .resume import RunBusyError, hold, take_over
+
     opts = plan.options
     for _ in range(2):
         existing = store.get_run(opts.run_id) if opts.run_id else None
         if existing is not None:
+            run_id = str(existing["id"])
             if bool(existing["simulated"]) != opts.simulated:
                 kind = "simulated" if existing["simulated"] else "a live run"
+                raise ConfigError(f"run {run_id} is {kind}; cannot join it with this run's --sim setting")
+            if existing.get("config", {}).get("imported"):
+                raise ConfigError(f"run {run_id} was imported from a bundle; it cannot be joined")
+            diffs = plan_differences(existing, plan, config)
+            if diffs:
                 raise ConfigError(
-                    f"run {existing['id']} is {kind}; cannot join it with this run's --sim setting"
+                    f"run {run_id} exists with another plan ({'; '.join(diffs)}); join it only with the "
+                    "same options, or start a new run without --run-id"
                 )
-            return str(existing["id"])
+            try:
+                return run_id, take_over(store, run_id)
+            except RunBusyError:
+                return run_id, None  # a live session owns it: work beside it
+        owner = RunOwner.new()
         try:
-            return store.create_run(
+            run_id = store.create_run(
                 suites=list(plan.suites),
                 models=list(plan.models),
                 budget_nano=budget_nano,
@@ -206,10 +304,13 @@ def _create_or_join(store: Store, plan: Plan, budget_nano: int, config: dict[str
                 config=config,
                 price_table_sha256=plan.price_table.sha256,
                 run_id=opts.run_id,
+                owner=owner,
             )
         except StorageError:
             if not opts.run_id:
                 raise
+            continue
+        return run_id, hold(owner)
     raise ConfigError(f"could not create or join run {opts.run_id!r}")
 
 

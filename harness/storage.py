@@ -20,9 +20,11 @@ import json
 import os
 import re
 import secrets
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "ItemResultRecord",
     "PriceRecord",
     "Redactor",
+    "RunOwner",
     "RunRecord",
     "Store",
     "UTCDateTime",
@@ -105,6 +108,20 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class RunOwner:
+    """One session's claim on a run (``runs.owner_token``, ``owner_pid``, ``owner_host``)."""
+
+    token: str
+    pid: int
+    host: str
+
+    @classmethod
+    def new(cls) -> RunOwner:
+        """A fresh owner for a session of this process."""
+        return cls(secrets.token_hex(16), os.getpid(), socket.gethostname())
+
+
 def _big(nullable: bool = False, **kw: Any) -> Any:
     return Field(sa_type=sa.BigInteger, nullable=nullable, **kw)
 
@@ -131,6 +148,10 @@ class RunRecord(SQLModel, table=True):
     tollbench_version: str = Field(max_length=64)
     price_table_sha256: str = Field(max_length=64)
     heartbeat_at: datetime | None = _ts(True)
+    owner_token: str | None = Field(max_length=64, default=None)
+    """The session that owns the run (see :meth:`Store.claim_run`); NULL when nobody does."""
+    owner_pid: int | None = None
+    owner_host: str | None = Field(max_length=255, default=None)
 
 
 class PriceRecord(SQLModel, table=True):
@@ -233,15 +254,32 @@ item_results_table = _table(ItemResultRecord)
 prices_table = _table(PriceRecord)
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+#: Variables whose name says "this is a key" (``OPENAI_API_KEY``, ``VLLM_TOKEN``): their values are
+#: redacted down to :data:`~harness.redact.MIN_KEY_LENGTH` characters, as whole tokens. Other
+#: secret-looking names (``TOKENIZERS_PARALLELISM``) only from 12 characters, as before.
+_KEY_NAME = re.compile(r"(API_?KEY|_KEY|_TOKEN|_SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
+_NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null"})
 
 
 class Redactor:
-    """Replaces values of secret-looking environment variables in text before it is stored."""
+    """Removes secrets from text before it is stored (DESIGN.md invariant 8): values of secret-looking
+    environment variables, whatever their length (see :mod:`harness.redact`), and credentials in any
+    URL (``user:pass@``, ``?api_key=``)."""
 
     def __init__(self, env: Mapping[str, str] = os.environ) -> None:
-        self.secrets = sorted(
-            {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 12}, key=len, reverse=True
-        )
+        from .redact import MIN_KEY_LENGTH, url_secrets
+
+        found: set[str] = set()
+        for k, v in env.items():
+            if not v or v.strip().lower() in _NOT_SECRET_VALUES:
+                continue
+            if (_SECRET_NAME.search(k) and len(v) >= 12) or (
+                _KEY_NAME.search(k) and len(v) >= MIN_KEY_LENGTH
+            ):
+                found.add(v)
+            if k.upper().endswith("_URL"):  # OPENAI_BASE_URL=https://user:pass@host/?api_key=...
+                found.update(s for s in url_secrets(v) if len(s) >= MIN_KEY_LENGTH)
+        self.secrets = sorted(found, key=len, reverse=True)
 
     def text(self, value: str | None) -> str | None:
         """Return ``value`` with every secret replaced by ``[redacted]``, ready for a text column.
@@ -249,21 +287,19 @@ class Redactor:
         A NUL character (a model can emit one) becomes U+FFFD: PostgreSQL text columns refuse NUL,
         and a whole ledger batch would fail on one answer.
         """
+        from .redact import redact_secrets, strip_urls_in_text
+
         if value is None:
             return value
         if "\x00" in value:
             value = value.replace("\x00", "\ufffd")
-        if not self.secrets:
-            return value
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, "[redacted]")
+        value = strip_urls_in_text(value)  # first: a redacted password would hide the URL's shape
+        if self.secrets:
+            value = redact_secrets(value, self.secrets)
         return value
 
     def json(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like value."""
-        if not self.secrets:
-            return value
+        """Redact every string inside a JSON-like value (keys too)."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
@@ -348,6 +384,8 @@ class Store:
         self.label = label
         self.busy_timeout_s = busy_timeout_s
         self.redactor = Redactor()
+        self._owned: dict[str, str] = {}
+        """Runs this Store's sessions own: run id -> owner token (heartbeats renew only these)."""
 
     # -- opening --------------------------------------------------------------------------------------
 
@@ -467,8 +505,9 @@ class Store:
         price_table_sha256: str,
         run_id: str | None = None,
         tollbench_version: str | None = None,
+        owner: RunOwner | None = None,
     ) -> str:
-        """Insert a ``running`` run with nothing committed and return its id."""
+        """Insert a ``running`` run with nothing committed and return its id; ``owner`` owns it."""
         if budget_nano < 0:
             raise ValueError("budget_nano must be >= 0")
         now = datetime.now(UTC)
@@ -490,8 +529,11 @@ class Store:
                     tollbench_version=tollbench_version or _version(),
                     price_table_sha256=price_table_sha256,
                     heartbeat_at=now,
+                    **(_owner_values(owner) if owner is not None else {}),
                 )
             )
+        if owner is not None:
+            self._owned[rid] = owner.token
         return rid
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -518,12 +560,106 @@ class Store:
             if result.rowcount != 1:
                 raise StorageError(f"{self.label}: no run {run_id!r}; list runs with `tollbench runs`")
 
-    def touch_heartbeat(self, run_id: str) -> None:
-        """Set a run's ``heartbeat_at`` to now (a running process is alive)."""
+    def touch_heartbeat(self, run_id: str) -> bool:
+        """Set a run's ``heartbeat_at`` to now (a running process is alive).
+
+        When a session of this Store owns the run, the heartbeat renews its ownership and is written
+        only while it still owns it (``WHERE owner_token = mine``).
+
+        Returns:
+            False when this Store's session no longer owns the run (another took it over with
+            ``--force``, or after its heartbeat went stale): it should stop starting new work.
+        """
+        r = runs_table
+        token = self._owned.get(run_id)
+        where = [r.c.id == run_id] + ([r.c.owner_token == token] if token is not None else [])
         with self.begin_write("updating a run's heartbeat") as conn:
-            conn.execute(
-                sa.update(runs_table).where(runs_table.c.id == run_id).values(heartbeat_at=datetime.now(UTC))
+            result = conn.execute(sa.update(r).where(*where).values(heartbeat_at=datetime.now(UTC)))
+        return bool(result.rowcount == 1)
+
+    def claim_run(
+        self,
+        run_id: str,
+        owner: RunOwner,
+        *,
+        stale_before: datetime,
+        gone_token: str | None = None,
+        force: bool = False,
+        add_budget_nano: int = 0,
+    ) -> bool:
+        """Take over ``run_id`` for ``owner``: ONE conditional UPDATE of the run row, never a read then
+        a write (DESIGN.md invariant 10). Its row count decides who proceeds.
+
+        The row is taken only when it has no owner, ``owner`` already owns it, its heartbeat is older
+        than ``stale_before``, or its owner is ``gone_token`` (the caller saw that owner's process dead
+        on this host: if another session took it over since, the token differs and nothing happens).
+        ``force`` takes it unconditionally, still in one statement. The winner's status becomes
+        ``running``, its heartbeat now, and its budget grows by ``add_budget_nano`` in the same
+        statement, so a loser adds nothing.
+
+        Returns:
+            True if ``owner`` owns the run now.
+        """
+        if add_budget_nano < 0:
+            raise ValueError("add_budget_nano must be >= 0")
+        r = runs_table
+        where: list[sa.ColumnElement[bool]] = [r.c.id == run_id]
+        if not force:
+            free = [
+                r.c.owner_token.is_(None),
+                r.c.owner_token == owner.token,
+                r.c.heartbeat_at.is_(None),
+                r.c.heartbeat_at < stale_before,
+            ]
+            if gone_token is not None:
+                free.append(r.c.owner_token == gone_token)
+            where.append(sa.or_(*free))
+        values: dict[str, Any] = {
+            **_owner_values(owner),
+            "status": "running",
+            "finished_at": None,
+            "heartbeat_at": datetime.now(UTC),
+        }
+        if add_budget_nano:
+            values["budget_nano"] = r.c.budget_nano + add_budget_nano
+        with self.begin_write("taking over a run") as conn:
+            result = conn.execute(sa.update(r).where(*where).values(**values))
+        won = result.rowcount == 1
+        if won:
+            self._owned[run_id] = owner.token
+        return bool(won)
+
+    def release_run(self, run_id: str, status: str, token: str | None) -> bool:
+        """Give a run its final ``status`` and release its ownership, only while ``token`` still owns
+        it (one conditional UPDATE). With ``token=None`` (a session that joined a run it does not own)
+        the status is set only when nobody owns the run any more.
+
+        Returns:
+            True if the run row was updated (False: another session owns it now and ends it).
+        """
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+        r = runs_table
+        now = datetime.now(UTC)
+        mine = r.c.owner_token.is_(None) if token is None else r.c.owner_token == token
+        with self.begin_write("updating a run") as conn:
+            result = conn.execute(
+                sa.update(r)
+                .where(r.c.id == run_id, mine)
+                .values(
+                    status=status,
+                    finished_at=now if status in TERMINAL_STATUSES else None,
+                    heartbeat_at=now,
+                    **_owner_values(None),
+                )
             )
+        if token is not None and self._owned.get(run_id) == token:
+            del self._owned[run_id]
+        return bool(result.rowcount == 1)
+
+    def forget_ownership(self, run_id: str) -> None:
+        """Stop renewing ``run_id`` from this Store (its session ended without releasing it)."""
+        self._owned.pop(run_id, None)
 
     def update_run_config(self, run_id: str, key: str, value: Any) -> None:
         """Set ``config[key]`` of a run (read-modify-write in one transaction)."""
@@ -808,6 +944,14 @@ def _empty_report(model: str, suite: str) -> dict[str, Any]:
     }
 
 
+def _owner_values(owner: RunOwner | None) -> dict[str, Any]:
+    return {
+        "owner_token": owner.token if owner else None,
+        "owner_pid": owner.pid if owner else None,
+        "owner_host": owner.host if owner else None,
+    }
+
+
 def _insert_new(dialect: str, table: sa.Table) -> Any:
     """``INSERT`` into ``table`` that skips rows whose primary key already exists (``ON CONFLICT DO
     NOTHING``, on SQLite and PostgreSQL), so concurrent writers of the same row both succeed."""
@@ -868,6 +1012,11 @@ def _precheck_sqlite(path: str, busy_timeout_s: float) -> None:
             conn.close()
     except sqlite3.Error as exc:
         raise storage_error(exc, path, "opening", busy_timeout_s) from exc
+    except UnicodeDecodeError:  # a byte-flipped schema page SQLite itself does not notice
+        raise StorageError(
+            f"{path}: the database is corrupt (its schema is not readable); restore it from a backup "
+            "or pass --db with another path"
+        ) from None
     user_tables = {n for n in names if not n.startswith("sqlite_")}
     if user_tables and migrations.MIGRATIONS_TABLE not in user_tables:
         listed = ", ".join(sorted(user_tables)[:5])

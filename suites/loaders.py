@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ __all__ = [
     "HubSource",
     "Row",
     "column_list",
+    "MAX_DEPTH",
+    "check_row",
     "fetch_hub_file",
     "hub_offline",
     "load_rows",
@@ -78,6 +81,58 @@ class HubSource:
     gated: bool = False
 
 
+#: The deepest nesting of lists and objects a data record may have (real records have 2 or 3).
+MAX_DEPTH = 32
+
+
+def _bad_text(text: str) -> str | None:
+    """What makes ``text`` unstorable, or None: a NUL (PostgreSQL text cannot hold one) or a lone
+    UTF-16 surrogate (``"\\ud800"`` in JSON: not a character, cannot be encoded as UTF-8)."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000), which the database cannot store"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (a \\ud800-\\udfff escape without its pair), which is not text"
+    return None
+
+
+def check_row(row: Row) -> None:
+    """Refuse a record that cannot be stored or sent: a string (value or key) with a NUL or a lone
+    surrogate, or nesting deeper than :data:`MAX_DEPTH`. The message names the file, line and field.
+
+    NUL is refused rather than replaced: item ids, questions and answers are identities and gold
+    labels, and silently changing them would make results disagree with the user's file.
+
+    Raises:
+        DataError: ``path: line N: field 'F' ...``.
+    """
+    stack: list[tuple[str, Any, int]] = [(str(k), v, 1) for k, v in row.data.items()]
+    for key in row.data:
+        why = _bad_text(str(key))
+        if why:
+            raise DataError(f"{row.where}: a field name contains {why}; fix the file")
+    while stack:
+        field, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DataError(
+                f"{row.where}: field {re.split(r'[.[]', field)[0]!r} is nested more than {MAX_DEPTH} "
+                "levels deep; flatten the record"
+            )
+        if isinstance(value, str):
+            why = _bad_text(value)
+            if why:
+                raise DataError(f"{row.where}: field {field!r} contains {why}; fix the file")
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                why = _bad_text(str(k))
+                if why:
+                    raise DataError(f"{row.where}: a key inside field {field!r} contains {why}; fix the file")
+                stack.append((f"{field}.{k}", v, depth + 1))
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{field}[{i}]", v, depth + 1) for i, v in enumerate(value))
+
+
 def _read_jsonl(path: Path) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
@@ -87,6 +142,11 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(
+                    f"{path}: line {lineno}: JSON nested more than {MAX_DEPTH} levels deep; "
+                    "flatten the record"
+                ) from None
             if not isinstance(value, dict):
                 raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(value).__name__}")
             yield Row(f"{path}: line {lineno}", value)
@@ -144,6 +204,8 @@ def read_rows(path: Path) -> list[Row]:
         rows = list(reader(path))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for row in rows:
+        check_row(row)
     if not rows:
         raise DataError(f"{path}: the file has no rows")
     return rows

@@ -5,9 +5,9 @@ Routes:
 - OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``GET /v1/models[/{id}]``
 - Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``, ``GET /v1/models[/{id}]``
   (the models routes answer in Anthropic's shape when the request has ``anthropic-version``)
-- Control: ``GET /sim/invoice``, ``POST /sim/invoice/reset``, ``POST /sim/answer-key`` (JSONL in
-  the ``AnswerKey.save`` format), ``POST /sim/faults`` (JSON settings, ``null`` clears),
-  ``GET /sim/health``
+- Control: ``GET /sim/invoice``, ``POST /sim/invoice/reset`` (starts a new invoice with a new
+  ``instance`` id), ``POST /sim/answer-key`` (JSONL in the ``AnswerKey.save`` format),
+  ``POST /sim/faults`` (JSON settings, ``null`` clears), ``GET /sim/health``
 
 Every provider response carries the request id header (``x-request-id`` / ``request-id``) and, once
 the model is known, the provider's rate-limit headers.
@@ -424,8 +424,8 @@ class _Handlers:
         return JSONResponse(self.s.invoice.as_json())
 
     async def invoice_reset(self, request: Request) -> Response:
-        self.s.invoice.reset()
-        return JSONResponse({"ok": True})
+        instance = self.s.invoice.reset()  # a new invoice epoch: a new instance id
+        return JSONResponse({"ok": True, "instance": instance})
 
     async def answer_key(self, request: Request) -> Response:
         raw = await request.body()

@@ -28,6 +28,7 @@ Pre-generation faults cost nothing; mid-stream faults are billed for what was pr
 from __future__ import annotations
 
 import json
+import math
 import random
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -83,6 +84,14 @@ _ALIASES: dict[str, FaultKind] = {
 }
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def normalise_fault_name(name: str) -> FaultKind | None:
     """Map a fault name or alias (``"429"``, ``"disconnect"``) to its kind; None if unknown."""
     key = name.strip().lower().replace("-", "_")
@@ -124,8 +133,10 @@ class FaultConfig:
         lo, hi = self.after_chunks
         if lo < 0 or hi < lo:
             raise ValueError(f"after_chunks must be 0 <= lo <= hi, got {self.after_chunks}")
-        if self.retry_after_s < 0 or self.stall_s < 0:
-            raise ValueError("retry_after_s and stall_s must be >= 0")
+        for name in ("retry_after_s", "stall_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {value}")
 
     @property
     def total_rate(self) -> float:
@@ -167,6 +178,8 @@ class FaultConfig:
         Raises:
             ValueError: an unknown key or an out-of-range value.
         """
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a table of fault settings, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -174,13 +187,16 @@ class FaultConfig:
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key == "after_chunks":
-                if isinstance(value, int):
+                if _is_int(value):
                     kwargs[key] = (value, value)
+                elif isinstance(value, list | tuple) and len(value) == 2 and all(_is_int(v) for v in value):
+                    kwargs[key] = (int(value[0]), int(value[1]))
                 else:
-                    lo, hi = value
-                    kwargs[key] = (int(lo), int(hi))
-            else:
+                    raise ValueError(f"after_chunks must be an integer or [lo, hi], got {value!r}")
+            elif _is_number(value):
                 kwargs[key] = float(value)
+            else:
+                raise ValueError(f"{key} must be a number, got {value!r}")
         return cls(**kwargs)
 
     @classmethod
@@ -198,8 +214,9 @@ class FaultConfig:
             if not isinstance(data, dict):
                 raise ValueError("expected a table of fault settings")
             return cls.from_mapping(data)
-        except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: bad fault file ({exc})") from None
+        except (OSError, ValueError, TypeError, RecursionError, tomllib.TOMLDecodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ValueError(f"{path}: bad fault file ({detail})") from None
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""

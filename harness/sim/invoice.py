@@ -210,7 +210,8 @@ class Invoice:
         self._total = _Totals()
         self._in_progress: dict[str, int] = {}
         self.instance = secrets.token_hex(8)
-        """Identifies this simulator's invoice: a restarted simulator has a new one (and an empty bill)."""
+        """Identifies this invoice: a restarted simulator, or a reset of its invoice, has a new one (and
+        an empty bill)."""
 
     def begin(self, client_request_id: str | None) -> None:
         """Note a request that arrived and is not billed yet (until :meth:`record` sees its id)."""
@@ -271,12 +272,23 @@ class Invoice:
                 self._models[model][1].add(rec)
         return rec
 
-    def reset(self) -> None:
-        """Forget everything billed so far."""
+    def reset(self) -> str:
+        """Forget everything billed so far and start a new invoice: a new :attr:`instance` (epoch).
+
+        A request billed before the reset is absent from the new invoice although it was billed, so
+        the new invoice must not be able to "prove" it never arrived: ``reconcile`` settles a call at
+        $0 only when the call was sent to the very invoice it reads (``calls.sent_to`` =
+        ``sim:<instance>``). Requests in progress at the reset are billed on the new invoice.
+
+        Returns:
+            The new instance id.
+        """
         with self._lock:
             self._records.clear()
             self._models.clear()
             self._total = _Totals()
+            self.instance = secrets.token_hex(8)
+            return self.instance
 
     def get(self, request_id: str) -> RequestRecord | None:
         """The record for a request id (the ``x-request-id`` / ``request-id`` header value)."""

@@ -198,19 +198,35 @@ def _build(model_id: str, d: dict[str, Any], server: dict[str, Any]) -> ModelPro
         raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     for key, typ in _SIMPLE_KEYS.items():
         if key in d:
-            kwargs[key] = typ(d[key])
-    kwargs["aliases"] = tuple(str(a) for a in d.get("aliases", ()))
+            kwargs[key] = _typed(d[key], typ, f"{where}.{key}")
+    aliases = d.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ValueError(f"{where}.aliases must be a list of strings")
+    kwargs["aliases"] = tuple(aliases)
     kwargs.setdefault("response_model", model_id)
     kwargs.setdefault("display_name", model_id)
     if "cache_share" in d:
-        lo, hi = d["cache_share"]
-        kwargs["cache_share"] = (float(lo), float(hi))
+        share = d["cache_share"]
+        if not isinstance(share, list) or len(share) != 2:
+            raise ValueError(f"{where}.cache_share must be [low, high]")
+        lo, hi = (_typed(v, float, f"{where}.cache_share") for v in share)
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"{where}.cache_share must be 0 <= low <= high <= 1")
+        kwargs["cache_share"] = (lo, hi)
     if "output_tokens" in d:
-        kwargs["output_tokens"] = TokenDist(**d["output_tokens"])
+        kwargs["output_tokens"] = _dist(TokenDist, d["output_tokens"], f"{where}.output_tokens")
     if "reasoning_tokens" in d:
-        kwargs["reasoning_tokens"] = ReasoningDist(**d["reasoning_tokens"])
-    kwargs["effort"] = {str(k): float(v) for k, v in d.get("effort", {}).items()}
+        kwargs["reasoning_tokens"] = _dist(ReasoningDist, d["reasoning_tokens"], f"{where}.reasoning_tokens")
+    effort = d.get("effort", {})
+    if not isinstance(effort, dict):
+        raise ValueError(f"{where}.effort must be a table of multipliers")
+    kwargs["effort"] = {
+        str(k): _positive(_typed(v, float, f"{where}.effort.{k}"), f"{where}.effort.{k}")
+        for k, v in effort.items()
+    }
     prices = d.get("prices", {})
+    if not isinstance(prices, dict):
+        raise ValueError(f"{where}.prices must be a table")
     unknown_prices = set(prices) - set(_PRICE_KINDS)
     if unknown_prices:
         raise ValueError(f"{where}.prices: unknown kind(s) {', '.join(sorted(unknown_prices))}")
@@ -224,7 +240,58 @@ def _build(model_id: str, d: dict[str, Any], server: dict[str, Any]) -> ModelPro
         raise ValueError(f"{where}: accuracy and cache_hit_rate must be in 0..1")
     if profile.tokens_per_s <= 0 or profile.chunk_tokens < 1 or profile.thinking_chunk_tokens < 1:
         raise ValueError(f"{where}: tokens_per_s and chunk sizes must be positive")
+    if profile.ttft_s < 0 or profile.difficulty_slope < 0 or profile.cache_min_tokens < 0:
+        raise ValueError(f"{where}: ttft_s, difficulty_slope and cache_min_tokens must not be negative")
+    if profile.max_output_tokens < 1 or profile.rpm < 1 or profile.tpm < 1:
+        raise ValueError(f"{where}: max_output_tokens, rpm and tpm must be at least 1")
     return profile
+
+
+def _typed(value: Any, typ: type, where: str) -> Any:
+    """``value`` checked against a TOML type: ``bool`` and ``str`` exactly, ``int`` without bools,
+    ``float`` from an int or a float (finite)."""
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, typ)
+    if not ok:
+        raise ValueError(
+            f"{where} must be {'a finite number' if typ is float else 'a ' + typ.__name__}, got {value!r}"
+        )
+    return typ(value)
+
+
+def _positive(value: Any, where: str) -> float:
+    number = float(_typed(value, float, where))
+    if number <= 0:
+        raise ValueError(f"{where} must be positive, got {value}")
+    return number
+
+
+def _dist(cls: type[Any], table: Any, where: str) -> Any:
+    """A :class:`TokenDist` or :class:`ReasoningDist` from its TOML table, every value checked."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table")
+    names = set(cls.__dataclass_fields__)
+    unknown = set(table) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        typ = int if key in ("min", "max") else float
+        kwargs[key] = _typed(value, typ, f"{where}.{key}")
+    try:
+        dist = cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    medians = [getattr(dist, n) for n in ("median", "easy_median", "hard_median") if hasattr(dist, n)]
+    if any(m <= 0 for m in medians) or dist.sigma < 0 or dist.min < 0 or dist.max < dist.min:
+        raise ValueError(f"{where}: medians must be positive, sigma >= 0 and 0 <= min <= max")
+    return dist
 
 
 def _shipped() -> dict[str, Any]:
@@ -248,17 +315,32 @@ def load_profiles(path: Path | None = None) -> dict[str, ModelProfile]:
     if path is not None:
         try:
             user = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read profile file ({exc})") from None
+        except (OSError, UnicodeDecodeError, RecursionError, tomllib.TOMLDecodeError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ValueError(f"{path}: cannot read profile file ({detail})") from None
         data = _merge(data, user)
+    where = f"{path}: " if path is not None else ""
+    unknown_top = set(data) - {"server", "models"}
+    if unknown_top:
+        listed = ", ".join(sorted(unknown_top))
+        raise ValueError(f"{where}bad profile (unknown table(s) {listed}; use [server] and [models.ID])")
     server = data.get("server", {})
     models = data.get("models", {})
+    if not isinstance(server, dict) or not isinstance(models, dict):
+        raise ValueError(f"{where}bad profile ([server] and [models] must be tables)")
+    unknown_server = set(server) - {"chunk_tokens", "thinking_chunk_tokens"}
+    if unknown_server:
+        raise ValueError(f"{where}bad profile (server: unknown key(s) {', '.join(sorted(unknown_server))})")
+    for key, value in server.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{where}bad profile (server.{key} must be a positive integer, got {value!r})")
     out: dict[str, ModelProfile] = {}
     try:
         for model_id, table in models.items():
+            if not isinstance(table, dict):
+                raise ValueError(f"models.{model_id} must be a table")
             out[model_id] = _build(model_id, table, server)
     except (ValueError, TypeError) as exc:
-        where = f"{path}: " if path is not None else ""
         raise ValueError(f"{where}bad profile ({exc})") from None
     return out
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +36,16 @@ from .faults import FaultConfig
 from .profiles import load_profiles
 from .state import SimState
 
-__all__ = ["SimClient", "SimProcess", "SimServer", "check_bind_host", "serve_forever", "start_sim_process"]
+__all__ = [
+    "SimClient",
+    "SimProcess",
+    "SimServer",
+    "check_bind_host",
+    "check_speed",
+    "serve_forever",
+    "sim_environment",
+    "start_sim_process",
+]
 
 
 def check_bind_host(host: str, allow_non_loopback: bool) -> None:
@@ -56,7 +67,21 @@ def check_bind_host(host: str, allow_non_loopback: bool) -> None:
         )
 
 
+def check_speed(speed: float, flag: str = "--sim-speed") -> None:
+    """Refuse a latency multiplier that is negative, NaN or infinite (0 = no latency is fine).
+
+    Raises:
+        ConfigError: naming ``flag``.
+    """
+    if not math.isfinite(speed) or speed < 0:
+        raise ConfigError(
+            f"{flag} takes a latency multiplier of 0 or more (0 = none, 1 = real latency), got {speed}"
+        )
+
+
 def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0 (a free port) to 65535, got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -252,6 +277,9 @@ def serve_forever(
             profile / answer-key file.
     """
     check_bind_host(host, allow_non_loopback)
+    check_speed(speed, "--speed")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be 0 (a free port) to 65535, got {port}")
     try:
         loaded = load_profiles(profiles)
         key = AnswerKey.load(answer_key_file) if answer_key_file is not None else None
@@ -355,6 +383,27 @@ class SimProcess(SimClient):
         self.stop()
 
 
+#: Variables the simulator child never inherits, beside every name :data:`_SECRET_ENV` matches:
+#: the providers' SDK settings (keys, base URLs that may embed credentials, organisations).
+_DROPPED_PREFIXES = ("OPENAI_", "ANTHROPIC_", "AZURE_OPENAI", "GOOGLE_", "GEMINI_", "AWS_", "HF_TOKEN")
+_SECRET_ENV = re.compile(
+    r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|_URL$|_DSN$|^TOLLBENCH_DB$",
+    re.IGNORECASE,
+)
+
+
+def sim_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the simulator child: the parent's without API keys, tokens, passwords,
+    provider SDK settings and URLs/DSNs that may hold credentials (the simulator needs none of them;
+    DESIGN.md invariant 8). ``PATH``, ``PYTHONPATH``, locale and the like are kept."""
+    source = os.environ if env is None else env
+    return {
+        k: v
+        for k, v in source.items()
+        if not k.upper().startswith(_DROPPED_PREFIXES) and not _SECRET_ENV.search(k)
+    }
+
+
 def start_sim_process(
     *,
     profiles: Path | None = None,
@@ -396,7 +445,7 @@ def start_sim_process(
         cmd += ["--faults", str(faults_file)]
     with errlog.open("wb") as err:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=os.environ.copy()
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=sim_environment()
         )
     deadline = time.monotonic() + 30
     while not ready.exists():

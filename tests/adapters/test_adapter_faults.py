@@ -173,12 +173,17 @@ async def test_stall_mid_stream_is_call_timeout(api: str, server: ScriptedServer
 
 
 @pytest.mark.parametrize("api", APIS)
-async def test_stall_before_headers_is_call_timeout_not_started(api: str, server: ScriptedServer) -> None:
+async def test_stall_before_headers_is_call_timeout_and_may_be_billed(
+    api: str, server: ScriptedServer
+) -> None:
+    # The request was sent and the provider may be generating: no status arrived, so nothing proves
+    # the attempt free (invariant 11); the runner charges its reservation.
     reply = Reply.sse(ok_events(api), headers=headers_for(api), delay_s=3.0)
     with anyio.fail_after(2.5):
         err = await _fail(api, server, reply, stall_timeout_s=0.3)
     assert isinstance(err, CallTimeout)
-    assert err.generation_started is False
+    assert err.generation_started is True
+    assert err.may_be_billed is True
     assert err.retry.retry is True
 
 

@@ -44,7 +44,9 @@ async def test_transcript_normalises_usage(server: ScriptedServer) -> None:
 
 
 async def test_wire_body(server: ScriptedServer) -> None:
-    await _run(server, ok_events("responses"), reasoning_effort="medium", extra_body={"service_tier": "flex"})
+    # extra_body reaches the wire (billing-relevant keys such as service_tier are refused: see
+    # tests/harness/test_extra_body.py).
+    await _run(server, ok_events("responses"), reasoning_effort="medium", extra_body={"truncation": "auto"})
     sent = server.requests[0]
     assert sent.path == "/v1/responses"
     body = sent.json
@@ -54,7 +56,7 @@ async def test_wire_body(server: ScriptedServer) -> None:
     assert body["store"] is False and body["stream"] is True
     assert body["instructions"] == "Answer tersely."
     assert body["input"] == [{"role": "user", "content": "What is 6*7?"}]
-    assert body["service_tier"] == "flex"
+    assert body["truncation"] == "auto"
     assert "reasoning" not in (await _body_without_effort(server))
 
 

@@ -550,20 +550,23 @@ async def test_a_schema_2_database_upgrades_to_the_current_schema(pg_url: str) -
     try:
         with new.engine.connect() as conn:
             insp = sa.inspect(conn)
-            columns = {c["name"]: c for c in insp.get_columns("calls")}
+            cols = {c["name"]: c for c in insp.get_columns("calls")}
+            run_cols = {c["name"]: c for c in insp.get_columns("runs")}
             indexes = {i["name"]: i["column_names"] for i in insp.get_indexes("calls")}
             version = conn.execute(
                 sa.text("SELECT value FROM _tollbench_meta WHERE key = 'schema_version'")
             ).scalar()
             applied = [r[0] for r in conn.execute(sa.text("SELECT name FROM _tollbench_migrations"))]
-        assert version == str(migrations.SCHEMA_VERSION) == "3"
+        assert version == str(migrations.SCHEMA_VERSION) == "4"
         assert sorted(applied) == [fn.__name__ for fn in migrations.MIGRATIONS]
         added = ("request_hash", "request", "response", "sent_to", "source_call_id", "reproduce_nano")
         for name in (*added, "service_tier"):
-            assert columns[name]["nullable"], name
-        assert isinstance(columns["reproduce_nano"]["type"], sa.BigInteger)
-        assert isinstance(columns["request"]["type"], sa.JSON)
-        assert isinstance(columns["response"]["type"], sa.JSON)
+            assert cols[name]["nullable"], name
+        assert isinstance(cols["reproduce_nano"]["type"], sa.BigInteger)
+        assert isinstance(cols["request"]["type"], sa.JSON)
+        assert isinstance(cols["response"]["type"], sa.JSON)
+        for name in ("owner_token", "owner_pid", "owner_host"):  # m004: who owns a run
+            assert run_cols[name]["nullable"], name
         assert indexes["ix_calls_request_hash"] == ["request_hash"]
         assert indexes["ix_calls_cached"] == ["cached", "run_id"]
         assert "ix_calls_summary" in indexes and "ix_calls_run_status" in indexes

@@ -349,7 +349,9 @@ def test_rows_and_find(table: PriceTable) -> None:
 
 def test_worst_case_hand_computed(table: PriceTable) -> None:
     gpt4o = table.lookup("openai", "gpt-4o")
-    assert gpt4o.worst_case(10_000, 1_000) == D("0.025") + D("0.01")
+    # The provider may report priority for a request that asked for nothing ($4.25 in / $17 out).
+    assert gpt4o.worst_case(10_000, 1_000) == D("0.0425") + D("0.017")
+    assert gpt4o.worst_case(10_000, 1_000, reported_tiers=()) == D("0.025") + D("0.01")
     s45 = table.lookup("anthropic", "claude-sonnet-4-5")
     # Up to 200k the bound stays in the base tier, at the 1h-write rate ($6 = 2x input).
     assert s45.worst_case(200_000, 1_000) == D("1.2") + D("0.015")

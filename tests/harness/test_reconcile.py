@@ -163,3 +163,42 @@ def test_cli_reconcile(db_path: Path, sim: Any, capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert code == 2 and "live run" in err and "worst case" in err
     assert main(["reconcile", "nope", "--db", str(db_path)]) == 2
+
+
+async def test_after_an_invoice_reset_billed_calls_stay_open_not_settled_at_zero(
+    db_path: Path, sim: Any
+) -> None:
+    """The simulator's invoice reset starts a new invoice (a new instance id): a call sent before the
+    reset is absent from the new bill but was billed, so reconcile must not settle it at $0."""
+    from harness.sim import SimClient
+
+    run_id = await _run(db_path, sim)
+    calls = _rows(db_path, "select * from calls order by item_id")
+    before_reset = sim.invoice()["instance"]
+    for c in calls[:3]:
+        _reopen(db_path, c)  # billed, then the process died before settling
+    client = SimClient(sim.base_url)
+    await anyio.to_thread.run_sync(client.reset_invoice)  # over HTTP, as a user would
+    invoice = await anyio.to_thread.run_sync(client.invoice)
+    assert invoice["instance"] != before_reset and not invoice["requests"]
+    committed = _rows(db_path, "select committed_nano from runs")[0]["committed_nano"]
+    store = Store.open(str(db_path))
+    try:
+        result = reconcile_run(store, run_id, invoice, grace_s=0)
+    finally:
+        store.close()
+    assert (result.matched, result.absent, result.left_open) == (0, 0, 3)
+    assert {c["outcome"] for c in result.calls} == {"unproven"}
+    assert all("another invoice" in c["reason"] for c in result.calls)
+    for c in calls[:3]:
+        row = _rows(db_path, "select * from calls where id = ?", c["id"])[0]
+        assert row["status"] == "reserved" and row["cost_nano"] is None  # still at its worst case
+    assert _rows(db_path, "select committed_nano from runs")[0]["committed_nano"] == committed
+    # A call sent after the reset, to the new invoice, is still proven absent when it never arrived.
+    fresh = _fake_open_call(db_path, calls[0], sent_to=f"sim:{invoice['instance']}", age_s=120)
+    store = Store.open(str(db_path))
+    try:
+        again = reconcile_run(store, run_id, invoice, grace_s=30)
+    finally:
+        store.close()
+    assert again.absent == 1 and [c["id"] for c in again.calls if c["outcome"] == "absent"] == [fresh]

@@ -266,7 +266,7 @@ def test_cli_resume_continues_a_simulated_run(
     db_path: Path, sim: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = [
-        "run", "demo", "-m", "openai/gpt-4o-mini", "--limit", "10", "--budget", "0.004", "--allow-partial",
+        "run", "demo", "-m", "openai/gpt-4o-mini", "--limit", "10", "--budget", "0.0012", "--allow-partial",
         "--max-output-tokens", "1000", "--sim-url", sim.base_url, "--db", str(db_path), "--json",
     ]  # fmt: skip
     assert main(args) == 3
