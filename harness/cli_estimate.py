@@ -24,7 +24,7 @@ __all__ = ["estimate"]
 
 
 def _exit(code: int) -> Any:
-    from .cli import _Exit  # late: harness.cli imports this module at its end
+    from .cli_common import _Exit
 
     return _Exit(code)
 
@@ -35,7 +35,7 @@ def _fail(message: str, code: int = 2) -> Any:
 
 
 def _db_exists(db: str | None) -> bool:
-    from .cli import _sqlite_path
+    from .cli_common import _sqlite_path
 
     path = _sqlite_path(db)
     return path is None or path.is_file()

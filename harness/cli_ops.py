@@ -24,7 +24,7 @@ __all__ = ["export_cmd", "import_cmd", "reconcile", "reprice_cmd", "rescore_cmd"
 
 
 def _exit(code: int) -> Any:
-    from .cli import _Exit  # late: harness.cli imports this module at its end
+    from .cli_common import _Exit
 
     return _Exit(code)
 
@@ -45,13 +45,13 @@ def _db_option(f: Any) -> Any:
 
 
 def _open(db: str | None) -> Any:
-    from .cli import _open_store
+    from .cli_common import _open_store
 
     return _open_store(db)
 
 
 def _check_sim_url(sim_url: str | None) -> None:
-    from .cli import check_sim_url
+    from .cli_common import check_sim_url
 
     if sim_url and (why := check_sim_url(sim_url)) is not None:
         raise _fail(why)
@@ -83,7 +83,7 @@ def resume(
     recorded before a crash is re-scored from the database. Calls a crash left open stay counted at
     their worst case (see `tollbench reconcile`).
     """
-    from .cli import _stdout
+    from .cli_common import _stdout
     from .money import parse_usd, usd_to_nano
     from .plan import MAX_BUDGET_USD, check_budget_usd
     from .progress import ProgressDisplay
@@ -121,7 +121,7 @@ def resume(
                 )
         plan = plan_resume(store, run_id, force=force, **overrides)
         if sim_url and plan.plan.options.simulated:
-            from .cli import probe_sim_url
+            from .cli_common import probe_sim_url
 
             if (why := probe_sim_url(sim_url)) is not None:
                 raise _fail(why)
@@ -267,7 +267,7 @@ def export_cmd(run_id: str, output: Path, db: str | None) -> None:
 def import_cmd(bundle: Path, db: str | None, json_output: bool) -> None:
     """Load a bundle written by `tollbench export` as a new run (marked imported; nothing is paid)."""
     from .bundle import import_bundle
-    from .cli import _stdout
+    from .cli_common import _stdout
     from .report import print_run, run_report_dict
 
     store = _open(db)
@@ -292,7 +292,7 @@ def import_cmd(bundle: Path, db: str | None, json_output: bool) -> None:
 
 def _open_read(db: str | None) -> Any:
     """Open an existing database (a missing SQLite file is an error, never created)."""
-    from .cli import _open_store
+    from .cli_common import _open_store
 
     return _open_store(db, create=False)
 
@@ -332,7 +332,7 @@ def rescore_cmd(run_id: str, db: str | None, json_output: bool, data: Path | Non
     model and suite: accuracy as recorded, accuracy re-scored, and how many verdicts changed (--json
     lists them).
     """
-    from .cli import _stdout
+    from .cli_common import _stdout
     from .rescore import rescore_run
 
     store = _open_read(db)
@@ -416,7 +416,7 @@ def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_outp
     (still reserved, or charged their reservation) are counted apart, not repriced; cached answers
     cost 0 here and show what they would cost to reproduce. Nothing is written.
     """
-    from .cli import _stdout
+    from .cli_common import _stdout
     from .reprice import reprice_run
 
     store = _open_read(db)

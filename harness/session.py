@@ -92,7 +92,7 @@ async def run(
         "suite_options": dict(opts.suite_options),
         "options": options_to_config(opts),
     }
-    from .resume import register_process, release, take_over
+    from .liveness import register_process, release, take_over
 
     if resume_run_id is not None:
         run_id = resume_run_id
@@ -272,7 +272,7 @@ def _create_or_join(
     Raises:
         ConfigError: The existing run has another plan or another ``--sim`` setting.
     """
-    from .resume import RunBusyError, hold, take_over
+    from .liveness import RunBusyError, hold, take_over
 
     opts = plan.options
     for _ in range(2):
