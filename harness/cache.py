@@ -3,7 +3,7 @@
 Every call row stores its *canonical request* (provider, API, the model id sent on the wire, the
 messages and every generation parameter, plus the repeat index and the run's seed) and its SHA-256,
 ``calls.request_hash``. Before reserving a call the runner looks the hash up across every run in the
-same database; a hit re-scores the stored answer instead of buying it again (DESIGN.md invariant 2).
+same database; a hit re-scores the stored answer instead of buying it again (docs/design.md invariant 2).
 
 What is in the key, and why:
 

@@ -34,7 +34,7 @@ class _Exit(Exception):
 
 def _one_line(message: str, limit: int = 600) -> str:
     """``message`` as one line for stderr: whitespace collapsed, URL credentials and secret-looking
-    environment values removed (DESIGN.md invariant 8), markup-free, and at most ``limit`` characters."""
+    environment values removed (docs/design.md invariant 8), markup-free, and at most ``limit`` characters."""
     from .redact import redact_secrets, strip_urls_in_text
     from .storage import Redactor
 

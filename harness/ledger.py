@@ -1,4 +1,4 @@
-"""The budget ledger: the hard cap of DESIGN.md invariants 1 and 2, kept by the database.
+"""The budget ledger: the hard cap of docs/design.md invariants 1 and 2, kept by the database.
 
 Every call is *reserved* at its worst-case cost before it is sent and *settled* at its real cost after.
 The run row's ``committed_nano`` (settled spend + open reservations) only ever changes in the same
@@ -15,7 +15,7 @@ them. If the database fails, ``reserve()`` raises :class:`~harness.errors.Storag
 settles stay queued and are retried; if they still cannot be written when the ledger closes, the close
 raises (their reservations stay counted at the worst case in the database, which is safe).
 
-Every wait ends (DESIGN.md invariant 9): each ``reserve()``, ``flush()`` and ``add_budget()`` is
+Every wait ends (docs/design.md invariant 9): each ``reserve()``, ``flush()`` and ``add_budget()`` is
 woken by the batch it is in, committed or failed, and each batch takes new operations however many
 retried writes are pending (see :meth:`Ledger._take_batch`), so a full disk ends a run with its error
 instead of hanging it.
@@ -396,7 +396,7 @@ class Ledger:
         The new operations are never crowded out by the retried ones: with ``max_batch`` or more
         writes pending behind a failing database (a full disk), a flush, budget raise or reservation
         queued behind them still gets into a batch, and fails with that batch's error instead of
-        waiting forever (DESIGN.md invariant 9). A failed batch fails every waiter in it and keeps its
+        waiting forever (docs/design.md invariant 9). A failed batch fails every waiter in it and keeps its
         writes pending, so each round moves the queue forward by up to ``max_batch`` operations.
         """
         batch, self._pending = self._pending, []

@@ -1,6 +1,6 @@
 """Liveness and ownership of a run: who works on it, and taking it over atomically.
 
-One owner per run (DESIGN.md invariant 10). A session owns the run it works on (``runs.owner_token``,
+One owner per run (docs/design.md invariant 10). A session owns the run it works on (``runs.owner_token``,
 ``owner_pid``, ``owner_host``). Taking a run over is :func:`take_over`: ONE conditional UPDATE of the
 run row (:meth:`~harness.storage.Store.claim_run`) whose WHERE says "nobody owns it, I do, its
 heartbeat is older than :data:`STALE_AFTER_S`, or its owner process is gone from this host", and whose

@@ -233,7 +233,7 @@ def m003_resume_cache(conn: Connection) -> None:
 
 @migration
 def m004_run_owner(conn: Connection) -> None:
-    """Who owns a run (DESIGN.md invariant 10): the session that took it over last, as a random
+    """Who owns a run (docs/design.md invariant 10): the session that took it over last, as a random
     ``owner_token`` plus its ``owner_pid`` and ``owner_host`` (so another process can tell a dead
     owner on this host). Taking a run over is one conditional UPDATE of these columns and
     ``heartbeat_at``; NULL means nobody owns it (never run by this version, or released at its end).

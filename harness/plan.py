@@ -315,7 +315,7 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
 
 def smallest_call_nano(plan: Plan, model: str) -> int | None:
     """The smallest worst-case reservation among ``model``'s units (None when it has none): what
-    its cheapest possible call must reserve before it is sent (DESIGN.md invariant 1)."""
+    its cheapest possible call must reserve before it is sent (docs/design.md invariant 1)."""
     from .money import usd_to_nano
     from .types import input_tokens_upper_bound
 

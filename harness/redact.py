@@ -1,4 +1,4 @@
-"""Keeping secrets out of what tollbench stores and prints (DESIGN.md invariant 8).
+"""Keeping secrets out of what tollbench stores and prints (docs/design.md invariant 8).
 
 Two kinds of secret reach tollbench: API keys (from the environment) and credentials embedded in base
 URLs (``https://user:pass@host/v1``, ``...?api_key=...``). A URL with credentials is *used* for sending,

@@ -1,6 +1,6 @@
 """Run suites against models under a hard dollar cap.
 
-Flow of one call (DESIGN.md): suite item -> worker -> provider slot -> ledger ``reserve(worst case)``
+Flow of one call (docs/design.md): suite item -> worker -> provider slot -> ledger ``reserve(worst case)``
 (durable before sending) -> adapter streams through the official SDK -> usage normalised -> priced with
 the run's price snapshot -> ledger ``settle(actual)`` -> scorer -> item result.
 
@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .attempt import BudgetGate, Reservation, one_line
+from .attempt import Reservation, one_line
 from .budget_split import split_budget
 from .cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
 from .errors import (
@@ -41,6 +41,7 @@ from .errors import (
     ShareExhausted,
     StorageError,
 )
+from .gate import BudgetGate
 from .ledger import CachedCall, CallStart, ItemResult, Ledger
 from .limiter import AdaptiveLimiter
 from .money import usd_to_nano

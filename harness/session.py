@@ -37,13 +37,13 @@ __all__ = ["PLAN_KEYS", "RunOutcome", "plan_differences", "run"]
 log = logging.getLogger("tollbench.session")
 
 #: Where a simulated session that needs no simulator points its clients: a closed loopback port, so
-#: a call made by mistake fails at once and never reaches a real API (DESIGN.md invariant 7).
+#: a call made by mistake fails at once and never reaches a real API (docs/design.md invariant 7).
 _NOWHERE = "http://127.0.0.1:9/v1"
 
 
 @dataclass
 class RunOutcome:
-    """How a session ended: the run, its final status and the process exit code (DESIGN.md)."""
+    """How a session ended: the run, its final status and the process exit code (docs/design.md)."""
 
     run_id: str
     status: str
@@ -65,7 +65,7 @@ async def run(
     owner: RunOwner | None = None,
 ) -> RunOutcome:
     """Execute a prepared plan: create (or join) the run row, start the simulator if asked, run, and
-    mark the final status. Exit codes follow DESIGN.md: 0 done, 1 failed, 3 budget, 130 interrupted.
+    mark the final status. Exit codes follow docs/design.md: 0 done, 1 failed, 3 budget, 130 interrupted.
 
     ``simulator`` is an already running ``SimServer``/``SimProcess`` to use for a simulated run (tests use
     it to read the invoice afterwards); it is left running. Without it ``--sim`` starts and stops one.

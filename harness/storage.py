@@ -262,7 +262,7 @@ _NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null"})
 
 
 class Redactor:
-    """Removes secrets from text before it is stored (DESIGN.md invariant 8): values of secret-looking
+    """Removes secrets from text before it is stored (docs/design.md invariant 8): values of secret-looking
     environment variables, whatever their length (see :mod:`harness.redact`), and credentials in any
     URL (``user:pass@``, ``?api_key=``)."""
 
@@ -588,7 +588,7 @@ class Store:
         add_budget_nano: int = 0,
     ) -> bool:
         """Take over ``run_id`` for ``owner``: ONE conditional UPDATE of the run row, never a read then
-        a write (DESIGN.md invariant 10). Its row count decides who proceeds.
+        a write (docs/design.md invariant 10). Its row count decides who proceeds.
 
         The row is taken only when it has no owner, ``owner`` already owns it, its heartbeat is older
         than ``stale_before``, or its owner is ``gone_token`` (the caller saw that owner's process dead

@@ -1,4 +1,4 @@
-"""The generic import names ``harness``, ``adapters`` and ``suites`` must be ours (DESIGN.md layout)."""
+"""The generic import names ``harness``, ``adapters`` and ``suites`` must be ours (docs/design.md layout)."""
 
 from __future__ import annotations
 

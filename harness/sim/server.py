@@ -395,7 +395,7 @@ _SECRET_ENV = re.compile(
 def sim_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of the simulator child: the parent's without API keys, tokens, passwords,
     provider SDK settings and URLs/DSNs that may hold credentials (the simulator needs none of them;
-    DESIGN.md invariant 8). ``PATH``, ``PYTHONPATH``, locale and the like are kept."""
+    docs/design.md invariant 8). ``PATH``, ``PYTHONPATH``, locale and the like are kept."""
     source = os.environ if env is None else env
     return {
         k: v

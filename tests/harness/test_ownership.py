@@ -1,4 +1,4 @@
-"""One owner per run (DESIGN.md invariant 10): taking over a run is one atomic conditional UPDATE of its
+"""One owner per run (docs/design.md invariant 10): taking over a run is one atomic conditional UPDATE of its
 row, on SQLite and PostgreSQL.
 
 - two ``resume`` sessions started together (threads with their own Store on the same database,

@@ -1,4 +1,4 @@
-"""No secrets at rest whatever their length or where they hide (DESIGN.md invariant 8), and data that
+"""No secrets at rest whatever their length or where they hide (docs/design.md invariant 8), and data that
 looks like rich markup never breaks a table (issue 10, defects 8 and 9).
 
 Real parts: the command line (``harness.cli.main``), the simulator (in-process and the ``--sim``

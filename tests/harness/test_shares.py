@@ -17,9 +17,10 @@ from anyio.lowlevel import checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.attempt import BudgetGate, Reservation, failure_charge
+from harness.attempt import Reservation, failure_charge
 from harness.budget_split import split_budget
 from harness.errors import BudgetExhausted, CallTimeout, RateLimited, ShareExhausted
+from harness.gate import BudgetGate
 from harness.ledger import CallEnd, CallStart
 from harness.shares import Shares
 from harness.types import Completion, RetryDecision, Usage
