@@ -4,12 +4,12 @@ The library API (the CLI is built on it)::
 
     import anyio
     from decimal import Decimal
-    from harness import RunOptions, Store, prepare_run, run
+    from harness import RunOptions, Store, prepare_run, run_plan
 
     plan = prepare_run(RunOptions(suites=["demo"], models=["openai/o4-mini"], budget_usd=Decimal("1"),
                                   simulated=True))
     with Store.open("runs.db") as store:
-        outcome = anyio.run(run, plan, store)   # RunOutcome(run_id, status, exit_code, errors)
+        outcome = anyio.run(run_plan, plan, store)   # RunOutcome(run_id, status, exit_code, errors)
 
 ``forecast_plan(plan, store)`` says what a plan will cost before anything is spent; ``Store`` answers
 what past runs cost. Names are imported on first use, so ``import harness`` stays cheap (the
@@ -26,20 +26,20 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
     # running
-    "RunOptions": "harness.plan",
-    "Plan": "harness.plan",
-    "prepare_run": "harness.plan",
-    "run": "harness.session",
-    "RunOutcome": "harness.session",
-    "resume_run": "harness.resume",
+    "RunOptions": "harness.run.plan",
+    "Plan": "harness.run.plan",
+    "prepare_run": "harness.run.plan",
+    "run_plan": "harness.run.session",
+    "RunOutcome": "harness.run.session",
+    "resume_run": "harness.run.resume",
     # forecasting
-    "forecast_plan": "harness.forecast",
-    "check_budget": "harness.forecast",
+    "forecast_plan": "harness.forecast.estimate",
+    "check_budget": "harness.forecast.estimate",
     # the database
-    "Store": "harness.storage",
+    "Store": "harness.store.engine",
     # prices
-    "PriceTable": "harness.pricing",
-    "Price": "harness.pricing",
+    "PriceTable": "harness.pricing.table",
+    "Price": "harness.pricing.table",
     # suites and what they produce
     "Suite": "harness.suite",
     "Item": "harness.suite",
@@ -87,7 +87,7 @@ __all__ = [
     "forecast_plan",
     "prepare_run",
     "resume_run",
-    "run",
+    "run_plan",
 ]
 
 if TYPE_CHECKING:
@@ -99,21 +99,26 @@ if TYPE_CHECKING:
         ShareExhausted,
         StorageError,
     )
-    from harness.forecast import check_budget, forecast_plan
-    from harness.plan import Plan, RunOptions, prepare_run
-    from harness.pricing import Price, PriceTable
-    from harness.resume import resume_run
-    from harness.session import RunOutcome, run
-    from harness.storage import Store
+    from harness.forecast.estimate import check_budget, forecast_plan
+    from harness.pricing.table import Price, PriceTable
+    from harness.run.plan import Plan, RunOptions, prepare_run
+    from harness.run.resume import resume_run
+    from harness.run.session import RunOutcome
+    from harness.run.session import run as run_plan
+    from harness.store.engine import Store
     from harness.suite import Item, Score, Suite
     from harness.types import Completion, Message, ModelSpec, Prompt, Request, Usage
+
+
+#: Exports whose name in the defining module differs (``harness.run`` is the sub-package).
+_RENAMED = {"run_plan": "run"}
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 

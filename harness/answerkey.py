@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .types import AnswerFormat, Prompt
+from harness.types import AnswerFormat, Prompt
 
 __all__ = ["AnswerKey", "KeyEntry", "fingerprint"]
 

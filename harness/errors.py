@@ -25,7 +25,7 @@
 
 from __future__ import annotations
 
-from .types import RetryDecision, Usage
+from harness.types import RetryDecision, Usage
 
 __all__ = [
     "AuthError",
@@ -157,7 +157,7 @@ class BudgetExhausted(HarnessError):
     def __init__(
         self, *, spent: int, reserved: int, limit: int, attempted: int, what: str = "budget"
     ) -> None:
-        from .money import format_usd
+        from harness.pricing.money import format_usd
 
         super().__init__(
             f"{what} exhausted: spent {format_usd(spent)} + reserved {format_usd(reserved)} "
@@ -171,7 +171,7 @@ class BudgetExhausted(HarnessError):
 
 class ShareExhausted(BudgetExhausted):
     """The next reservation of ``model`` does not fit its share of a split budget, and no share can come
-    back or flow in (see :mod:`harness.shares`): that model stops, the others go on."""
+    back or flow in (see :mod:`harness.budget.shares`): that model stops, the others go on."""
 
     def __init__(self, *, model: str, spent: int, reserved: int, limit: int, attempted: int) -> None:
         super().__init__(

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError, MissingApiKey, UnknownModel
-from .types import ModelSpec
+from harness.errors import ConfigError, DataError, MissingApiKey, UnknownModel
+from harness.types import ModelSpec
 
 __all__ = [
     "ALIAS_KEYS",

@@ -15,9 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .money import format_usd, usd_str
-from .stats import accuracy_ci
-from .storage import Store
+from harness.pricing.money import format_usd, usd_str
+from harness.stats.intervals import accuracy_ci
+from harness.store.engine import Store
 
 __all__ = ["cost_rows", "print_costs", "print_run", "print_runs", "run_report_dict", "runs_rows"]
 
@@ -247,7 +247,7 @@ def _add_row(table: Table, *cells: Any) -> None:
 def _usd(text: str | None) -> str:
     from decimal import Decimal
 
-    from .money import usd_to_nano
+    from harness.pricing.money import usd_to_nano
 
     if text is None:
         return "-"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .types import Prompt
+from harness.types import Prompt
 
 __all__ = ["Item", "Score", "ScoreStatus", "Suite", "score_answer"]
 

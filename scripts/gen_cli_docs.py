@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli import cli
+from harness.cli.main import cli
 
 HEADER = """# CLI reference
 

@@ -41,7 +41,7 @@ EXPECTED = {
     "forecast_plan",
     "prepare_run",
     "resume_run",
-    "run",
+    "run_plan",
 }
 
 
@@ -78,7 +78,7 @@ def test_the_docstring_example_runs_a_suite_on_the_simulator(tmp_path: Path) -> 
         )
     )
     with harness.Store.open(str(tmp_path / "runs.db")) as store:
-        outcome = anyio.run(harness.run, plan, store)
+        outcome = anyio.run(harness.run_plan, plan, store)
         assert (outcome.status, outcome.exit_code) == ("done", 0)
         run = store.get_run(outcome.run_id)
         assert run is not None and run["simulated"] and 0 < run["spent_nano"] <= 10**9

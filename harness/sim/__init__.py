@@ -3,9 +3,9 @@ OpenAI and Anthropic APIs, with seeded model profiles, faults and its own invoic
 
 from __future__ import annotations
 
-from .faults import FaultConfig
-from .profiles import ModelProfile, default_sim_models, load_profiles
-from .server import SimClient, SimProcess, SimServer, serve_forever, start_sim_process
+from harness.sim.faults import FaultConfig
+from harness.sim.profiles import ModelProfile, default_sim_models, load_profiles
+from harness.sim.server import SimClient, SimProcess, SimServer, serve_forever, start_sim_process
 
 __all__ = [
     "FaultConfig",

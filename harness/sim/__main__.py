@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
-from .faults import FaultConfig
-from .server import serve_forever
+from harness.errors import ConfigError
+from harness.sim.faults import FaultConfig
+from harness.sim.server import serve_forever
 
 
 def main(argv: list[str] | None = None) -> int:

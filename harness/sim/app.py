@@ -30,11 +30,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..answerkey import AnswerKey
-from .faults import PRE_STREAM_FAULTS, FaultConfig
-from .generate import CachePlan, OutputPlan, draw_cache, plan_output, prompt_tokens
-from .invoice import usage_from_anthropic, usage_from_openai
-from .parse import (
+from harness.answerkey import AnswerKey
+from harness.sim.faults import PRE_STREAM_FAULTS, FaultConfig
+from harness.sim.generate import CachePlan, OutputPlan, draw_cache, plan_output, prompt_tokens
+from harness.sim.invoice import usage_from_anthropic, usage_from_openai
+from harness.sim.parse import (
     Refuse,
     anthropic_texts,
     auth_error,
@@ -44,12 +44,12 @@ from .parse import (
     parse_messages,
     parse_responses,
 )
-from .profiles import ModelProfile, resolve_model
-from .ratelimit import Admission, anthropic_headers, openai_headers
-from .state import SimState
-from .streaming import Rendered, SSEResponse, install_cut_log_filter
-from .wire_anthropic import MessageParams, message_body, message_stream, signature
-from .wire_openai import (
+from harness.sim.profiles import ModelProfile, resolve_model
+from harness.sim.ratelimit import Admission, anthropic_headers, openai_headers
+from harness.sim.state import SimState
+from harness.sim.streaming import Rendered, SSEResponse, install_cut_log_filter
+from harness.sim.wire_anthropic import MessageParams, message_body, message_stream, signature
+from harness.sim.wire_openai import (
     ChatParams,
     ResponsesParams,
     chat_body,

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..answerkey import AnswerKey, KeyEntry
-from ..types import AnswerFormat
-from .profiles import ModelProfile
+from harness.answerkey import AnswerKey, KeyEntry
+from harness.sim.profiles import ModelProfile
+from harness.types import AnswerFormat
 
 __all__ = [
     "PER_MESSAGE_TOKENS",

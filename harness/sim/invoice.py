@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..money import usd_str, usd_to_nano
-from ..types import Usage
-from .profiles import ModelProfile
+from harness.pricing.money import usd_str, usd_to_nano
+from harness.sim.profiles import ModelProfile
+from harness.types import Usage
 
 __all__ = [
     "Invoice",
@@ -86,7 +86,7 @@ def usage_from_anthropic(raw: Mapping[str, Any]) -> Usage:
 
 
 def default_pricer(profiles: Mapping[str, ModelProfile]) -> Pricer:
-    """tollbench's price table (``harness.pricing``) when it has the model, else the profile prices.
+    """tollbench's price table (``harness.pricing.table``) when it has the model, else the profile prices.
 
     Lookups are cached per (provider, model); the table is loaded once, lazily.
     """
@@ -96,7 +96,7 @@ def default_pricer(profiles: Mapping[str, ModelProfile]) -> Pricer:
     def _table() -> Any:
         if not table:
             try:
-                from .. import pricing  # type: ignore[attr-defined,unused-ignore]
+                from harness.pricing import table as pricing
 
                 table.append(pricing.PriceTable.load())
             except Exception:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .faults import FaultKind
-from .generate import prompt_tokens
-from .profiles import ModelProfile
+from harness.sim.faults import FaultKind
+from harness.sim.generate import prompt_tokens
+from harness.sim.profiles import ModelProfile
 
 __all__ = [
     "Refuse",

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from .faults import FaultConfig
+from harness.sim.faults import FaultConfig
 
 __all__ = [
     "ModelProfile",

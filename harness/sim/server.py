@@ -28,13 +28,13 @@ from typing import Any
 
 import uvicorn
 
-from ..answerkey import AnswerKey
-from ..errors import ConfigError
-from ..types import Usage
-from .app import build_app
-from .faults import FaultConfig
-from .profiles import load_profiles
-from .state import SimState
+from harness.answerkey import AnswerKey
+from harness.errors import ConfigError
+from harness.sim.app import build_app
+from harness.sim.faults import FaultConfig
+from harness.sim.profiles import load_profiles
+from harness.sim.state import SimState
+from harness.types import Usage
 
 __all__ = [
     "SimClient",

@@ -10,12 +10,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..answerkey import AnswerKey
-from .faults import FAULT_KINDS, MID_STREAM_FAULTS, FaultConfig, FaultKind, normalise_fault_name
-from .generate import request_rng
-from .invoice import Invoice, Pricer, default_pricer
-from .profiles import ModelProfile
-from .ratelimit import RateLimiter
+from harness.answerkey import AnswerKey
+from harness.sim.faults import FAULT_KINDS, MID_STREAM_FAULTS, FaultConfig, FaultKind, normalise_fault_name
+from harness.sim.generate import request_rng
+from harness.sim.invoice import Invoice, Pricer, default_pricer
+from harness.sim.profiles import ModelProfile
+from harness.sim.ratelimit import RateLimiter
 
 __all__ = ["FaultChoice", "SimState"]
 

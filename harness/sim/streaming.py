@@ -19,7 +19,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..types import Usage
+from harness.types import Usage
 
 __all__ = ["Rendered", "SSEResponse", "install_cut_log_filter"]
 

@@ -13,10 +13,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from .generate import CachePlan, OutputPlan
-from .invoice import usage_from_anthropic
-from .profiles import ModelProfile
-from .streaming import Rendered
+from harness.sim.generate import CachePlan, OutputPlan
+from harness.sim.invoice import usage_from_anthropic
+from harness.sim.profiles import ModelProfile
+from harness.sim.streaming import Rendered
 
 __all__ = ["MessageParams", "message_body", "message_stream", "signature"]
 

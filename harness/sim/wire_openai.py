@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .generate import CachePlan, OutputPlan
-from .invoice import usage_from_openai
-from .profiles import ModelProfile
-from .streaming import Rendered
+from harness.sim.generate import CachePlan, OutputPlan
+from harness.sim.invoice import usage_from_openai
+from harness.sim.profiles import ModelProfile
+from harness.sim.streaming import Rendered
 
 __all__ = ["ChatParams", "ResponsesParams", "chat_body", "chat_stream", "responses_body", "responses_stream"]
 

@@ -31,8 +31,8 @@ from adapters import create_adapter
 from adapters.anthropic_messages import map_anthropic_error
 from adapters.openai_chat import map_openai_error
 from harness.errors import CallTimeout, ProviderError, ProviderUnavailable
-from harness.money import usd_to_nano
-from harness.pricing import PriceTable
+from harness.pricing.money import usd_to_nano
+from harness.pricing.table import PriceTable
 from harness.sim import SimServer
 
 _REQ = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
@@ -210,7 +210,7 @@ async def test_delayed_headers_meter_covers_the_invoice(api: str, sim: SimServer
 def test_cli_run_behind_a_slow_proxy_meters_at_least_the_invoice(tmp_path: Path, sim: SimServer) -> None:
     """``tollbench run --stall-timeout 0.3 --budget 0.01`` behind the 0.6 s proxy: the database's
     spend is never below the simulator's bill, and the bill stays within the budget."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     sim.reset_invoice()
     db = tmp_path / "runs.db"

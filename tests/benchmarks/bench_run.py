@@ -120,7 +120,7 @@ def tollbench_run(sim_url: str, calls: int, concurrency: int, max_out: int, db: 
 
 
 def build_cost_db(path: Path, rows: int) -> None:
-    from harness.storage import Store
+    from harness.store.engine import Store
 
     store = Store.open(str(path))
     run_ids = [
@@ -227,7 +227,7 @@ def main() -> None:
                     cwd=ROOT,
                 ).stdout
                 cli_s = time.perf_counter() - t0
-                from harness.storage import Store
+                from harness.store.engine import Store
 
                 store = Store.open(str(db))
                 t0 = time.perf_counter()

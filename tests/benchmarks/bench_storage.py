@@ -23,8 +23,8 @@ from pathlib import Path
 
 import anyio
 
-from harness.ledger import CallEnd, CallStart, Ledger
-from harness.storage import Store
+from harness.budget.ledger import CallEnd, CallStart, Ledger
+from harness.store.engine import Store
 from harness.types import Usage
 
 PRICE = "p" * 64

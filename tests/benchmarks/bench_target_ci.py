@@ -12,8 +12,8 @@ No HTTP: outcomes and costs are simulated, the statistics are the real ones.
   around the target accuracy, the overall accuracy is then computed exactly from the drawn outcomes).
 - Each item's cost is what o4-mini would cost on it, drawn from the simulator's o4-mini profile
   (reasoning tokens grow with the stratum's difficulty) and priced with tollbench's price table.
-- Items are drawn in the run's random stratified order (:func:`harness.sampling.seeded_order`) and fed
-  to :class:`harness.sequential.TargetCI`; the run stops when the 95% confidence sequence is no wider
+- Items are drawn in the run's random stratified order (:func:`harness.stats.sampling.seeded_order`) and fed
+  to :class:`harness.stats.sequential.TargetCI`; the run stops when the 95% confidence sequence is no wider
   than +-half-width. The items still in flight when it stops (``--concurrency - 1``) are paid too.
 
 Printed per accuracy: the median and maximum items at the stop, the fraction of the full run's cost
@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harness.money import usd_to_nano
-from harness.pricing import PriceTable
-from harness.sampling import seeded_order
-from harness.sequential import TargetCI
+from harness.pricing.money import usd_to_nano
+from harness.pricing.table import PriceTable
 from harness.sim.profiles import load_profiles
+from harness.stats.sampling import seeded_order
+from harness.stats.sequential import TargetCI
 from harness.suite import Item
 from harness.types import Usage
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.ledger import CallEnd, CallStart, ItemResult
-from harness.storage import Store
+from harness.budget.ledger import CallEnd, CallStart, ItemResult
+from harness.store.engine import Store
 from harness.types import Usage
 
 PRICE_ID = "p" * 64
@@ -162,8 +162,8 @@ WORKER = r"""
 import json, os, random, sys, uuid
 from datetime import UTC, datetime
 import anyio
-from harness.ledger import CallEnd, CallStart, Ledger
-from harness.storage import Store
+from harness.budget.ledger import CallEnd, CallStart, Ledger
+from harness.store.engine import Store
 
 url, run_id, price_id, seed, tasks, attempts, settle, sync_dir = sys.argv[1:9]
 rng = random.Random(int(seed))
@@ -263,7 +263,7 @@ async def check_text_with_nul_and_service_tier(store: Store) -> None:
     the batch; a settle's service tier is stored on the call row."""
     from dataclasses import replace
 
-    from harness.ledger import Ledger
+    from harness.budget.ledger import Ledger
 
     run_id = new_run(store, 10_000)
     async with Ledger(store, run_id) as ledger:

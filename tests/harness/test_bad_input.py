@@ -1,7 +1,7 @@
 """Bad input, one case per row: exit 2, one line that names the fix, no traceback, and nothing recorded
 (no run row left behind, a run's budget unchanged, no database created where none was).
 
-Every case goes through the real command line (``harness.cli.main``, or a child process where the
+Every case goes through the real command line (``harness.cli.main.main``, or a child process where the
 environment must differ) on a real SQLite file, or the local PostgreSQL server for the NUL case.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
-from harness.storage import Store
+from harness.cli.main import main
+from harness.store.engine import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -426,7 +426,7 @@ def test_a_postgresql_url_without_the_driver_names_the_extra(tmp_path: Path) -> 
     """psycopg missing (simulated with a None entry in sys.modules, as an uninstalled module behaves)."""
     code = (
         "import sys; sys.modules['psycopg'] = None; sys.modules['psycopg2'] = None\n"
-        "from harness.cli import main\n"
+        "from harness.cli.main import main\n"
         "sys.exit(main(['runs', '--db', 'postgresql://postgres@127.0.0.1:5432/test']))\n"
     )
     proc = subprocess.run(

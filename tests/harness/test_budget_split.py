@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.budget_split import ShareLedger, parse_split, split_budget
+from harness.budget.split import ShareLedger, parse_split, split_budget
 from harness.errors import ConfigError
 
 MODELS = ["openai/o4-mini", "anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]

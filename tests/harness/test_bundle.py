@@ -11,16 +11,16 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.bundle import export_to_file, import_bundle
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import ConfigError, DataError
 from harness.report import run_report_dict
-from harness.resume import plan_resume
-from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run
-from harness.session import run
+from harness.run.resume import plan_resume
+from harness.run.retry import RetryPolicy
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import run
 from harness.sim import SimServer
-from harness.storage import Store
+from harness.store.bundle import export_to_file, import_bundle
+from harness.store.engine import Store
 from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from harness.cache import canonical_request, request_key
-from harness.cli import main
-from harness.money import usd_to_nano
+from harness.cli.main import main
+from harness.pricing.money import usd_to_nano
 from harness.report import cost_rows, run_report_dict
-from harness.runner import RunOptions, prepare_run
-from harness.session import RunOutcome, run
+from harness.run.cache import canonical_request, request_key
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import RunOutcome, run
 from harness.sim import SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 from harness.types import Message, ModelSpec, Request
 from tests.helpers.db import FAST_RETRY
 from tests.helpers.db import rows as _rows
@@ -192,7 +192,7 @@ async def test_a_fully_cached_simulated_run_starts_no_simulator(
     async def no_simulator(plan: Any) -> Any:
         raise AssertionError("every answer is in the cache: no simulator is needed")
 
-    monkeypatch.setattr("harness.session._start_simulator", no_simulator)
+    monkeypatch.setattr("harness.run.session._start_simulator", no_simulator)
     opts = RunOptions(
         suites=[TinySuite(12)],
         models=["openai/o4-mini"],

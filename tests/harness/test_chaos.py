@@ -22,14 +22,14 @@ from typing import Any
 import anyio
 import pytest
 
+from harness.audit.reconcile import reconcile_run
 from harness.errors import StorageError
-from harness.money import usd_to_nano
-from harness.reconcile import reconcile_run
-from harness.resume import plan_resume, resume_run
-from harness.runner import RunOptions, prepare_run
-from harness.session import run
+from harness.pricing.money import usd_to_nano
+from harness.run.resume import plan_resume, resume_run
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import run
 from harness.sim import FaultConfig, SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 from tests.helpers.db import FAST_RETRY
 from tests.helpers.db import count as _count
 from tests.helpers.db import rows as _rows

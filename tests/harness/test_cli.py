@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
-from harness.money import usd_to_nano
+from harness.cli.main import main
+from harness.pricing.money import usd_to_nano
 from harness.sim import SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ if str(_TESTS) not in sys.path:
 from helpers.scripted_server import ScriptedServer  # noqa: E402
 
 from adapters import create_adapter  # noqa: E402
-from harness.cli import main  # noqa: E402
+from harness.cli.main import main  # noqa: E402
 from harness.errors import ConfigError, DataError  # noqa: E402
 from harness.models import load_aliases, resolve_model  # noqa: E402
 from harness.types import Message, ModelSpec, Request  # noqa: E402

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from harness.answerkey import AnswerKey
-from harness.forecast import (
+from harness.forecast.estimate import (
     CallObs,
     Forecast,
     ForecastRow,
@@ -31,12 +31,12 @@ from harness.forecast import (
     load_model_profiles,
     mark_pilot,
 )
-from harness.money import usd_to_nano
-from harness.plan import ModelPlan, Plan, RunOptions, prepare_run
+from harness.pricing.money import usd_to_nano
+from harness.run.plan import ModelPlan, Plan, RunOptions, prepare_run
 from harness.sim.generate import draw_cache, plan_output, prompt_tokens
 from harness.sim.profiles import load_profiles
 from harness.sim.profiles import resolve_model as resolve_profile
-from harness.storage import Store, calls_table
+from harness.store.engine import Store, calls_table
 from harness.suite import Item, Score
 from harness.types import Message, Prompt, Usage, input_tokens_upper_bound
 from tests.helpers.tiny_suite import TinySuite
@@ -331,7 +331,7 @@ def anyio_backend() -> str:
 async def test_end_to_end_history_from_the_simulator_forecasts_the_next_run(tmp_path: Path) -> None:
     """History written by real runs against the simulator (loopback HTTP, real SQLite); the forecast
     of the next run contains what the simulator then bills for it."""
-    from harness.session import run
+    from harness.run.session import run
     from harness.sim import SimServer
 
     db = tmp_path / "runs.db"
@@ -361,7 +361,7 @@ def test_cli_estimate_json_spends_nothing_and_creates_no_database(tmp_path: Path
 
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from harness.cli.main import cli
 
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
@@ -384,7 +384,7 @@ def test_cli_estimate_pilot_on_the_simulator(tmp_path: Path) -> None:
 
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from harness.cli.main import cli
 
     db = str(tmp_path / "runs.db")
     args = ["estimate", "demo", "-m", "openai/gpt-4o-mini", "--sim", "--db", db, "--json"]
@@ -402,7 +402,7 @@ def test_cli_estimate_pilot_on_the_simulator(tmp_path: Path) -> None:
     finally:
         store.close()
     # Without --budget a pilot is refused before anything is spent.
-    from harness.cli import main
+    from harness.cli.main import main
 
     assert main([*args, "--pilot", "6"]) == 2
     assert main([*args, "--pilot", "0", "--budget", "1"]) == 2

@@ -21,9 +21,9 @@ from ledger_fixtures import (
     start,
 )
 
+from harness.budget.ledger import Ledger
 from harness.errors import StorageError
-from harness.ledger import Ledger
-from harness.storage import Store
+from harness.store.engine import Store
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import anyio
 import pytest
 from ledger_fixtures import end, item, new_run, raw_state, start
 
+from harness.budget.ledger import Ledger
 from harness.errors import StorageError
-from harness.ledger import Ledger
-from harness.storage import Store
+from harness.store.engine import Store
 from tests.helpers.db import rows
 
 pytestmark = pytest.mark.anyio

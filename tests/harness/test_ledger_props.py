@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_fixtures import assert_consistent, end, new_run, raw_state, start
 
-from harness.ledger import Ledger
-from harness.storage import Store
+from harness.budget.ledger import Ledger
+from harness.store.engine import Store
 
 amount = st.integers(min_value=0, max_value=400)
 op = st.one_of(

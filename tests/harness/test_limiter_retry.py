@@ -6,8 +6,8 @@ import anyio
 import pytest
 
 from harness.errors import BadRequest, RateLimited
-from harness.limiter import AdaptiveLimiter
-from harness.retry import RetryPolicy, retrying, should_retry, wait_seconds
+from harness.run.limiter import AdaptiveLimiter
+from harness.run.retry import RetryPolicy, retrying, should_retry, wait_seconds
 from harness.types import RateLimitInfo, RetryDecision
 
 pytestmark = pytest.mark.anyio

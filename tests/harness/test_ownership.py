@@ -27,14 +27,14 @@ import anyio
 import pytest
 import sqlalchemy as sa
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import ConfigError
-from harness.money import usd_to_nano
-from harness.resume import plan_resume, resume_run
-from harness.runner import RunOptions, prepare_run
-from harness.session import RunOutcome, run
+from harness.pricing.money import usd_to_nano
+from harness.run.resume import plan_resume, resume_run
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import RunOutcome, run
 from harness.sim import SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 from tests.helpers.db import FAST_RETRY
 from tests.helpers.tiny_suite import TinySuite
 
@@ -164,7 +164,7 @@ def test_two_resumes_started_together_one_proceeds_budget_added_once(
 
 
 def test_ownership_rules_heartbeat_stale_dead_force_and_release(db: str, sim: SimServer) -> None:
-    from harness.resume import take_over
+    from harness.run.resume import take_over
 
     first = _first_run(db, sim, budget="5")
     rid = first.run_id
@@ -206,7 +206,7 @@ def test_ownership_rules_heartbeat_stale_dead_force_and_release(db: str, sim: Si
 
 
 def test_an_owner_whose_process_is_gone_is_taken_over_without_force(db: str, sim: SimServer) -> None:
-    from harness.resume import take_over
+    from harness.run.resume import take_over
 
     first = _first_run(db, sim, budget="5")
     now = datetime.now(UTC)

@@ -22,10 +22,10 @@ from ledger_fixtures import (
     start,
 )
 
-from harness import migrations
+from harness.budget.ledger import Ledger
 from harness.errors import StorageError
-from harness.ledger import Ledger
-from harness.storage import Store
+from harness.store import migrations
+from harness.store.engine import Store
 
 pytestmark = pytest.mark.postgres
 

@@ -22,19 +22,19 @@ import pytest
 import sqlalchemy as sa
 from ledger_fixtures import end, new_run, start
 
-from harness import migrations
-from harness.bundle import export_to_file, import_bundle
-from harness.cache import find_cached
+from harness.audit.reconcile import reconcile_run
+from harness.budget.ledger import Ledger
 from harness.errors import StorageError
-from harness.ledger import Ledger
-from harness.money import usd_to_nano
-from harness.reconcile import reconcile_run
+from harness.pricing.money import usd_to_nano
 from harness.report import cost_rows, run_report_dict
-from harness.resume import plan_resume, prior_units, resume_run
-from harness.runner import RunOptions, prepare_run
-from harness.session import RunOutcome, run
+from harness.run.cache import find_cached
+from harness.run.resume import plan_resume, prior_units, resume_run
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import RunOutcome, run
 from harness.sim import SimServer
-from harness.storage import Store, calls_table, storage_error
+from harness.store import migrations
+from harness.store.bundle import export_to_file, import_bundle
+from harness.store.engine import Store, calls_table, storage_error
 from tests.helpers.db import FAST_RETRY
 from tests.helpers.tiny_suite import TinySuite
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cost import COMPONENTS, Price, Tier, Variant, cost, cost_breakdown, decimal_str
 from harness.errors import ConfigError, PricingMissing
-from harness.money import usd_to_nano
-from harness.pricing import ENV_VAR, PriceTable
+from harness.pricing.cost import COMPONENTS, Price, Tier, Variant, cost, cost_breakdown, decimal_str
+from harness.pricing.money import usd_to_nano
+from harness.pricing.table import ENV_VAR, PriceTable
 from harness.types import Usage
 
 D = Decimal

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import DataError
 from harness.models import load_aliases
-from harness.pricing import parse_prices
+from harness.pricing.table import parse_prices
 
 BAD_PRICES = ["1e300", "1E+999999", "-1", "NaN", "Infinity", "-0.5", "100001"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.pricing import Price, PriceTable
+from harness.pricing.table import Price, PriceTable
 from harness.types import Usage
 
 genai_prices: Any = pytest.importorskip(

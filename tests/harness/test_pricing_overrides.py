@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import DataError
-from harness.pricing import ENV_VAR, PriceTable, parse_prices, user_prices_path
+from harness.pricing.table import ENV_VAR, PriceTable, parse_prices, user_prices_path
 from harness.types import Usage
 
 D = Decimal

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from harness.projection import Projection, summarize_partial
-from harness.sequential import TargetCI
+from harness.forecast.projection import Projection, summarize_partial
+from harness.stats.sequential import TargetCI
 
 
 def test_projection_converges_to_the_final_cost() -> None:

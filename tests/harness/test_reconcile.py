@@ -15,15 +15,15 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.cli import main
-from harness.money import usd_to_nano
-from harness.reconcile import reconcile_run
+from harness.audit.reconcile import reconcile_run
+from harness.cli.main import main
+from harness.pricing.money import usd_to_nano
 from harness.report import run_report_dict
-from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run
-from harness.session import run
+from harness.run.retry import RetryPolicy
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import run
 from harness.sim import SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 from tests.helpers.db import execute as _exec
 from tests.helpers.db import rows as _rows
 from tests.helpers.tiny_suite import TinySuite

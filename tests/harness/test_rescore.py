@@ -19,18 +19,18 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.bundle import export_to_file, import_bundle
-from harness.cli import main
+from harness.audit.reprice import reprice_run
+from harness.audit.rescore import rescore_run
+from harness.cli.main import main
 from harness.errors import DataError
-from harness.money import usd_str
-from harness.plan import RunOptions, prepare_run
-from harness.pricing import PriceTable
+from harness.pricing.money import usd_str
+from harness.pricing.table import PriceTable
 from harness.report import run_report_dict
-from harness.reprice import reprice_run
-from harness.rescore import rescore_run
-from harness.session import run
+from harness.run.plan import RunOptions, prepare_run
+from harness.run.session import run
 from harness.sim import FaultConfig, SimServer
-from harness.storage import Store
+from harness.store.bundle import export_to_file, import_bundle
+from harness.store.engine import Store
 from harness.suite import Item, Score, Suite, score_answer
 from harness.types import Message, Prompt
 from tests.helpers.db import FAST_RETRY
@@ -417,8 +417,8 @@ def test_bad_input_exits_2_with_one_line(
 def test_a_call_is_repriced_at_the_service_tier_it_was_billed_at(runs: Runs) -> None:
     from datetime import UTC, datetime
 
-    from harness.money import usd_to_nano
-    from harness.reprice import reprice_calls
+    from harness.audit.reprice import reprice_calls
+    from harness.pricing.money import usd_to_nano
 
     query = "select service_tier from calls where provider = 'openai' and status = 'ok'"
     tiers = {r["service_tier"] for r in _rows(runs.db, query)}

@@ -17,16 +17,16 @@ from typing import Any
 import anyio
 import pytest
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.errors import ConfigError
-from harness.money import usd_to_nano
-from harness.plan import options_from_config, options_to_config
-from harness.resume import plan_resume, resume_run, run_activity
-from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run
-from harness.session import RunOutcome, run
+from harness.pricing.money import usd_to_nano
+from harness.run.plan import options_from_config, options_to_config
+from harness.run.resume import plan_resume, resume_run, run_activity
+from harness.run.retry import RetryPolicy
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import RunOutcome, run
 from harness.sim import SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 from tests.helpers.db import FAST_RETRY
 from tests.helpers.db import execute as _exec
 from tests.helpers.db import rows as _rows
@@ -307,7 +307,7 @@ async def test_a_resume_with_nothing_left_to_send_starts_no_simulator(
     async def no_simulator(plan: Any) -> Any:
         raise AssertionError("a resume with nothing to send must not start a simulator")
 
-    monkeypatch.setattr("harness.session._start_simulator", no_simulator)
+    monkeypatch.setattr("harness.run.session._start_simulator", no_simulator)
     store = Store.open(str(db_path))
     try:
         plan = plan_resume(store, first.run_id, suites=[TinySuite(6, repeats=2)])

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from harness.money import usd_to_nano
-from harness.retry import RetryPolicy
-from harness.runner import RunOptions, prepare_run
-from harness.session import RunOutcome, run
+from harness.pricing.money import usd_to_nano
+from harness.run.retry import RetryPolicy
+from harness.run.runner import RunOptions, prepare_run
+from harness.run.session import RunOutcome, run
 from harness.sim import FaultConfig, SimServer
-from harness.storage import Store
+from harness.store.engine import Store
 from tests.helpers.tiny_suite import TinySuite
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from harness.sampling import allocate, seeded_order, stratified_sample
+from harness.stats.sampling import allocate, seeded_order, stratified_sample
 from harness.suite import Item
 
 

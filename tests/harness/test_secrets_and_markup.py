@@ -1,7 +1,7 @@
 """No secrets at rest whatever their length or where they hide (docs/design.md invariant 8), and data that
 looks like rich markup never breaks a table (issue 10, defects 8 and 9).
 
-Real parts: the command line (``harness.cli.main``), the simulator (in-process and the ``--sim``
+Real parts: the command line (``harness.cli.main.main``), the simulator (in-process and the ``--sim``
 child process), a real SQLite file, and ``tollbench export``.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from adapters._common import redact
-from harness.cli import main
+from harness.cli.main import main
 from harness.redact import check_key_length, strip_url_credentials, strip_urls_in_text
 from harness.sim.server import start_sim_process
-from harness.storage import Redactor
+from harness.store.engine import Redactor
 
 
 def _texts(db: Path) -> str:

@@ -1,7 +1,7 @@
 """The anytime-valid accuracy interval and the --target-ci stopping rule.
 
 Coverage is checked on simulated outcomes (no HTTP): populations with a known accuracy, drawn in the
-run's random stratified order (:func:`harness.sampling.seeded_order`) or a uniform random order,
+run's random stratified order (:func:`harness.stats.sampling.seeded_order`) or a uniform random order,
 stopped by the target-width rule and by an adversarial rule, over 200+ seeded runs each.
 """
 
@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from harness.sampling import seeded_order
-from harness.sequential import ConfidenceSequence, TargetCI
-from harness.stats import wilson_interval
+from harness.stats.intervals import wilson_interval
+from harness.stats.sampling import seeded_order
+from harness.stats.sequential import ConfidenceSequence, TargetCI
 from harness.suite import Item
 
 RUNS = 200

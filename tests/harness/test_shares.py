@@ -1,4 +1,5 @@
-"""The shares, the run's budget gate and the rule that ends every wait (harness.shares, harness.attempt).
+"""The shares, the run's budget gate and the rule that ends every wait (harness.budget.shares,
+harness.budget.gate, harness.run.attempt).
 
 The unit tests drive the real :class:`Shares`, :class:`BudgetGate` and :class:`Reservation` against an
 in-memory ledger with the real one's contract (admit iff committed + reserved <= budget; settles apply
@@ -17,12 +18,12 @@ from anyio.lowlevel import checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.attempt import Reservation, failure_charge
-from harness.budget_split import split_budget
+from harness.budget.gate import BudgetGate
+from harness.budget.ledger import CallEnd, CallStart
+from harness.budget.shares import Shares
+from harness.budget.split import split_budget
 from harness.errors import BudgetExhausted, CallTimeout, RateLimited, ShareExhausted
-from harness.gate import BudgetGate
-from harness.ledger import CallEnd, CallStart
-from harness.shares import Shares
+from harness.run.attempt import Reservation, failure_charge
 from harness.types import Completion, RetryDecision, Usage
 
 pytestmark = pytest.mark.anyio

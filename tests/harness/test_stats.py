@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from harness.stats import accuracy_ci, wilson_interval
+from harness.stats.intervals import accuracy_ci, wilson_interval
 
 
 def test_wilson_known_values() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.money import usd_to_nano
+from harness.pricing.money import usd_to_nano
 from harness.sim import SimServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from ledger_fixtures import end, item, new_run, start
 from sqlmodel import SQLModel
 
-from harness import migrations
+from harness.budget.ledger import Ledger
 from harness.errors import StorageError
-from harness.ledger import Ledger
-from harness.storage import Store, UTCDateTime, new_run_id, resolve_db_url
+from harness.store import migrations
+from harness.store.engine import Store, UTCDateTime, new_run_id, resolve_db_url
 
 
 @pytest.fixture

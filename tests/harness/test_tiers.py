@@ -22,9 +22,9 @@ if str(_TESTS) not in sys.path:
 from helpers.scripted_server import Reply, ScriptedServer, sse_event  # noqa: E402
 
 from adapters import create_adapter  # noqa: E402
-from harness.cost import Price, Tier, Variant  # noqa: E402
-from harness.money import usd_to_nano  # noqa: E402
-from harness.pricing import PriceTable  # noqa: E402
+from harness.pricing.cost import Price, Tier, Variant  # noqa: E402
+from harness.pricing.money import usd_to_nano  # noqa: E402
+from harness.pricing.table import PriceTable  # noqa: E402
 from harness.types import Message, ModelSpec, Request, Usage  # noqa: E402
 
 _TABLE = PriceTable.load(user_default=False)

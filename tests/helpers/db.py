@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from harness.retry import RetryPolicy
+from harness.run.retry import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=6, initial_wait_s=0.01, max_wait_s=0.05, max_retry_after_s=0.2)
 """Retries fast enough for tests against a faulty simulator."""

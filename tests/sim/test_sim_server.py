@@ -15,7 +15,7 @@ from openai import OpenAI
 
 from harness.answerkey import AnswerKey, KeyEntry
 from harness.errors import ConfigError
-from harness.money import usd_to_nano
+from harness.pricing.money import usd_to_nano
 from harness.sim import FaultConfig, SimServer, start_sim_process
 from harness.types import Usage
 
@@ -78,7 +78,7 @@ def test_default_pricing_uses_a_price_for_each_token_kind() -> None:
         c = oa.chat.completions.create(model="gpt-4o-mini", messages=MSGS, max_completion_tokens=3000)  # type: ignore[arg-type]
         assert c.usage
         rec = next(iter(sim.invoice()["requests"].values()))
-    # gpt-4o-mini: $0.15 / M input, $0.60 / M output (PRICING.md §4.1); harness.pricing must agree
+    # gpt-4o-mini: $0.15 / M input, $0.60 / M output (PRICING.md §4.1); harness.pricing.table must agree
     expected = (Decimal("0.15") * c.usage.prompt_tokens + Decimal("0.60") * c.usage.completion_tokens) / 10**6
     assert Decimal(rec["usd"]) == Decimal(usd_to_nano(expected)) / 10**9
 

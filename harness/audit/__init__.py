@@ -1,0 +1,1 @@
+"""Checking a run again from the database: reconcile, rescore, reprice."""

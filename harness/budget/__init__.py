@@ -1,0 +1,1 @@
+"""The run's hard cap: the durable ledger, the shares of a split budget, the gate."""

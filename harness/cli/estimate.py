@@ -1,0 +1,264 @@
+"""``tollbench estimate``: what a run would cost, before it spends anything (or after a small pilot).
+
+Registered on the main group in :mod:`harness.cli.main` with ``cli.add_command(estimate)``. Without
+``--pilot`` nothing is spent and nothing is written (a database that does not exist yet is not
+created). No API key is needed: the plan is built as for a simulated run, which only skips the key
+check; the forecast reads live history unless ``--sim`` is given. ``--pilot N`` runs ``N`` sampled
+items per model and suite for real (keys needed unless ``--sim``), inside ``--budget``, records it as
+a normal run marked ``config.pilot``, and extrapolates from those calls alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.errors import StorageError
+
+__all__ = ["estimate"]
+
+
+def _exit(code: int) -> Any:
+    from harness.cli.common import _Exit
+
+    return _Exit(code)
+
+
+def _fail(message: str, code: int = 2) -> Any:
+    click.echo(f"Error: {' '.join(message.split())}", err=True)
+    return _exit(code)
+
+
+def _db_exists(db: str | None) -> bool:
+    from harness.cli.common import _sqlite_path
+
+    path = _sqlite_path(db)
+    return path is None or path.is_file()
+
+
+@click.command("estimate")
+@click.argument("suites", nargs=-1, required=True)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="PROVIDER/MODEL",
+    help="Model (repeatable).",
+)
+@click.option("--limit", type=int, help="Estimate a seeded, stratified sample of N items per suite.")
+@click.option("--repeats", type=int, help="Samples per item [default: the suite's usual number].")
+@click.option("--seed", default=0, show_default=True, help="Seed for sampling and option shuffles.")
+@click.option(
+    "--max-output-tokens", type=int, help="Output limit per call, reasoning included [default 16384]."
+)
+@click.option(
+    "--db",
+    envvar="TOLLBENCH_DB",
+    default=None,
+    metavar="PATH_OR_URL",
+    help="Database with past runs [env TOLLBENCH_DB; default ./runs.db].",
+)
+@click.option("--data", type=click.Path(path_type=Path), help="Local dataset file (parquet, JSONL or CSV).")
+@click.option(
+    "--prices", multiple=True, type=click.Path(path_type=Path), help="Price override file (repeatable)."
+)
+@click.option("--models-file", type=click.Path(path_type=Path), help="Model alias file (TOML).")
+@click.option("--profiles", type=click.Path(path_type=Path), help="Per-model token profiles (TOML).")
+@click.option("--budget", metavar="USD", help="Check the forecast against this budget; the pilot's ceiling.")
+@click.option("--pilot", type=int, metavar="N", help="Spend on N sampled items per model and suite first.")
+@click.option("--sim", is_flag=True, help="Forecast (and pilot) a simulated run; uses simulated history.")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON (amounts as decimal strings).")
+def estimate(
+    suites: tuple[str, ...],
+    models: tuple[str, ...],
+    limit: int | None,
+    repeats: int | None,
+    seed: int,
+    max_output_tokens: int | None,
+    db: str | None,
+    data: Path | None,
+    prices: tuple[Path, ...],
+    models_file: Path | None,
+    profiles: Path | None,
+    budget: str | None,
+    pilot: int | None,
+    sim: bool,
+    json_output: bool,
+) -> None:
+    """Forecast what running SUITES against the models would cost, spending nothing.
+
+    \b
+    Per model and suite: calls, prompt tokens counted from the rendered prompts, the expected cost,
+    its 95% upper bound, the worst case (every call at its reservation) and the source used:
+    history:this-suite, history:other-suites, profile or worst-case (docs/forecast.md).
+    """
+    from harness.forecast.estimate import MIN_HISTORY, check_budget, forecast_plan, load_model_profiles
+    from harness.pricing.money import parse_usd, usd_str, usd_to_nano
+    from harness.run.plan import RunOptions, prepare_run
+
+    budget_usd: Decimal | None = None
+    if budget is not None:
+        try:
+            budget_usd = parse_usd(budget)
+        except ValueError as exc:
+            raise _fail(f"--budget: {exc}") from None
+    if pilot is not None:
+        if pilot < 1:
+            raise _fail("--pilot must be at least 1")
+        if budget_usd is None:
+            raise _fail("--pilot spends money: give its ceiling with --budget USD")
+    try:
+        profs = load_model_profiles(profiles)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    base = RunOptions(
+        suites=suites,
+        models=models,
+        budget_usd=budget_usd or Decimal(0),
+        limit=limit,
+        repeats=repeats,
+        seed=seed,
+        max_output_tokens=max_output_tokens,
+        simulated=True,  # only skips the API-key check: an estimate needs no key
+        data=data,
+        prices=prices,
+        models_file=models_file,
+    )
+    plan = prepare_run(base)  # ConfigError -> exit 2
+    store = None
+    if pilot is not None or _db_exists(db):
+        from harness.store.engine import Store
+
+        try:
+            store = Store.open(db)
+        except StorageError as exc:
+            raise _fail(str(exc)) from None
+    try:
+        pilot_info: dict[str, Any] | None = None
+        history_runs: list[str] | None = None
+        if pilot is not None:
+            assert store is not None and budget_usd is not None
+            pilot_info = _run_pilot(base, pilot, budget_usd, sim, store)
+            history_runs = [pilot_info["run_id"]]
+        forecast = forecast_plan(
+            plan,
+            store,
+            simulated=sim,
+            history_runs=history_runs,
+            profiles=profs,
+            min_history=2 if pilot is not None else MIN_HISTORY,
+        )
+    finally:
+        if store is not None:
+            store.close()
+    verdict = None
+    if budget_usd is not None and pilot is None:
+        verdict = check_budget(forecast, usd_to_nano(budget_usd))
+    if json_output:
+        out = forecast.as_dict()
+        out["budget_usd"] = None if budget_usd is None else usd_str(usd_to_nano(budget_usd))
+        out["fits_budget"] = None if verdict is None else verdict.ok
+        out["pilot"] = pilot_info
+        click.echo(json.dumps(out, indent=2))
+    else:
+        _print(forecast, pilot_info, sim)
+        if verdict is not None:
+            click.echo(verdict.message or "The 95% upper bound fits the budget.", err=not verdict.ok)
+    if pilot_info is not None and pilot_info["status"] in ("failed", "interrupted"):
+        raise _exit(int(pilot_info["exit_code"]))
+
+
+def _run_pilot(base: Any, n: int, budget_usd: Decimal, sim: bool, store: Any) -> dict[str, Any]:
+    """Run ``n`` sampled items per model and suite as a normal run marked as a pilot."""
+    from dataclasses import replace
+
+    import anyio
+
+    from harness.forecast.estimate import mark_pilot
+    from harness.pricing.money import usd_str, usd_to_nano
+    from harness.run.plan import prepare_run
+    from harness.run.session import run
+
+    opts = replace(
+        base, limit=n, budget_usd=budget_usd, simulated=sim, sim_speed=0.0 if sim else base.sim_speed
+    )
+    plan = prepare_run(opts)  # a live pilot needs the API keys
+    tag = " (SIMULATED)" if sim else ""
+    click.echo(
+        f"pilot: {n} items per model and suite, {plan.total_units} calls, "
+        f"spending at most ${budget_usd}{tag}",
+        err=True,
+    )
+    info = {"items_per_suite": n, "budget_usd": usd_str(usd_to_nano(budget_usd))}
+
+    def started(run_id: str) -> None:
+        mark_pilot(store, run_id, info)
+
+    async def go() -> Any:
+        return await run(plan, store, on_start=started)
+
+    outcome = anyio.run(go)
+    row = store.get_run(outcome.run_id)
+    spent = int(row["spent_nano"]) if row else 0
+    return {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "exit_code": outcome.exit_code,
+        "items_per_suite": n,
+        "calls": plan.total_units,
+        "spent_usd": usd_str(spent),
+        "budget_usd": info["budget_usd"],
+    }
+
+
+def _print(forecast: Any, pilot: dict[str, Any] | None, sim: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness.pricing.money import format_usd
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    title = "cost forecast" + (" (SIMULATED)" if sim else "")
+    table = Table(title=title)
+    for col in ("model", "suite", "calls", "input tok", "expected", "95% upper", "worst case", "source"):
+        table.add_column(col, justify="left" if col in ("model", "suite", "source") else "right")
+    for r in forecast.rows:
+        table.add_row(
+            *map(Text, (r.model, r.suite)),
+            f"{r.calls:,}",
+            f"{r.input_tokens:,}",
+            format_usd(r.expected_nano),
+            format_usd(r.upper_nano),
+            format_usd(r.worst_case_nano),
+            Text(r.source),
+        )
+    table.add_row(
+        "total",
+        "",
+        f"{forecast.calls:,}",
+        f"{sum(r.input_tokens for r in forecast.rows):,}",
+        format_usd(forecast.expected_nano),
+        format_usd(forecast.upper_nano),
+        format_usd(forecast.worst_case_nano),
+        "",
+    )
+    console.print(table)
+    for r in forecast.rows:
+        if r.note and r.source != "profile":
+            console.print(Text(f"  {r.model} x {r.suite}: {r.note}"), highlight=False)
+    if pilot is not None:
+        console.print(
+            Text(
+                f"pilot run {pilot['run_id']}: {pilot['status']}, spent ${pilot['spent_usd']}; "
+                "the forecast above extrapolates from its calls"
+            ),
+            highlight=False,
+        )

@@ -1,0 +1,636 @@
+"""The ``tollbench`` command line: a thin layer that parses, calls the library and formats.
+
+Exit codes: 0 done; 1 error; 2 bad usage or configuration; 3 stopped at the budget; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import sys
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import click
+
+from harness import __version__
+from harness.errors import ConfigError, HarnessError, StorageError
+
+__all__ = ["cli", "main"]
+
+from harness.cli.common import (
+    DEFAULT_SIM_BUDGET,
+    _cell,
+    _corrupt_message,
+    _corruption,
+    _Exit,
+    _fail,
+    _one_line,
+    _open_store,
+    _parse_budget,
+    _stdout,
+    check_sim_url,
+    db_option,
+    probe_sim_url,
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tollbench")
+def cli() -> None:
+    """tollbench: run LLM benchmarks under a hard dollar cap, and know what every run cost.
+
+    \b
+    Try it offline, on the built-in simulator:
+      tollbench run demo -m openai/o4-mini -m anthropic/claude-haiku-4-5-thinking --budget 5 --sim
+    \b
+    Then look at what it cost:
+      tollbench runs
+      tollbench show RUN_ID
+      tollbench costs --by model,suite
+    """
+
+
+@cli.command()
+@click.argument("suites", nargs=-1, required=True)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="PROVIDER/MODEL",
+    help="Model to run, e.g. openai/o3-mini or anthropic/claude-sonnet-4-5 (repeatable).",
+)
+@click.option("--budget", metavar="USD", help="Hard ceiling on the run's spend (required for live runs).")
+@click.option("-c", "--concurrency", default=16, show_default=True, help="Concurrent calls per model.")
+@click.option("--limit", type=int, help="Run a seeded, stratified sample of N items per suite.")
+@click.option("--repeats", type=int, help="Samples per item [default: the suite's usual number].")
+@click.option("--seed", default=0, show_default=True, help="Seed for sampling and option shuffles.")
+@click.option(
+    "--max-output-tokens", type=int, help="Output limit per call, reasoning included [default 16384]."
+)
+@db_option
+@click.option("--sim", is_flag=True, help="Run against the built-in simulator (no keys, no real money).")
+@click.option("--json", "json_output", is_flag=True, help="Print the final report as JSON.")
+@click.option(
+    "--prices",
+    "prices",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Price override file (TOML, repeatable); see docs/pricing.md.",
+)
+@click.option("--models-file", type=click.Path(path_type=Path), help="Model alias file (TOML).")
+@click.option("--base-url", help="Base URL of an OpenAI-compatible server for openai/ models.")
+@click.option("--data", type=click.Path(path_type=Path), help="Local dataset file (parquet, JSONL or CSV).")
+@click.option("--scorer", help="For jsonl suites: exact, mc, math or regex.")
+@click.option("--prompt-field", help="For jsonl suites: the prompt field [default prompt].")
+@click.option("--answer-field", help="For jsonl suites: the answer field [default answer].")
+@click.option(
+    "--suite-option",
+    "suite_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats).",
+)
+@click.option("--attempt-timeout", default=900.0, show_default=True, help="Seconds per attempt.")
+@click.option("--stall-timeout", default=120.0, show_default=True, help="Seconds without a byte mid-stream.")
+@click.option("--max-attempts", default=6, show_default=True, help="Attempts per item, retries included.")
+@click.option("--run-id", help="Use this run id; if the run exists, join it and share its budget.")
+@click.option(
+    "--sim-speed",
+    default=0.02,
+    show_default=True,
+    help="Simulator latency multiplier (0 = none, 1 = the profiles' real latency).",
+)
+@click.option("--sim-profiles", type=click.Path(path_type=Path), help="Simulator profile file (TOML).")
+@click.option("--sim-faults", type=click.Path(path_type=Path), help="Simulator fault file (TOML/JSON).")
+@click.option(
+    "--sim-url",
+    metavar="URL",
+    help="Use a simulator already running (tollbench sim serve) at URL; implies --sim.",
+)
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Start even when the forecast's 95% upper bound exceeds the budget (stop at the budget).",
+)
+@click.option(
+    "--target-ci",
+    type=float,
+    metavar="HALF_WIDTH",
+    help="Stop each model and suite once its 95% interval is within +-HALF_WIDTH (e.g. 0.02).",
+)
+@click.option(
+    "--split",
+    metavar="MODEL=FRACTION,...",
+    help="Budget shares per model [default: equal shares when several models run].",
+)
+@click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
+def run(
+    suites: tuple[str, ...],
+    models: tuple[str, ...],
+    budget: str | None,
+    concurrency: int,
+    limit: int | None,
+    repeats: int | None,
+    seed: int,
+    max_output_tokens: int | None,
+    db: str | None,
+    sim: bool,
+    json_output: bool,
+    prices: tuple[Path, ...],
+    models_file: Path | None,
+    base_url: str | None,
+    data: Path | None,
+    scorer: str | None,
+    prompt_field: str | None,
+    answer_field: str | None,
+    suite_option: tuple[str, ...],
+    attempt_timeout: float,
+    stall_timeout: float,
+    max_attempts: int,
+    run_id: str | None,
+    sim_speed: float,
+    sim_profiles: Path | None,
+    sim_faults: Path | None,
+    sim_url: str | None,
+    allow_partial: bool,
+    target_ci: float | None,
+    split: str | None,
+    no_cache: bool,
+) -> None:
+    """Run SUITES against models under a hard dollar cap.
+
+    \b
+    Exit codes: 0 done, 1 error, 2 bad usage or configuration, 3 stopped at the budget,
+    130 interrupted (Ctrl-C; in-flight calls are settled first).
+    """
+    from harness.cli.progress import ProgressDisplay
+    from harness.report import print_run, run_report_dict
+    from harness.run.plan import check_smallest_call
+    from harness.run.retry import RetryPolicy
+    from harness.run.runner import RunOptions, prepare_run
+    from harness.run.session import run as run_plan
+
+    if sim_url:
+        if (why := check_sim_url(sim_url)) is not None:
+            _fail(why)
+        sim = True
+    budget_usd = _parse_budget(budget)
+    if budget_usd is None:
+        if not sim:
+            _fail("--budget USD is required for live runs (the hard ceiling on what this run may spend).")
+        budget_usd = DEFAULT_SIM_BUDGET
+    if max_attempts < 1:
+        _fail("--max-attempts must be at least 1")
+    suite_options = {
+        k: v
+        for k, v in {"scorer": scorer, "prompt_field": prompt_field, "answer_field": answer_field}.items()
+        if v is not None
+    }
+    for pair in suite_option:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--suite-option takes KEY=VALUE, got {pair!r}")
+        suite_options[key.strip()] = value
+    options = RunOptions(
+        suites=suites,
+        models=models,
+        budget_usd=budget_usd,
+        concurrency=concurrency,
+        limit=limit,
+        repeats=repeats,
+        seed=seed,
+        max_output_tokens=max_output_tokens,
+        simulated=sim,
+        data=data,
+        suite_options=suite_options,
+        prices=prices,
+        models_file=models_file,
+        base_url=base_url,
+        attempt_timeout_s=attempt_timeout,
+        stall_timeout_s=stall_timeout,
+        retry=RetryPolicy(max_attempts=max_attempts),
+        run_id=run_id,
+        sim_speed=sim_speed,
+        sim_profiles=sim_profiles,
+        sim_faults=sim_faults,
+        sim_url=sim_url,
+        target_ci=target_ci,
+        use_cache=not no_cache,
+    )
+    plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
+    check_smallest_call(plan)
+    if sim_url and (why := probe_sim_url(sim_url)) is not None:
+        _fail(why)
+    if split:
+        from dataclasses import replace
+
+        from harness.budget.split import parse_split
+
+        plan.options = replace(options, split=parse_split(split, list(plan.models)))
+    store = _open_store(db)
+    try:
+        # Sequential sampling is meant to stop early: the full-run forecast is not a reason to refuse.
+        _check_forecast(
+            plan, store, budget_usd, sim=sim, allow_partial=allow_partial or target_ci is not None
+        )
+        display = ProgressDisplay(sys.stderr, simulated=sim)
+
+        def started(rid: str) -> None:
+            tag = " (SIMULATED)" if sim else ""
+            click.echo(f"run {rid}: {plan.total_units} calls planned, budget ${budget_usd}{tag}", err=True)
+
+        async def go() -> Any:
+            return await run_plan(
+                plan, store, on_progress=display.update, on_start=started, handle_signals=True
+            )
+
+        with display:
+            outcome = anyio.run(go)
+        report = run_report_dict(store, outcome.run_id)
+        if json_output:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            print_run(report, _stdout())
+            for summary in report["config"].get("target_ci") or []:
+                click.echo(summary["line"])
+        _echo_errors(outcome.errors)
+        if outcome.status == "budget_exhausted":
+            click.echo("Stopped at the budget: the items not run are recorded as not run.", err=True)
+        raise _Exit(outcome.exit_code)
+    finally:
+        store.close()
+
+
+def _echo_errors(errors: list[str]) -> None:
+    """Name the errors of a run's failed attempts (type, message, count, what to do) at its end."""
+    if errors:
+        click.echo("Failed attempts:", err=True)
+        for line in errors:
+            click.echo(f"  {line}", err=True)
+
+
+def _check_forecast(plan: Any, store: Any, budget_usd: Decimal, *, sim: bool, allow_partial: bool) -> None:
+    """Before spending: refuse (exit 2), or ask on a terminal, when the forecast's 95% upper bound does
+    not fit the budget."""
+    from harness.forecast.estimate import check_budget, forecast_plan
+    from harness.pricing.money import usd_to_nano
+
+    verdict = check_budget(
+        forecast_plan(plan, store, simulated=sim), usd_to_nano(budget_usd), allow_partial=allow_partial
+    )
+    if verdict.ok:
+        if verdict.message:
+            click.echo(f"Warning: {verdict.message}", err=True)
+        return
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if click.confirm(f"{verdict.message}. Start anyway and stop at the budget?", default=False, err=True):
+            return
+        raise _Exit(2)
+    _fail(verdict.message)
+
+
+@cli.command()
+@db_option
+@click.option("--json", "json_output", is_flag=True, help="JSON list.")
+@click.option("--csv", "csv_output", is_flag=True, help="CSV with a header row.")
+def runs(db: str | None, json_output: bool, csv_output: bool) -> None:
+    """List runs, newest first: id, started, suites, models, status, budget, spent, simulated."""
+    from harness.report import print_runs, runs_rows
+
+    store = _open_store(db, create=False)
+    try:
+        rows = runs_rows(store)
+    finally:
+        store.close()
+    if json_output:
+        click.echo(json.dumps(rows, indent=2))
+    elif csv_output:
+        _write_csv(rows)
+    else:
+        print_runs(rows, _stdout())
+
+
+@cli.command()
+@click.argument("run_id")
+@db_option
+@click.option("--calls", is_flag=True, help="Also list every call (attempt).")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
+    """Show one run: status, spend, and per model and suite the score and cost."""
+    from harness.report import print_run, run_report_dict
+
+    store = _open_store(db, create=False)
+    try:
+        if store.get_run(run_id) is None:
+            _fail(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
+        report = run_report_dict(store, run_id)
+        call_rows = [_jsonable(c) for c in store.calls(run_id)] if calls else None
+    finally:
+        store.close()
+    if json_output:
+        if call_rows is not None:
+            report["calls"] = call_rows
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    console = _stdout()
+    print_run(report, console)
+    if call_rows is not None:
+        from rich.table import Table
+
+        from harness.pricing.money import format_usd
+
+        table = Table(title="calls")
+        for col in (
+            "model",
+            "suite",
+            "item",
+            "rep",
+            "att",
+            "status",
+            "in",
+            "out",
+            "cost",
+            "request id",
+            "error",
+        ):
+            table.add_column(col)
+        for c in call_rows:
+            cost = c.get("cost_nano")
+            table.add_row(
+                *map(
+                    _cell,
+                    (
+                        c["model"],
+                        c["suite"],
+                        c["item_id"],
+                        c["repeat"],
+                        c["attempt"],
+                        c["status"],
+                        (c.get("input_uncached") or 0) + (c.get("cache_read") or 0),
+                        c.get("output_tokens") or 0,
+                        "reserved" if cost is None else format_usd(int(cost), 6),
+                        c.get("request_id") or "",
+                        c.get("error_type") or "",
+                    ),
+                )
+            )
+        console.print(table)
+
+
+def _parse_date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{flag}: expected a date like 2026-11-28, got {value!r}")
+
+
+@cli.command()
+@db_option
+@click.option("--by", default="model", show_default=True, help="Group by: run, model, suite, day, provider.")
+@click.option("--since", help="From this date (UTC, inclusive).")
+@click.option("--until", help="Up to this date (UTC, inclusive).")
+@click.option("--run", "run_id", help="Only this run.")
+@click.option("--json", "json_output", is_flag=True)
+@click.option("--csv", "csv_output", is_flag=True)
+def costs(
+    db: str | None,
+    by: str,
+    since: str | None,
+    until: str | None,
+    run_id: str | None,
+    json_output: bool,
+    csv_output: bool,
+) -> None:
+    """What past runs cost, grouped. Simulated spend is tagged and never mixed silently with real."""
+    from harness.report import cost_rows, print_costs
+
+    keys = [k.strip() for k in by.split(",") if k.strip()]
+    allowed = {"run", "model", "suite", "day", "provider"}
+    bad = [k for k in keys if k not in allowed]
+    if not keys or bad:
+        _fail(f"--by takes a comma list of {', '.join(sorted(allowed))}; got {by!r}")
+    since_day, until_day = _parse_date(since, "--since"), _parse_date(until, "--until")
+    store = _open_store(db, create=False)
+    try:
+        rows = cost_rows(store, by=keys, since=since_day, until=until_day, run_id=run_id)
+    finally:
+        store.close()
+    if json_output:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif csv_output:
+        _write_csv(rows)
+    else:
+        print_costs(rows, keys, _stdout())
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--prices", "prices", multiple=True, type=click.Path(path_type=Path), help="Override file(s).")
+@click.option("--json", "json_output", is_flag=True)
+def prices(model: str | None, prices: tuple[Path, ...], json_output: bool) -> None:
+    """Show the price table (USD per 1M tokens), or the rows matching MODEL."""
+    from rich.table import Table
+
+    from harness.pricing.table import PriceTable
+
+    table = PriceTable.load(prices)
+    query = model.split("/", 1)[1] if model and "/" in model else model
+    rows = table.find(query) if query else table.rows()
+    if model and not rows:
+        _fail(f"no price for {model!r}. Add one with --prices FILE (see docs/pricing.md).")
+    if json_output:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
+        return
+    t = Table(title=f"prices (USD per 1M tokens; table {table.sha256[:12]})")
+    for col in (
+        "provider",
+        "model",
+        "from",
+        "input",
+        "cached in",
+        "5m write",
+        "1h write",
+        "output",
+        "tiers",
+        "source",
+    ):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            *map(
+                _cell,
+                (
+                    r.provider,
+                    r.model,
+                    r.effective_from or "-",
+                    r.input,
+                    _dec(r.cached_input),
+                    _dec(r.cache_write_5m),
+                    _dec(r.cache_write_1h),
+                    r.output,
+                    ", ".join(f">{tier.threshold:,}" for tier in r.tiers) or "-",
+                    r.source_url,
+                ),
+            )
+        )
+    _stdout().print(t)
+
+
+def _dec(value: Decimal | None) -> str:
+    return "-" if value is None else str(value)
+
+
+@cli.command(name="suites")
+@click.option("--json", "json_output", is_flag=True)
+def suites_cmd(json_output: bool) -> None:
+    """List the suites with item counts, source, license and access notes."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from suites import list_suites
+
+    infos = list_suites()
+    if json_output:
+        click.echo(json.dumps([asdict(i) for i in infos], indent=2, default=str))
+        return
+    t = Table()
+    cols = list(asdict(infos[0]).keys()) if infos else []
+    for c in cols:
+        t.add_column(c)
+    for i in infos:
+        t.add_row(*[_cell(v) for v in asdict(i).values()])
+    _stdout().print(t)
+
+
+@cli.group()
+def sim() -> None:
+    """The built-in provider simulator."""
+
+
+@sim.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--profiles", type=click.Path(path_type=Path), help="Profile file (TOML).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--speed", default=1.0, show_default=True, help="Latency multiplier (0 = none).")
+@click.option("--answer-key", type=click.Path(path_type=Path), help="Answer key (JSONL).")
+@click.option("--allow-non-loopback", is_flag=True, help="Allow binding a non-loopback address.")
+def sim_serve(
+    host: str,
+    port: int,
+    profiles: Path | None,
+    seed: int,
+    speed: float,
+    answer_key: Path | None,
+    allow_non_loopback: bool,
+) -> None:
+    """Run the simulator in the foreground and print its base URLs."""
+    from harness.sim import serve_forever
+    from harness.sim.server import check_speed
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be 0 (a free port) to 65535, got {port}")
+    check_speed(speed, "--speed")
+
+    def ready(openai_url: str, anthropic_url: str) -> None:
+        click.echo(f"OPENAI_BASE_URL={openai_url}")
+        click.echo(f"ANTHROPIC_BASE_URL={anthropic_url}")
+        click.echo("invoice: GET /sim/invoice; Ctrl-C stops.", err=True)
+
+    try:
+        serve_forever(
+            host=host,
+            port=port,
+            profiles=profiles,
+            seed=seed,
+            speed=speed,
+            answer_key_file=answer_key,
+            allow_non_loopback=allow_non_loopback,
+            on_ready=ready,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
+def _write_csv(rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (",".join(v) if isinstance(v, list) else v) for k, v in r.items()})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tollbench`` console script; returns the exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="tollbench", standalone_mode=False)
+    except _Exit as exc:
+        return exc.code
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except ConfigError as exc:
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
+        return 2
+    except StorageError as exc:
+        damaged = _corruption(exc)
+        if damaged is not None:
+            label = str(exc).split(": ", 1)[0]
+            click.echo(f"Error: {_one_line(label + ': ' + _corrupt_message(damaged))}", err=True)
+            return 2
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
+        return 1
+    except HarnessError as exc:
+        click.echo(f"Error: {_one_line(str(exc))}", err=True)
+        return 1
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        if _corruption(exc) is None:
+            raise
+        click.echo(f"Error: {_one_line(_corrupt_message(exc))}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
+
+
+def _entry() -> NoReturn:
+    sys.exit(main())
+
+
+from harness.cli.estimate import estimate  # noqa: E402  (the commands of the other modules, registered last)
+
+cli.add_command(estimate)
+
+from harness.cli.ops import export_cmd, import_cmd, reconcile, resume  # noqa: E402
+
+for _command in (resume, reconcile, export_cmd, import_cmd):
+    cli.add_command(_command)
+
+from harness.cli.ops import reprice_cmd, rescore_cmd  # noqa: E402
+
+cli.add_command(rescore_cmd)
+cli.add_command(reprice_cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _entry()

@@ -1,0 +1,100 @@
+"""The live progress display of ``tollbench run``.
+
+On a terminal: a rich table redrawn in place (items done per model, spend against budget, calls per
+second, errors). Elsewhere (CI logs, pipes): one plain line every few seconds, and a last one at the end.
+It writes to stderr so ``--json`` on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from harness.pricing.money import format_usd
+
+if TYPE_CHECKING:
+    from harness.run.runner import RunState
+
+__all__ = ["ProgressDisplay"]
+
+
+class ProgressDisplay:
+    def __init__(self, stream: TextIO, *, simulated: bool, interval_s: float = 5.0) -> None:
+        self.console = Console(file=stream, stderr=True)
+        self.live_mode = self.console.is_terminal
+        self.simulated = simulated
+        self.interval_s = interval_s
+        self._last_line = 0.0
+        self._live: Live | None = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.live_mode:
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def update(self, state: RunState) -> None:
+        if self._live is not None:
+            self._live.update(self._render(state))
+            return
+        now = time.monotonic()
+        done = sum(p.done for p in state.per_model.values())
+        total = sum(p.total for p in state.per_model.values())
+        finished = done >= total or state.budget_stop or state.interrupted
+        if now - self._last_line < self.interval_s and not finished:
+            return
+        if finished and self._last_line < 0:
+            return
+        self._last_line = -1.0 if finished else now
+        self.console.print(Text(self._line(state)), highlight=False, soft_wrap=True)
+
+    def _rate(self, state: RunState) -> float:
+        elapsed = max(1e-6, time.monotonic() - state.started)
+        return state.calls / elapsed
+
+    def _line(self, state: RunState) -> str:
+        parts = [
+            f"{name}: {p.done}/{p.total} items, {p.failed_calls} failed calls, {p.errors} errors"
+            for name, p in state.per_model.items()
+        ]
+        tag = " [SIMULATED]" if self.simulated else ""
+        return (
+            f"[{state.run_id}] {'; '.join(parts)} | spent {format_usd(state.spent_nano)} "
+            f"(committed {format_usd(state.committed_nano)}) of {format_usd(state.budget_nano)}"
+            f" | {self._rate(state):.1f} calls/s{self._projected(state)}{tag}"
+        )
+
+    @staticmethod
+    def _projected(state: RunState) -> str:
+        if state.projection is None or state.projection.units_done == 0:
+            return ""
+        return f" | {state.projection.estimate().text()}"
+
+    def _render(self, state: RunState) -> Group:
+        table = Table(box=None, pad_edge=False)
+        for col in ("model", "items", "calls", "errors", "correct/scored"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for name, p in state.per_model.items():
+            cells = (name, f"{p.done}/{p.total}", str(p.calls), str(p.errors), f"{p.correct}/{p.scored}")
+            table.add_row(*(Text(c) for c in cells))
+        tag = "  SIMULATED" if self.simulated else ""
+        head = Text(
+            f"run {state.run_id}  spent {format_usd(state.spent_nano)} + reserved "
+            f"{format_usd(state.committed_nano - state.spent_nano)} of {format_usd(state.budget_nano)}  "
+            f"{self._rate(state):.1f} calls/s{self._projected(state)}{tag}"
+        )
+        if state.budget_stop:
+            head.append("  budget reached: finishing in-flight calls", style="bold yellow")
+        if state.interrupted:
+            head.append("  interrupted: settling in-flight calls", style="bold red")
+        return Group(head, table)

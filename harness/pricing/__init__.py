@@ -1,0 +1,1 @@
+"""Money, prices and what a call costs."""

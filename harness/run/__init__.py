@@ -1,0 +1,1 @@
+"""Executing a run: the plan, the runner, one attempt, sessions, resume, cache, retries."""

@@ -1,0 +1,491 @@
+"""Planning a run: resolve models, suites, prices and keys, and list the work units, before a cent is spent.
+
+Everything that can be wrong with a run's configuration is found here and raised as a
+:class:`~harness.errors.ConfigError` (exit 2), so nothing is written for a run that cannot start.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, PricingMissing
+from harness.models import load_aliases, require_api_key, resolve_model
+from harness.pricing.money import MAX_BUDGET_USD
+from harness.pricing.table import Price, PriceTable
+from harness.redact import check_key_length, strip_url_credentials
+from harness.run.cache import CachedAnswer
+from harness.run.retry import RetryPolicy
+from harness.stats.sampling import seeded_order, stratified_sample
+from harness.suite import Item, Suite
+from harness.types import ModelSpec
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "DONE_STATUSES",
+    "MAX_BUDGET_USD",
+    "MAX_REPEATS",
+    "MAX_UNITS",
+    "ModelPlan",
+    "Plan",
+    "PriorUnit",
+    "RunOptions",
+    "Unit",
+    "check_base_url",
+    "check_budget_usd",
+    "check_seconds",
+    "check_smallest_call",
+    "options_from_config",
+    "options_to_config",
+    "prepare_run",
+    "smallest_call_nano",
+]
+
+#: AA v2's output cap; every request carries an explicit limit (invariant 1).
+DEFAULT_MAX_OUTPUT_TOKENS = 16384
+
+#: Item result statuses that mean "answered and paid for": resume never sends these units again.
+DONE_STATUSES = frozenset({"scored", "unusable"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    suites: Sequence[str | Suite]
+    """Suite names (or already loaded :class:`~harness.suite.Suite` objects)."""
+    models: Sequence[str]
+    budget_usd: Decimal
+    concurrency: int = 16
+    limit: int | None = None
+    repeats: int | None = None
+    seed: int = 0
+    max_output_tokens: int | None = None
+    simulated: bool = False
+    data: Path | None = None
+    suite_options: Mapping[str, str] = field(default_factory=dict)
+    prices: Sequence[Path] = ()
+    models_file: Path | None = None
+    base_url: str | None = None
+    attempt_timeout_s: float = 900.0
+    stall_timeout_s: float = 120.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    run_id: str | None = None
+    sim_speed: float = 0.02
+    sim_seed: int | None = None
+    sim_profiles: Path | None = None
+    sim_faults: Path | None = None
+    target_ci: float | None = None
+    """Stop each model and suite once its anytime-valid 95% interval is narrower than +-target_ci."""
+    split: Mapping[str, Decimal] | None = None
+    """Budget shares per model (fractions summing to 1); None = equal shares when several models run."""
+    sim_url: str | None = None
+    """Use the simulator already running at this URL (``tollbench sim serve``) instead of starting one."""
+    use_cache: bool = True
+    """Look answers up in the response cache before buying them (``--no-cache`` turns lookups off;
+    answers are stored either way). See :mod:`harness.run.cache`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriorUnit:
+    """What earlier sessions of the same run already did for one unit (see :mod:`harness.run.resume`)."""
+
+    status: str | None
+    """The unit's item result status, None when it has none."""
+    correct: bool | None = None
+    cost_nano: int = 0
+    """What every earlier attempt at the unit cost."""
+    attempts: int = 0
+    answer: CachedAnswer | None = None
+    """An answer the run bought but never recorded (re-scored, never bought again)."""
+
+    @property
+    def done(self) -> bool:
+        """The unit has a usable answer (scored or unusable): it was paid for and is never re-sent."""
+        return self.status in DONE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One (model, suite, item, repeat) to answer."""
+
+    model: str
+    suite: str
+    item: Item
+    repeat: int
+
+
+@dataclass
+class ModelPlan:
+    spec: ModelSpec
+    price: Price
+    api_key: str
+    max_output_tokens: int
+    units: list[Unit]
+
+
+@dataclass
+class Plan:
+    """Everything resolved and validated before a cent is spent."""
+
+    options: RunOptions
+    suites: dict[str, Suite]
+    models: dict[str, ModelPlan]
+    price_table: PriceTable
+
+    @property
+    def total_units(self) -> int:
+        return sum(len(m.units) for m in self.models.values())
+
+
+#: At most this many repeats per item (``--repeats``), and this many work units (models x items x
+#: repeats) per run: every unit is listed in memory before the run starts.
+MAX_REPEATS = 10_000
+MAX_UNITS = 2_000_000
+
+
+def check_budget_usd(value: Decimal, flag: str = "--budget") -> None:
+    """Refuse a budget that is negative, NaN, infinite or above :data:`MAX_BUDGET_USD`.
+
+    Raises:
+        ConfigError: naming ``flag``.
+    """
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{flag} takes a dollar amount of 0 or more, got {value}")
+    if value > MAX_BUDGET_USD:
+        raise ConfigError(
+            f"{flag} {value} is more than tollbench can meter; the largest budget is $1,000,000,000"
+        )
+
+
+def check_seconds(value: float, flag: str) -> None:
+    """Refuse a timeout that is zero, negative, NaN or infinite.
+
+    Raises:
+        ConfigError: naming ``flag``.
+    """
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{flag} takes a number of seconds above 0, got {value}")
+
+
+def check_base_url(url: str, where: str) -> None:
+    """Refuse a base URL that is not an absolute ``http(s)://host`` URL.
+
+    Raises:
+        ConfigError: naming ``where`` (``--base-url``, ``OPENAI_BASE_URL``, an alias) and the URL
+            without its credentials.
+    """
+    from urllib.parse import urlsplit
+
+    from harness.redact import strip_url_credentials
+
+    shown = strip_url_credentials(url)
+    try:
+        parts = urlsplit(url.strip())
+        _ = parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
+        raise ConfigError(f"{where} must be an http:// or https:// URL with a host, got {shown!r}")
+
+
+def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) -> Plan:
+    """Resolve models, suites, prices and keys; raise :class:`ConfigError` (exit 2) on anything missing.
+
+    Nothing is written and nothing is spent here.
+    """
+    check_budget_usd(options.budget_usd)
+    check_seconds(options.attempt_timeout_s, "--attempt-timeout")
+    check_seconds(options.stall_timeout_s, "--stall-timeout")
+    if options.repeats is not None and options.repeats > MAX_REPEATS:
+        raise ConfigError(f"--repeats must be at most {MAX_REPEATS:,}, got {options.repeats:,}")
+    if options.base_url is not None:
+        check_base_url(options.base_url, "--base-url")
+    if options.simulated:
+        _check_simulator_files(options)
+    if options.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    if options.repeats is not None and options.repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
+    if options.target_ci is not None and not 0 < options.target_ci < 0.5:
+        raise ConfigError("--target-ci takes a half-width between 0 and 0.5, e.g. 0.02")
+    if options.max_output_tokens is not None and options.max_output_tokens < 1:
+        raise ConfigError("--max-output-tokens must be at least 1")
+    if not options.suites:
+        raise ConfigError("name at least one suite (see `tollbench suites`)")
+    if not options.models:
+        raise ConfigError("name at least one model with -m PROVIDER/MODEL")
+
+    aliases = load_aliases(options.models_file)
+    specs: dict[str, ModelSpec] = {}
+    for name in options.models:
+        spec = resolve_model(name, aliases=aliases, base_url=options.base_url)
+        specs[spec.name] = spec
+
+    suites: dict[str, Suite] = {}
+    for sname in options.suites:
+        if isinstance(sname, str):
+            from suites import get_suite
+
+            suite = get_suite(sname, data=options.data, options=options.suite_options)
+        else:
+            suite = sname
+        if suite.name in suites:
+            raise ConfigError(f"suite {suite.name} named twice")
+        suites[suite.name] = suite
+
+    table = PriceTable.load(options.prices)
+    missing: list[str] = []
+    prices: dict[str, Price] = {}
+    for spec in specs.values():
+        if not table.has(spec.provider, spec.model):
+            missing.append(f"{spec.provider}/{spec.model}")
+        else:
+            prices[spec.name] = table.lookup(spec.provider, spec.model)
+    if missing:
+        # PricingMissing from lookup names one model; name them all at once.
+        raise PricingMissing(
+            f"No price for {', '.join(missing)}. Add one with --prices FILE (see docs/pricing.md) "
+            "or to ~/.config/tollbench/prices.toml."
+        )
+
+    keys: dict[str, str] = {}
+    environ = os.environ if env is None else env
+    for spec in specs.values():
+        if spec.base_url is not None and spec.base_url != options.base_url:
+            check_base_url(spec.base_url, f"{spec.name}: base_url")
+        if options.simulated:
+            keys[spec.name] = "sim-key-not-secret"
+            continue
+        keys[spec.name] = require_api_key(spec.provider, env)
+        var = f"{spec.provider.upper()}_API_KEY"
+        refusal = check_key_length(keys[spec.name], var)
+        if refusal:
+            raise ConfigError(refusal)
+        env_url = environ.get(f"{spec.provider.upper()}_BASE_URL", "").strip()
+        if env_url and spec.base_url is None and not options.base_url:
+            check_base_url(env_url, f"{spec.provider.upper()}_BASE_URL")
+
+    for suite in suites.values():
+        repeats = options.repeats or suite.default_repeats
+        if repeats > MAX_REPEATS:
+            raise ConfigError(f"suite {suite.name}: repeats must be at most {MAX_REPEATS:,}, got {repeats:,}")
+    n_units = len(specs) * sum(
+        min(len(s.items), options.limit or len(s.items)) * (options.repeats or s.default_repeats)
+        for s in suites.values()
+    )
+    if n_units > MAX_UNITS:
+        raise ConfigError(
+            f"the run would have {n_units:,} calls to make (models x items x repeats), more than the "
+            f"{MAX_UNITS:,} one run can plan; lower --repeats or --limit, or split the run"
+        )
+
+    models: dict[str, ModelPlan] = {}
+    for spec in specs.values():
+        max_out = options.max_output_tokens or spec.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        if spec.thinking_budget is not None and spec.thinking_budget >= max_out:
+            raise ConfigError(
+                f"{spec.name}: thinking budget {spec.thinking_budget} must be below the output limit "
+                f"{max_out}; raise --max-output-tokens"
+            )
+        units: list[Unit] = []
+        for suite in suites.values():
+            items = list(suite.items)
+            if options.limit is not None:
+                # a seeded, stratified sample, already in a random stratified order
+                items = stratified_sample(items, options.limit, options.seed)
+            elif options.target_ci is not None:
+                # sequential sampling draws items in a random, stratified order (repeats stay together)
+                items = seeded_order(items, options.seed)
+            repeats = options.repeats or suite.default_repeats
+            for item in items:
+                for r in range(repeats):
+                    units.append(Unit(spec.name, suite.name, item, r))
+        models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
+    return Plan(options, suites, models, table)
+
+
+def smallest_call_nano(plan: Plan, model: str) -> int | None:
+    """The smallest worst-case reservation among ``model``'s units (None when it has none): what
+    its cheapest possible call must reserve before it is sent (docs/design.md invariant 1)."""
+    from harness.pricing.money import usd_to_nano
+    from harness.types import input_tokens_upper_bound
+
+    mp = plan.models[model]
+    min_bound: int | None = None
+    seen: set[tuple[str, str, int]] = set()
+    for unit in mp.units:
+        key = (unit.suite, unit.item.id, unit.repeat)
+        if key in seen:
+            continue
+        seen.add(key)
+        prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, plan.options.seed)
+        bound = input_tokens_upper_bound(prompt.messages)
+        if min_bound is None or bound < min_bound:
+            min_bound = bound  # prices are per token: the shortest prompt is the cheapest call
+    if min_bound is None:
+        return None
+    return usd_to_nano(mp.price.worst_case(min_bound, mp.max_output_tokens))
+
+
+def check_smallest_call(plan: Plan) -> None:
+    """Refuse, before anything is written, a run in which some model can never make a single call:
+    its cheapest call's worst case (the whole output limit at the output price) is above the budget.
+    ``tollbench run`` calls it after :func:`prepare_run` (``estimate`` plans with no budget).
+
+    Raises:
+        ConfigError: naming the model, the smallest call's cost, the budget and the fix.
+    """
+    from harness.pricing.money import format_usd, usd_to_nano
+
+    budget = usd_to_nano(plan.options.budget_usd)
+    for name in plan.models:
+        smallest = smallest_call_nano(plan, name)
+        if smallest is not None and smallest > budget:
+            raise ConfigError(
+                f"the smallest call of {name} costs {format_usd(smallest, 6)} at worst "
+                f"({plan.models[name].max_output_tokens:,} output tokens reserved), more than the budget "
+                f"{format_usd(budget, 6)}; lower --max-output-tokens or raise --budget"
+            )
+
+
+def _check_simulator_files(options: RunOptions) -> None:
+    """Load ``--sim-profiles`` and ``--sim-faults`` and check ``--sim-speed`` now, so a bad file is one
+    line and exit 2 before a run row exists (the simulator process would fail after it)."""
+    from harness.sim.faults import FaultConfig
+    from harness.sim.profiles import load_profiles
+    from harness.sim.server import check_speed
+
+    check_speed(options.sim_speed)
+    try:
+        if options.sim_profiles is not None:
+            load_profiles(Path(options.sim_profiles))
+        if options.sim_faults is not None:
+            FaultConfig.load(Path(options.sim_faults))
+    except ValueError as exc:
+        raise ConfigError(f"{exc}; fix the file (see docs/simulator.md)") from None
+
+
+def options_to_config(options: RunOptions) -> dict[str, Any]:
+    """The options as JSON, stored in ``runs.config["options"]`` so ``resume`` can re-plan the run.
+
+    Suites given as objects (tests) are stored by name; paths as absolute strings (so ``resume`` and
+    ``rescore`` work from another directory); the API key never (keys are read from the environment
+    again).
+    """
+    retry = options.retry
+    return {
+        "suites": [_suite_ref(s) for s in options.suites],
+        "models": list(options.models),
+        "budget_usd": str(options.budget_usd),
+        "concurrency": options.concurrency,
+        "limit": options.limit,
+        "repeats": options.repeats,
+        "seed": options.seed,
+        "max_output_tokens": options.max_output_tokens,
+        "simulated": options.simulated,
+        "data": _abs(options.data),
+        "suite_options": dict(options.suite_options),
+        "prices": [_abs(p) for p in options.prices],
+        "models_file": _abs(options.models_file),
+        "base_url": strip_url_credentials(options.base_url) if options.base_url else None,
+        "attempt_timeout_s": options.attempt_timeout_s,
+        "stall_timeout_s": options.stall_timeout_s,
+        "retry": {
+            "max_attempts": retry.max_attempts,
+            "max_elapsed_s": retry.max_elapsed_s,
+            "initial_wait_s": retry.initial_wait_s,
+            "max_wait_s": retry.max_wait_s,
+            "max_retry_after_s": retry.max_retry_after_s,
+        },
+        "sim_speed": options.sim_speed,
+        "sim_seed": options.sim_seed,
+        "sim_profiles": _abs(options.sim_profiles),
+        "sim_faults": _abs(options.sim_faults),
+        "target_ci": options.target_ci,
+        "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
+        "use_cache": options.use_cache,
+    }
+
+
+def _abs(path: str | Path | None) -> str | None:
+    """A path as an absolute string (None stays None)."""
+    return str(Path(path).expanduser().absolute()) if path else None
+
+
+def _suite_ref(suite: str | Suite) -> str:
+    """How a suite is stored: its name, or the absolute path of a JSONL file given as a path."""
+    if not isinstance(suite, str):
+        return suite.name
+    if suite.strip().lower().endswith((".jsonl", ".ndjson")) and Path(suite.strip()).expanduser().exists():
+        return str(Path(suite.strip()).expanduser().absolute())
+    return suite
+
+
+def _with_env_credentials(stored: str | None) -> str | None:
+    """A stored base URL (kept without credentials) with the credentials put back from
+    ``OPENAI_BASE_URL`` when that variable names the same endpoint with them, so ``resume`` of a run
+    against a server that needs ``user:pass@`` or ``?api_key=`` can still send."""
+    if not stored:
+        return stored
+    env = os.environ.get("OPENAI_BASE_URL", "").strip()
+    if env and env != stored and strip_url_credentials(env) == stored:
+        return env
+    return stored
+
+
+def options_from_config(
+    stored: Mapping[str, Any], *, suites: Sequence[str | Suite] | None = None, **overrides: Any
+) -> RunOptions:
+    """Rebuild :class:`RunOptions` from :func:`options_to_config` output (``overrides`` win).
+
+    Args:
+        stored: ``runs.config["options"]``.
+        suites: Suite objects to use instead of the stored names (for suites that are not registered).
+        overrides: Any :class:`RunOptions` field (``use_cache``, ``sim_url``, ``concurrency``, ...).
+
+    Raises:
+        ConfigError: The stored options are not a mapping this version understands.
+    """
+    if not isinstance(stored, Mapping) or "models" not in stored:
+        raise ConfigError("the run has no stored options (it was created by an older tollbench)")
+
+    def path(key: str) -> Path | None:
+        value = stored.get(key)
+        return Path(value) if value else None
+
+    retry = dict(stored.get("retry") or {})
+    split = stored.get("split")
+    values: dict[str, Any] = {
+        "suites": list(suites) if suites is not None else list(stored["suites"]),
+        "models": list(stored["models"]),
+        "budget_usd": Decimal(str(stored.get("budget_usd", "0"))),
+        "concurrency": int(stored.get("concurrency", 16)),
+        "limit": stored.get("limit"),
+        "repeats": stored.get("repeats"),
+        "seed": int(stored.get("seed", 0)),
+        "max_output_tokens": stored.get("max_output_tokens"),
+        "simulated": bool(stored.get("simulated", False)),
+        "data": path("data"),
+        "suite_options": dict(stored.get("suite_options") or {}),
+        "prices": tuple(Path(p) for p in stored.get("prices") or ()),
+        "models_file": path("models_file"),
+        "base_url": _with_env_credentials(stored.get("base_url")),
+        "attempt_timeout_s": float(stored.get("attempt_timeout_s", 900.0)),
+        "stall_timeout_s": float(stored.get("stall_timeout_s", 120.0)),
+        "retry": RetryPolicy(**{k: v for k, v in retry.items() if k in RetryPolicy.__dataclass_fields__}),
+        "sim_speed": float(stored.get("sim_speed", 0.02)),
+        "sim_seed": stored.get("sim_seed"),
+        "sim_profiles": path("sim_profiles"),
+        "sim_faults": path("sim_faults"),
+        "target_ci": stored.get("target_ci"),
+        "split": {k: Decimal(v) for k, v in split.items()} if split else None,
+        "use_cache": bool(stored.get("use_cache", True)),
+    }
+    values.update(overrides)
+    return RunOptions(**values)

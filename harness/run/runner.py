@@ -1,0 +1,838 @@
+"""Run suites against models under a hard dollar cap.
+
+Flow of one call (docs/design.md): suite item -> worker -> provider slot -> ledger ``reserve(worst case)``
+(durable before sending) -> adapter streams through the official SDK -> usage normalised -> priced with
+the run's price snapshot -> ledger ``settle(actual)`` -> scorer -> item result.
+
+Concurrency: one pool of ``concurrency`` workers per model reading that model's work units from a memory
+stream, and one :class:`~harness.run.limiter.AdaptiveLimiter` per provider. When a reservation does not fit
+the budget no new call starts anywhere, in-flight calls finish and settle, and the run ends
+``budget_exhausted`` with the remaining items recorded as not run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from harness.budget.gate import BudgetGate
+from harness.budget.ledger import CachedCall, CallStart, ItemResult, Ledger
+from harness.budget.shares import ShareHold, Shares
+from harness.budget.split import split_budget
+from harness.errors import (
+    AuthError,
+    BadRequest,
+    BudgetExhausted,
+    CallTimeout,
+    ProviderError,
+    RateLimited,
+    ShareExhausted,
+    StorageError,
+)
+from harness.forecast.projection import Projection, summarize_partial
+from harness.pricing.money import usd_to_nano
+from harness.redact import strip_url_credentials
+from harness.run.attempt import Reservation, one_line
+from harness.run.cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
+from harness.run.limiter import AdaptiveLimiter
+from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
+from harness.run.retry import retrying
+from harness.stats.sequential import TargetCI
+from harness.store.engine import Store
+from harness.suite import Score, score_answer
+from harness.types import Adapter, Completion, Prompt, Request, RetryDecision, UnitKey
+
+__all__ = [
+    "ModelProgress",
+    "RunOptions",
+    "RunState",
+    "Runner",
+    "Stop",
+    "StopReason",
+    "prepare_run",
+    "unit_key",
+]
+
+log = logging.getLogger("tollbench.runner")
+
+#: Seconds between heartbeats of a running run (``runs.heartbeat_at``); resume treats a run whose
+#: heartbeat is older than a few of these as abandoned.
+HEARTBEAT_S = 10.0
+
+
+class StopReason(StrEnum):
+    """Why a model (or the whole run) stopped before all its units were sent: the one stop vocabulary.
+    The value is what ``item_results.reason`` records for the units not run."""
+
+    BUDGET = "budget_exhausted"
+    """The run's budget: the next call does not fit with nothing of this process in flight."""
+    SHARE = "budget_share_exhausted"
+    """The model's share of a split budget ran out and none could come back or flow in."""
+    INTERRUPTED = "interrupted"
+    """Ctrl-C or SIGTERM."""
+    UNAVAILABLE = "model_unavailable"
+    """The provider refused the model itself (no access, unknown model): no later call can succeed."""
+    TAKEN_OVER = "taken_over"
+    """Another session took the run over: this one starts nothing new."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    reason: StopReason
+    detail: str = ""
+    """A one-line explanation (the error that stopped it, the budget arithmetic)."""
+
+
+@dataclass
+class ModelProgress:
+    total: int
+    done: int = 0
+    calls: int = 0
+    errors: int = 0
+    """Items that ended in an error (after their retries)."""
+    failed_calls: int = 0
+    """Attempts that failed (retried or not)."""
+    correct: int = 0
+    scored: int = 0
+
+
+@dataclass
+class RunState:
+    """Live counters shared by the workers and the progress display."""
+
+    run_id: str
+    budget_nano: int
+    per_model: dict[str, ModelProgress]
+    started: float = field(default_factory=time.monotonic)
+    calls: int = 0
+    run_stop: Stop | None = None
+    """Set when the whole run stopped (budget, interrupt)."""
+    model_stops: dict[str, Stop] = field(default_factory=dict)
+    """Models stopped on their own (share, model unavailable)."""
+    target_reached: set[tuple[str, str]] = field(default_factory=set)
+    """(model, suite) pairs whose --target-ci interval is narrow enough."""
+    errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """Failed attempts by (model, error type, one-line message)."""
+    projection: Projection | None = None
+    ledger: Ledger | None = None
+
+    @property
+    def spent_nano(self) -> int:
+        return self.ledger.spent_nano if self.ledger else 0
+
+    @property
+    def committed_nano(self) -> int:
+        return self.ledger.committed_nano if self.ledger else 0
+
+    def stop_of(self, model: str) -> Stop | None:
+        """Why ``model`` stopped, if it did (the run's stop wins over the model's own)."""
+        return self.run_stop or self.model_stops.get(model)
+
+    @property
+    def budget_stop(self) -> bool:
+        return self.run_stop is not None and self.run_stop.reason is StopReason.BUDGET
+
+    @property
+    def interrupted(self) -> bool:
+        return self.run_stop is not None and self.run_stop.reason is StopReason.INTERRUPTED
+
+    @property
+    def share_stopped(self) -> set[str]:
+        return {m for m, s in self.model_stops.items() if s.reason is StopReason.SHARE}
+
+    @property
+    def stopped_models(self) -> dict[str, str]:
+        return {m: s.detail or s.reason.value for m, s in self.model_stops.items()}
+
+    def error_summary(self, limit: int = 5) -> list[str]:
+        """The most frequent failed-attempt errors, one line each, with what to do about them."""
+        lines = []
+        for (model, kind, message), count in self.errors.most_common(limit):
+            text = f"{kind} {message}"
+            hint = next((h for key, h in _ERROR_HINTS.items() if key in text), "")
+            lines.append(f"{count} x {model}: {kind}: {message}" + (f" ({hint})" if hint else ""))
+        rest = sum(self.errors.values()) - sum(c for _, c in self.errors.most_common(limit))
+        if rest:
+            lines.append(f"... and {rest} more failed attempts (see `tollbench show RUN_ID --calls`)")
+        return lines
+
+
+_ERROR_HINTS = {
+    "model_not_found": "check the model id: `tollbench prices` lists the priced models",
+    "not_found_error": "check the model id: `tollbench prices` lists the priced models",
+    "authentication_error": "check the API key in the environment",
+    "invalid_api_key": "check the API key in the environment",
+    "permission_error": "the key has no access to this model",
+    "rate_limit_exceeded": "lower --concurrency, or wait for the provider's rate limit to reset",
+    "rate_limit_error": "lower --concurrency, or wait for the provider's rate limit to reset",
+    "insufficient_quota": "the account is out of credit",
+    "attempt_timeout": "raise --attempt-timeout, or lower --max-output-tokens",
+    "stream_stall": "raise --stall-timeout",
+}
+
+
+class Runner:
+    def __init__(
+        self,
+        plan: Plan,
+        store: Store,
+        run_id: str,
+        *,
+        base_urls: Mapping[str, str | None],
+        on_progress: Callable[[RunState], None] | None = None,
+        handle_signals: bool = False,
+        prior: Mapping[UnitKey, PriorUnit] | None = None,
+        sim_instance: str | None = None,
+    ) -> None:
+        """Prepare to execute ``plan`` as run ``run_id``.
+
+        Args:
+            plan: The prepared plan (every unit of the run).
+            store: The open database.
+            run_id: The run (it must exist).
+            base_urls: Base URL per provider (the simulator's, or None for the SDK default).
+            on_progress: Called with the live state about four times a second.
+            handle_signals: Turn SIGINT/SIGTERM into an orderly stop (the CLI).
+            prior: For a resumed run: what earlier sessions did per unit. Units with a usable answer
+                are not sent again; answers bought but not recorded are re-scored from the database.
+            sim_instance: The simulator's invoice instance (recorded as ``calls.sent_to``).
+        """
+        self.plan = plan
+        self.handle_signals = handle_signals
+        self.store = store
+        self.run_id = run_id
+        self.base_urls = base_urls
+        self.on_progress = on_progress
+        # The budget shown until the ledger has read the run's own (no database call here: the
+        # runner is built on the event loop).
+        self.state = RunState(
+            run_id,
+            usd_to_nano(plan.options.budget_usd),
+            {name: ModelProgress(total=len(m.units)) for name, m in plan.models.items()},
+        )
+        self._prompts: dict[tuple[str, str, int], Prompt] = {}
+        self._done: set[UnitKey] = set()
+        self._prior: dict[UnitKey, PriorUnit] = dict(prior or {})
+        self._cache: dict[str, CachedAnswer] = {}
+        self._cache_loaded = False
+        self._sent_to = f"sim:{sim_instance}" if sim_instance else None
+        self._adapters: dict[str, Adapter] = {}
+        self._limiters: dict[str, AdaptiveLimiter] = {}
+        opts = plan.options
+        # A budget across several models is split into shares (equal by default); leftover share flows
+        # to the models still running when one finishes (harness.budget.shares owns that and every wait for
+        # it). The run's hard cap stays in the DB ledger, behind the gate (harness.run.attempt).
+        self._shares: Shares | None = None
+        self._gate: BudgetGate | None = None
+        self._unit_costs: dict[tuple[str, str], list[int]] = {}
+        self._targets: dict[tuple[str, str], TargetCI] = {}
+        if opts.target_ci is not None:
+            for name, mp in plan.models.items():
+                for sname, suite in plan.suites.items():
+                    units = [u for u in mp.units if u.suite == sname]
+                    order = list(dict.fromkeys(u.item.id for u in units))
+                    if order:
+                        self._targets[(name, sname)] = TargetCI(
+                            opts.target_ci,
+                            population=len(suite.items),
+                            order=order,
+                            repeats=max(1, len(units) // len(order)),
+                        )
+        self.state.projection = Projection(plan.total_units)
+        self._apply_prior()
+
+    def _apply_prior(self) -> None:
+        """Count the units earlier sessions finished as done (progress, --target-ci, projection)."""
+        skipped = 0
+        for name, mp in self.plan.models.items():
+            progress = self.state.per_model[name]
+            for unit in mp.units:
+                prior = self._prior.get(unit_key(unit))
+                if prior is None or not prior.done:
+                    continue
+                self._done.add(unit_key(unit))
+                skipped += 1
+                progress.done += 1
+                if prior.status == "scored":
+                    progress.scored += 1
+                    progress.correct += int(bool(prior.correct))
+                target = self._targets.get((unit.model, unit.suite))
+                if target is not None and (unit.model, unit.suite) not in self.state.target_reached:
+                    target.add(unit.item.id, bool(prior.correct) if prior.status == "scored" else None)
+                    if target.done:
+                        self.state.target_reached.add((unit.model, unit.suite))
+        if skipped and self.state.projection is not None:
+            self.state.projection.units_skipped(skipped)
+
+    def endpoint(self, spec: Any) -> str:
+        """Where this model's requests go, as the cache key names it (see :mod:`harness.run.cache`)."""
+        if self.plan.options.simulated:
+            return "simulator"
+        env = os.environ.get(f"{spec.provider.upper()}_BASE_URL")  # the SDKs' own override
+        url = self.base_urls.get(spec.provider) or spec.base_url or env
+        # Credentials in the URL are neither part of the key nor stored (docs/design.md, invariant 8).
+        return strip_url_credentials(url) if url else "default"
+
+    def request_for(self, mp: ModelPlan, unit: Unit) -> tuple[Request, dict[str, Any], str]:
+        """The unit's request, its canonical form and its response-cache key."""
+        spec = mp.spec
+        request = Request(
+            model=spec.model,
+            messages=self.prompt_for(unit).messages,
+            max_output_tokens=mp.max_output_tokens,
+            reasoning_effort=spec.reasoning_effort,
+            thinking_budget=spec.thinking_budget,
+            temperature=spec.temperature,
+            extra_body=spec.extra_body,
+        )
+        canonical = canonical_request(
+            spec, request, repeat=unit.repeat, run_seed=self.plan.options.seed, endpoint=self.endpoint(spec)
+        )
+        return request, canonical, request_key(canonical)
+
+    def prompt_for(self, unit: Unit) -> Prompt:
+        key = (unit.suite, unit.item.id, unit.repeat)
+        p = self._prompts.get(key)
+        if p is None:
+            p = self.plan.suites[unit.suite].render(unit.item, unit.repeat, self.plan.options.seed)
+            self._prompts[key] = p
+        return p
+
+    def connect(self, base_urls: Mapping[str, str | None], sim_instance: str | None = None) -> None:
+        """Say where requests go (before :meth:`execute`): base URL per provider and, for the simulator,
+        its invoice instance (recorded as ``calls.sent_to`` for ``reconcile``)."""
+        self.base_urls = base_urls
+        self._sent_to = f"sim:{sim_instance}" if sim_instance else None
+
+    async def load_cache(self) -> None:
+        """Look every unit still to answer up in the response cache (once; :meth:`execute` does it
+        if nobody did before)."""
+        self._cache_loaded = True
+        if not self.plan.options.use_cache:
+            return
+        keys = [
+            self.request_for(mp, unit)[2]
+            for mp in self.plan.models.values()
+            for unit in mp.units
+            if unit_key(unit) not in self._done
+        ]
+        self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
+
+    def units_to_send(self) -> int:
+        """Units that need a provider call: not answered before, no stored answer to re-score, and
+        (once :meth:`load_cache` ran) no answer in the response cache."""
+        count = 0
+        for mp in self.plan.models.values():
+            for unit in mp.units:
+                key = unit_key(unit)
+                prior = self._prior.get(key)
+                if key in self._done or (prior is not None and prior.answer is not None):
+                    continue
+                if self._cache and self.request_for(mp, unit)[2] in self._cache:
+                    continue
+                count += 1
+        return count
+
+    async def execute(self) -> str:
+        """Run every unit; return the final run status."""
+        from adapters import create_adapter
+
+        opts = self.plan.options
+        provider_slots: dict[str, int] = {}
+        for name, mp in self.plan.models.items():
+            self._adapters[name] = create_adapter(
+                mp.spec,
+                api_key=mp.api_key,
+                base_url=self.base_urls.get(mp.spec.provider) or mp.spec.base_url,
+                stall_timeout_s=opts.stall_timeout_s,
+            )
+            provider_slots[mp.spec.provider] = provider_slots.get(mp.spec.provider, 0) + opts.concurrency
+        self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}
+        for mp in self.plan.models.values():
+            price = mp.price
+            await anyio.to_thread.run_sync(
+                self.store.ensure_price,
+                price.id,
+                price.provider,
+                price.model,
+                price.to_dict(),
+                self.plan.price_table.sha256,
+            )
+        if not self._cache_loaded:
+            await self.load_cache()
+
+        status = "done"
+        try:
+            async with Ledger(self.store, self.run_id) as ledger:
+                self.state.ledger = ledger
+                self.state.budget_nano = ledger.budget_nano
+                self._gate = BudgetGate(ledger)
+                self._gate.on_stop = self._budget_stopped
+                if len(self.plan.models) > 1:
+                    # What is left of the budget (a resumed run has spent some) is what is shared.
+                    left = max(0, ledger.budget_nano - ledger.committed_nano)
+                    self._shares = Shares(split_budget(left, list(self.plan.models), opts.split))
+                try:
+                    async with anyio.create_task_group() as tg:
+                        if self.handle_signals:
+                            tg.start_soon(self._watch_signals, tg)
+                        tg.start_soon(self._report_progress)
+                        tg.start_soon(self._heartbeat)
+                        async with anyio.create_task_group() as work:
+                            for name, mp in self.plan.models.items():
+                                self._start_model(work, name, mp)
+                        tg.cancel_scope.cancel()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._record_not_run(ledger)
+                        await ledger.flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for adapter in self._adapters.values():
+                    try:
+                        await adapter.aclose()
+                    except Exception:
+                        pass
+                if self.on_progress:
+                    self.on_progress(self.state)
+        if self.state.interrupted:
+            status = "interrupted"
+        elif self.state.budget_stop or self.state.share_stopped:
+            status = "budget_exhausted"
+        elif self._all_failed() or self._nothing_answered():
+            status = "failed"
+        return status
+
+    def _nothing_answered(self) -> bool:
+        """Every model stopped as unavailable and nothing was answered: the run failed."""
+        return bool(self.state.model_stops) and all(
+            (s := self.state.model_stops.get(name)) is not None
+            and s.reason is StopReason.UNAVAILABLE
+            and p.scored == 0
+            for name, p in self.state.per_model.items()
+        )
+
+    def _budget_stopped(self, stop: BudgetExhausted) -> None:
+        """The gate stopped the run: no new call starts anywhere; share waiters stop too."""
+        if self.state.run_stop is None:
+            self.state.run_stop = Stop(StopReason.BUDGET, str(stop))
+        if self._shares is not None:
+            self._shares.stop_all()
+
+    def _stop_model(self, model: str, reason: StopReason, detail: str = "") -> None:
+        self.state.model_stops.setdefault(model, Stop(reason, detail))
+        if self._shares is not None:
+            self._shares.stop(model)
+
+    def target_summaries(self) -> list[dict[str, Any]]:
+        """For a --target-ci run: per model and suite, n of N items, the interval, the spend, and the
+        projected cost of the full run."""
+        out = []
+        for (model, suite), target in self._targets.items():
+            mp = self.plan.models[model]
+            costs = self._unit_costs.get((model, suite), [])
+            summary = summarize_partial(
+                model=model,
+                suite=suite,
+                target=target,
+                unit_costs_nano=costs,
+                spent_nano=sum(costs),
+                full_units=sum(1 for u in mp.units if u.suite == suite),
+            )
+            out.append({**summary.as_dict(), "line": summary.line()})
+        return out
+
+    def _all_failed(self) -> bool:
+        return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())
+
+    def _start_model(self, tg: TaskGroup, name: str, mp: ModelPlan) -> None:
+        units = [u for u in mp.units if unit_key(u) not in self._done]
+        send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(units) or 1)
+        for unit in units:
+            send.send_nowait(unit)
+        send.close()
+        workers = min(self.plan.options.concurrency, max(1, len(units)))
+        if self._shares is not None:
+            self._shares.add_workers(name, workers)  # before any runs, so no model looks stuck early
+        for _ in range(workers):
+            tg.start_soon(self._worker, mp, receive.clone())
+        receive.close()
+
+    async def _worker(self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit]) -> None:
+        name = mp.spec.name
+        async with self._worker_life(name), receive:
+            async for unit in receive:
+                if self.state.stop_of(name) is not None:
+                    return
+                if (unit.model, unit.suite) in self.state.target_reached:
+                    continue  # recorded as not run (target reached) at the end
+                await self._process(mp, unit)
+
+    @asynccontextmanager
+    async def _worker_life(self, model: str) -> AsyncIterator[None]:
+        if self._shares is None:
+            yield
+            return
+        async with self._shares.worker(model):
+            yield
+
+    async def _process(self, mp: ModelPlan, unit: Unit) -> None:
+        opts = self.plan.options
+        prompt = self.prompt_for(unit)
+        spec = mp.spec
+        request, canonical, rkey = self.request_for(mp, unit)
+        prior = self._prior.get(unit_key(unit))
+        if prior is not None and prior.answer is not None:
+            # Bought by this run before a crash, never recorded: re-score it, never buy it again.
+            await self._answer_from_store(mp, unit, prompt, prior.answer, [prior.answer.call_id])
+            return
+        hit = self._cache.get(rkey)
+        if hit is not None:
+            await self._answer_from_cache(mp, unit, prompt, hit, canonical, rkey)
+            return
+        adapter = self._adapters[spec.name]
+        reserve_nano = usd_to_nano(
+            mp.price.worst_case(adapter.input_tokens_upper_bound(request), mp.max_output_tokens)
+        )
+        limiter = self._limiters[spec.provider]
+        progress = self.state.per_model[spec.name]
+        costs: list[int] = []
+        last_call: list[str] = []
+        completion: Completion | None = None
+        try:
+            async for attempt in retrying(opts.retry):
+                with attempt:
+                    completion = await self._attempt(
+                        mp,
+                        unit,
+                        request,
+                        adapter,
+                        limiter,
+                        reserve_nano,
+                        attempt.retry_state.attempt_number + (prior.attempts if prior else 0),
+                        costs,
+                        last_call,
+                        canonical,
+                        rkey,
+                    )
+        except BudgetExhausted as stop:
+            if isinstance(stop, ShareExhausted):
+                self._stop_model(spec.name, StopReason.SHARE, str(stop))
+                reason = StopReason.SHARE.value
+            else:
+                reason = StopReason.BUDGET.value
+            if costs:  # earlier attempts of this item were paid for: record the item with their spend
+                await self._finish_item(unit, prompt, "not_run", None, None, "", reason, costs, last_call)
+            return  # otherwise recorded as not run at the end
+        except ProviderError as exc:
+            progress.errors += 1
+            progress.done += 1
+            if isinstance(exc, AuthError) or (isinstance(exc, BadRequest) and exc.status_code == 404):
+                detail = f"{exc.error_type or type(exc).__name__}: {one_line(exc.message)}"
+                self._stop_model(spec.name, StopReason.UNAVAILABLE, detail)
+            await self._finish_item(
+                unit, prompt, "error", None, None, "", exc.error_type or type(exc).__name__, costs, last_call
+            )
+            return
+        assert completion is not None
+        await self._score_and_finish(
+            mp, unit, prompt, completion.text, completion.finish_reason, costs, last_call
+        )
+
+    async def _attempt(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        request: Request,
+        adapter: Adapter,
+        limiter: AdaptiveLimiter,
+        reserve_nano: int,
+        attempt_number: int,
+        costs: list[int],
+        last_call: list[str],
+        canonical: Mapping[str, Any] | None = None,
+        rkey: str | None = None,
+    ) -> Completion:
+        """One attempt: share (if split), provider slot, durable reservation, the call, one settlement.
+
+        Raises:
+            BudgetExhausted: the run or (``ShareExhausted``) this model stopped at its budget.
+            ProviderError: the attempt failed (the retry layer decides whether to try again).
+        """
+        spec = mp.spec
+        gate = self._gate
+        assert gate is not None
+        async with self._share_hold(spec.name, reserve_nano) as hold, limiter.slot():
+            start = self._call_start(mp, unit, attempt_number, reserve_nano, canonical, rkey)
+            # The call id travels as x-client-request-id (OpenAI documents it; others ignore it), so
+            # `reconcile` can match a crashed call to the provider's bill.
+            request = replace(
+                request, extra_headers={**request.extra_headers, "x-client-request-id": start.call_id}
+            )
+
+            def settled(cost_nano: int) -> None:
+                costs.append(cost_nano)
+                if self.state.projection is not None:
+                    self.state.projection.call_settled(cost_nano)
+
+            try:
+                async with Reservation(gate, start, hold=hold, on_settled=settled) as attempt:
+                    last_call[:] = [start.call_id]
+                    self.state.calls += 1
+                    self.state.per_model[spec.name].calls += 1
+                    try:
+                        with anyio.fail_after(self.plan.options.attempt_timeout_s):
+                            completion = await adapter.complete(request)
+                    except TimeoutError:
+                        raise CallTimeout(
+                            f"attempt exceeded {self.plan.options.attempt_timeout_s:g}s",
+                            provider=spec.provider,
+                            retry=RetryDecision.transient(),
+                            error_type="attempt_timeout",
+                            generation_started=True,
+                        ) from None
+                    if completion.usage_known:
+                        price = mp.price.cost(completion.usage, service_tier=completion.service_tier)
+                        attempt.answered(completion, usd_to_nano(price))
+                    else:
+                        attempt.answered(completion, reserve_nano)
+            except ProviderError as exc:
+                self.state.per_model[spec.name].failed_calls += 1
+                self.state.errors[
+                    (spec.name, exc.error_type or type(exc).__name__, one_line(exc.message)[:200])
+                ] += 1
+                if isinstance(exc, RateLimited):
+                    limiter.on_rate_limited(exc.retry.retry_after_s)
+                raise
+            limiter.on_success(completion.rate_limits)
+            return completion
+
+    @asynccontextmanager
+    async def _share_hold(self, model: str, amount_nano: int) -> AsyncIterator[ShareHold | None]:
+        if self._shares is None:
+            yield None
+            return
+        async with self._shares.hold(model, amount_nano) as hold:
+            yield hold
+
+    async def _score(self, unit: Unit, prompt: Prompt, text: str, finish_reason: str) -> Score:
+        return await score_answer(self.plan.suites[unit.suite], prompt, text, finish_reason)
+
+    async def _finish_item(
+        self,
+        unit: Unit,
+        prompt: Prompt,
+        status: str,
+        correct: bool | None,
+        extracted: str | None,
+        text: str,
+        reason: str | None,
+        costs: list[int],
+        last_call: list[str],
+    ) -> None:
+        ledger = self.state.ledger
+        assert ledger is not None
+        self._done.add(unit_key(unit))
+        self._unit_costs.setdefault((unit.model, unit.suite), []).append(sum(costs))
+        if self.state.projection is not None:
+            self.state.projection.unit_done(sum(costs))
+        target = self._targets.get((unit.model, unit.suite))
+        if target is not None and (unit.model, unit.suite) not in self.state.target_reached:
+            target.add(unit.item.id, bool(correct) if status == "scored" else None)
+            if target.done:
+                self.state.target_reached.add((unit.model, unit.suite))
+                if self.state.projection is not None:
+                    left = sum(
+                        1
+                        for u in self.plan.models[unit.model].units
+                        if u.suite == unit.suite and unit_key(u) not in self._done
+                    )
+                    self.state.projection.units_skipped(left)
+        await ledger.record_item(
+            self._item_result(unit, prompt, status, correct, extracted, text, reason, costs, last_call)
+        )
+
+    def _item_result(
+        self,
+        unit: Unit,
+        prompt: Prompt,
+        status: str,
+        correct: bool | None,
+        extracted: str | None,
+        text: str,
+        reason: str | None,
+        costs: list[int],
+        last_call: list[str],
+    ) -> ItemResult:
+        prior = self._prior.get(unit_key(unit))
+        return ItemResult(
+            run_id=self.run_id,
+            model=unit.model,
+            suite=unit.suite,
+            item_id=unit.item.id,
+            repeat=unit.repeat,
+            status=status,
+            correct=correct,
+            extracted=extracted,
+            answer_text=text,
+            target=prompt.target,
+            reason=reason,
+            meta=dict(prompt.meta),
+            cost_nano=sum(costs) + (prior.cost_nano if prior else 0),
+            attempts=len(costs) + (prior.attempts if prior else 0),
+            final_call_id=last_call[0] if last_call else None,
+        )
+
+    def _call_start(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        attempt: int,
+        reserve_nano: int,
+        canonical: Mapping[str, Any] | None,
+        rkey: str | None,
+    ) -> CallStart:
+        """A new call row for one attempt at ``unit`` (a fresh call id, started now)."""
+        spec = mp.spec
+        return CallStart(
+            call_id=uuid.uuid4().hex,
+            run_id=self.run_id,
+            model=spec.name,
+            provider=spec.provider,
+            api=spec.api,
+            provider_model=spec.model,
+            suite=unit.suite,
+            item_id=unit.item.id,
+            repeat=unit.repeat,
+            attempt=attempt,
+            role="target",
+            reserved_nano=reserve_nano,
+            price_id=mp.price.id,
+            started_at=datetime.now(UTC),
+            request_hash=rkey,
+            request=canonical,
+            sent_to=self._sent_to,
+        )
+
+    async def _answer_from_cache(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        prompt: Prompt,
+        hit: CachedAnswer,
+        canonical: Mapping[str, Any],
+        rkey: str,
+    ) -> None:
+        """Answer a unit from the response cache: a ``cached`` call row at cost 0, then score."""
+        ledger = self.state.ledger
+        assert ledger is not None
+        start = replace(self._call_start(mp, unit, 0, 0, canonical, rkey), sent_to=None)
+        call_id = start.call_id
+        await ledger.record_cached(
+            CachedCall(
+                start=start,
+                source_call_id=hit.call_id,
+                reproduce_nano=hit.cost_nano,
+                response=response_record(hit.text, hit.finish_reason),
+                finish_reason=hit.raw_finish_reason,
+            )
+        )
+        await self._answer_from_store(mp, unit, prompt, hit, [call_id])
+
+    async def _answer_from_store(
+        self, mp: ModelPlan, unit: Unit, prompt: Prompt, answer: CachedAnswer, last_call: list[str]
+    ) -> None:
+        """Score a stored answer and record the item (nothing is sent or charged)."""
+        await self._score_and_finish(mp, unit, prompt, answer.text, answer.finish_reason, [], last_call)
+
+    async def _score_and_finish(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        prompt: Prompt,
+        text: str,
+        finish_reason: str,
+        costs: list[int],
+        last_call: list[str],
+    ) -> None:
+        """Score an answer (bought now, cached or stored), count it, and record the item result."""
+        progress = self.state.per_model[mp.spec.name]
+        score = await self._score(unit, prompt, text, finish_reason)
+        progress.done += 1
+        if score.status == "scored":
+            progress.scored += 1
+            progress.correct += int(bool(score.correct))
+        await self._finish_item(
+            unit, prompt, score.status, score.correct, score.extracted, text, score.reason, costs, last_call
+        )
+
+    async def _record_not_run(self, ledger: Ledger) -> None:
+        for name, mp in self.plan.models.items():
+            stop = self.state.stop_of(name)
+            model_reason = (
+                "not_run"
+                if stop is None
+                else stop.detail
+                if stop.reason is StopReason.UNAVAILABLE
+                else stop.reason.value
+            )
+            for unit in mp.units:
+                if unit_key(unit) in self._done:
+                    continue
+                reached = (unit.model, unit.suite) in self.state.target_reached
+                reason = "target_ci_reached" if reached else model_reason
+                prompt = self.prompt_for(unit)
+                why = one_line(reason)[:200]
+                result = self._item_result(unit, prompt, "not_run", None, None, "", why, [], [])
+                await ledger.record_item(result)
+
+    async def _watch_signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if self.state.run_stop is None:
+                    self.state.run_stop = Stop(StopReason.INTERRUPTED, "interrupted by a signal")
+                # Cancel everything: in-flight attempts settle (shielded) at their reservation.
+                tg.cancel_scope.cancel()
+                return
+
+    async def _heartbeat(self) -> None:
+        """Keep ``runs.heartbeat_at`` fresh while calls are slow, so resume can tell a live run."""
+        while True:
+            await anyio.sleep(HEARTBEAT_S)
+            try:
+                owned = await anyio.to_thread.run_sync(self.store.touch_heartbeat, self.run_id)
+            except StorageError as exc:  # the ledger reports database trouble where it matters
+                log.warning("heartbeat: %s", exc)
+                continue
+            if not owned and self.state.run_stop is None:
+                # Another session took the run over (--force, or after our heartbeat went stale):
+                # start nothing new; what is in flight settles.
+                log.warning("run %s was taken over by another session; stopping", self.run_id)
+                self.state.run_stop = Stop(StopReason.TAKEN_OVER, "another session took the run over")
+                if self._shares is not None:
+                    self._shares.stop_all()
+
+    async def _report_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        while True:
+            self.on_progress(self.state)
+            await anyio.sleep(0.25)
+
+
+def unit_key(unit: Unit) -> UnitKey:
+    """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
+    return (unit.model, unit.suite, unit.item.id, unit.repeat)

@@ -1,0 +1,1 @@
+"""Intervals, sequential stopping and sampling."""

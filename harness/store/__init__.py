@@ -1,0 +1,1 @@
+"""The database: engine, schema and queries, migrations, bundles."""
