@@ -450,7 +450,7 @@ def _transport_cause(exc: BaseException) -> BaseException | None:
 def billed_unless_proven_free(exc: BaseException, *, response_started: bool) -> bool:
     """Whether a failed attempt may have been billed: True unless the failure proves it free.
 
-    This is the one place that decides DESIGN invariant 11 for transport failures ("a call is free
+    This is the one place that decides docs/design.md invariant 11 for transport failures ("a call is free
     only with proof"). The only proofs are:
 
     - an HTTP error status received from the provider before any output (handled by

@@ -79,7 +79,7 @@ class DataError(ConfigError):
 class ProviderError(HarnessError):
     """One failed attempt at a provider call.
 
-    ``generation_started`` (read it as :attr:`may_be_billed`) is the billing flag of DESIGN invariant
+    ``generation_started`` (read it as :attr:`may_be_billed`) is the billing flag of docs/design.md invariant
     11, "a call is free only with proof": True means *not proven free*, and the runner charges the
     attempt its full reservation (its usage is unknown). It is False only when the attempt is proven
     free:

@@ -95,7 +95,7 @@ _REMOVE = "remove it (tollbench sets it itself, or it is not supported under a b
 #: select a dearer price (``service_tier``, ``speed``, ``inference_geo``, ``model``), drop the usage
 #: report (``stream``, ``stream_options``), bill other token kinds or per-use fees (``audio``,
 #: ``prediction``, ``container``, ``mcp_servers``, ``web_search_options``), or bypass the
-#: bounded reasoning settings. Refused when a models file is loaded (DESIGN invariants 1 and 11).
+#: bounded reasoning settings. Refused when a models file is loaded (docs/design.md invariants 1 and 11).
 BILLING_EXTRA_BODY_KEYS: dict[str, str] = {
     "max_tokens": _USE_MAX_OUT,
     "max_completion_tokens": _USE_MAX_OUT,

@@ -439,6 +439,11 @@ def _with_env_credentials(stored: str | None) -> str | None:
     return stored
 
 
+def _default(name: str) -> Any:
+    """The default of a :class:`RunOptions` field (defined once, on the dataclass)."""
+    return RunOptions.__dataclass_fields__[name].default
+
+
 def options_from_config(
     stored: Mapping[str, Any], *, suites: Sequence[str | Suite] | None = None, **overrides: Any
 ) -> RunOptions:
@@ -465,10 +470,10 @@ def options_from_config(
         "suites": list(suites) if suites is not None else list(stored["suites"]),
         "models": list(stored["models"]),
         "budget_usd": Decimal(str(stored.get("budget_usd", "0"))),
-        "concurrency": int(stored.get("concurrency", 16)),
+        "concurrency": int(stored.get("concurrency", _default("concurrency"))),
         "limit": stored.get("limit"),
         "repeats": stored.get("repeats"),
-        "seed": int(stored.get("seed", 0)),
+        "seed": int(stored.get("seed", _default("seed"))),
         "max_output_tokens": stored.get("max_output_tokens"),
         "simulated": bool(stored.get("simulated", False)),
         "data": path("data"),
@@ -476,16 +481,16 @@ def options_from_config(
         "prices": tuple(Path(p) for p in stored.get("prices") or ()),
         "models_file": path("models_file"),
         "base_url": _with_env_credentials(stored.get("base_url")),
-        "attempt_timeout_s": float(stored.get("attempt_timeout_s", 900.0)),
-        "stall_timeout_s": float(stored.get("stall_timeout_s", 120.0)),
+        "attempt_timeout_s": float(stored.get("attempt_timeout_s", _default("attempt_timeout_s"))),
+        "stall_timeout_s": float(stored.get("stall_timeout_s", _default("stall_timeout_s"))),
         "retry": RetryPolicy(**{k: v for k, v in retry.items() if k in RetryPolicy.__dataclass_fields__}),
-        "sim_speed": float(stored.get("sim_speed", 0.02)),
+        "sim_speed": float(stored.get("sim_speed", _default("sim_speed"))),
         "sim_seed": stored.get("sim_seed"),
         "sim_profiles": path("sim_profiles"),
         "sim_faults": path("sim_faults"),
         "target_ci": stored.get("target_ci"),
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
-        "use_cache": bool(stored.get("use_cache", True)),
+        "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
     }
     values.update(overrides)
     return RunOptions(**values)

@@ -1,4 +1,4 @@
-"""DESIGN invariant 11: a call is free only with proof (issue 10, defect 1).
+"""docs/design.md invariant 11: a call is free only with proof (issue 10, defect 1).
 
 Only an HTTP error status received before any output, a connection that was never made, or a pooled
 connection that was never obtained proves an attempt free. Anything else once the request may have
