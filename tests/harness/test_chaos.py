@@ -217,7 +217,14 @@ async def test_chaos_run_completes_and_every_attempt_is_metered(tmp_path: Path) 
         invoice = await anyio.to_thread.run_sync(_quiet, sim)
     assert (outcome.status, outcome.exit_code) == ("done", 0)
     calls = _rows(db, "select * from calls")
-    assert len(calls) == len(invoice["requests"])  # every attempt is a call row, and nothing else
+    # Every request the simulator saw is a call row (checked below). Under CPU load an attempt can
+    # also fail before the server read its request (a stall timeout while the loaded server had not
+    # yet parsed it): such a row is an error, never an answer, and is charged its full reservation
+    # unless the adapter proved it never left (then 0), so the meter stays >= the bill.
+    seen = {r["client_request_id"] for r in invoice["requests"].values()}
+    unseen = [c for c in calls if c["id"] not in seen]
+    assert len(unseen) <= 3, [dict(c) for c in unseen]
+    assert all(c["status"] == "error" and c["cost_nano"] in (0, c["reserved_nano"]) for c in unseen)
     kinds = Counter(r["fault"] for r in invoice["requests"].values())
     assert kinds["rate_limit_429"] and kinds["disconnect_mid_stream"] and kinds["stall"], kinds
     assert kinds["error_500"] + kinds["error_503"] > 0, kinds
