@@ -18,6 +18,7 @@ import click
 from rich.markup import escape
 from rich.text import Text
 
+from harness.cli.common import db_option
 from harness.errors import ConfigError, DataError
 
 __all__ = ["export_cmd", "import_cmd", "reconcile", "reprice_cmd", "rescore_cmd", "resume"]
@@ -32,16 +33,6 @@ def _exit(code: int) -> Any:
 def _fail(message: str, code: int = 2) -> Any:
     click.echo(f"Error: {' '.join(message.split())}", err=True)
     return _exit(code)
-
-
-def _db_option(f: Any) -> Any:
-    return click.option(
-        "--db",
-        envvar="TOLLBENCH_DB",
-        default=None,
-        metavar="PATH_OR_URL",
-        help="Database file or PostgreSQL URL [env TOLLBENCH_DB; default ./runs.db].",
-    )(f)
 
 
 def _open(db: str | None) -> Any:
@@ -60,7 +51,7 @@ def _check_sim_url(sim_url: str | None) -> None:
 @click.command("resume")
 @click.argument("run_id")
 @click.option("--add-budget", metavar="USD", help="Raise the run's budget by USD before continuing.")
-@_db_option
+@db_option
 @click.option("--json", "json_output", is_flag=True, help="Print the final report as JSON.")
 @click.option("--sim-url", metavar="URL", help="For a simulated run: use the simulator running at URL.")
 @click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
@@ -159,7 +150,7 @@ def resume(
 
 @click.command("reconcile")
 @click.argument("run_id")
-@_db_option
+@db_option
 @click.option("--sim-url", metavar="URL", help="The simulator that served the run (its invoice is the bill).")
 @click.option(
     "--grace",
@@ -238,7 +229,7 @@ def reconcile(
 @click.command("export")
 @click.argument("run_id")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path), help="Bundle file.")
-@_db_option
+@db_option
 def export_cmd(run_id: str, output: Path, db: str | None) -> None:
     """Write RUN_ID as a self-contained JSONL bundle (requests, answers, usage, prices, scores; no keys)."""
     from harness.store.bundle import export_to_file
@@ -262,7 +253,7 @@ def export_cmd(run_id: str, output: Path, db: str | None) -> None:
 
 @click.command("import")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@_db_option
+@db_option
 @click.option("--json", "json_output", is_flag=True, help="Print the imported run's report as JSON.")
 def import_cmd(bundle: Path, db: str | None, json_output: bool) -> None:
     """Load a bundle written by `tollbench export` as a new run (marked imported; nothing is paid)."""
@@ -316,7 +307,7 @@ def _exact_usd(nano: int) -> str:
 
 @click.command("rescore")
 @click.argument("run_id")
-@_db_option
+@db_option
 @click.option("--json", "json_output", is_flag=True, help="Print the results and every changed item as JSON.")
 @click.option(
     "--data",
@@ -398,7 +389,7 @@ def rescore_cmd(run_id: str, db: str | None, json_output: bool, data: Path | Non
 
 @click.command("reprice")
 @click.argument("run_id")
-@_db_option
+@db_option
 @click.option(
     "--prices",
     "prices",

@@ -111,6 +111,7 @@ def _check_meter_against_invoice(db: Path, invoice: dict[str, Any], budget_nano:
     }
 
 
+@pytest.mark.timeout(600)  # 22 kills and resumes: about a minute, more on a loaded machine
 def test_kill_9_at_seeded_moments_then_resume_pays_each_answer_once(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     budget = Decimal("2")
