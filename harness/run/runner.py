@@ -531,9 +531,9 @@ class Runner:
         except BudgetExhausted as stop:
             if isinstance(stop, ShareExhausted):
                 self._stop_model(spec.name, StopReason.SHARE, str(stop))
-                reason = StopReason.SHARE.value
-            else:
-                reason = StopReason.BUDGET.value
+            # The model's own stop (a share, or the model refused while this unit waited) or the run's.
+            why = self.state.stop_of(spec.name)
+            reason = why.reason.value if why is not None else StopReason.BUDGET.value
             if costs:  # earlier attempts of this item were paid for: record the item with their spend
                 await self._finish_item(unit, prompt, "not_run", None, None, "", reason, costs, last_call)
             return  # otherwise recorded as not run at the end
