@@ -42,11 +42,13 @@ class AdapterBase:
     def __init__(self, spec: ModelSpec, api_key: str) -> None:
         self._spec = spec
         self._api_key = api_key
+        self.no_stream_usage = False
+        """The endpoint was seen to end a stream without its usage (see ``ModelSpec.streaming``)."""
 
     @property
     def provider(self) -> str:
-        """Price-table provider (``openai`` or ``anthropic``)."""
-        return self.PROVIDER
+        """The model id's provider (``openai``, ``deepseek``, ``vllm`` ...)."""
+        return self._spec.provider or self.PROVIDER
 
     @property
     def api(self) -> str:

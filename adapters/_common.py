@@ -44,6 +44,7 @@ __all__ = [
     "error_for_status",
     "finish_reason",
     "malformed_stream",
+    "no_finish_reason",
     "one_line",
     "parse_duration",
     "parse_reset",
@@ -540,6 +541,7 @@ def malformed_stream(
     request_id: str | None,
     partial_text: str = "",
     partial_usage: Usage | None = None,
+    output_bound: int = 0,
 ) -> ProviderError:
     """Build the harness error for an SSE event whose data is not valid JSON (retried: the provider
     or a proxy garbled one response; the attempt may be billed)."""
@@ -553,6 +555,32 @@ def malformed_stream(
         generation_started=True,
         partial_text=partial_text,
         partial_usage=partial_usage,
+        output_bound=output_bound,
+    )
+
+
+def no_finish_reason(
+    *,
+    provider: str,
+    request_id: str | None,
+    partial_text: str = "",
+    partial_usage: Usage | None = None,
+    output_bound: int = 0,
+) -> ProviderError:
+    """Build the harness error for a stream that ended (``[DONE]``, or the connection closed cleanly)
+    without a finish reason: the answer may be cut short, so it is not an answer. Retried; the attempt
+    may be billed (llama.cpp's server ends a running stream this way when the next request arrives)."""
+    return StreamInterrupted(
+        one_line(f"{provider} ended the stream without a finish reason (the answer may be cut short)"),
+        provider=provider,
+        retry=RetryDecision.transient(),
+        status_code=200,
+        request_id=request_id,
+        error_type="no_finish_reason",
+        generation_started=True,
+        partial_text=partial_text,
+        partial_usage=partial_usage,
+        output_bound=output_bound,
     )
 
 

@@ -35,6 +35,7 @@ from ._common import (
     error_for_status,
     finish_reason,
     malformed_stream,
+    no_finish_reason,
     rate_limits_from_headers,
     request_id_from_headers,
     stream_error,
@@ -276,6 +277,13 @@ class AnthropicMessagesAdapter(AdapterBase):
             with anyio.CancelScope(shield=True):
                 await stream.close()
 
+        if raw_finish is None:  # no message_delta with a stop reason: the answer may be cut short
+            raise no_finish_reason(
+                provider="anthropic",
+                request_id=request_id_from_headers(headers),
+                partial_text="".join(parts),
+                partial_usage=usage_from_anthropic(usage) if usage else None,
+            )
         latency = time.perf_counter() - started
         tier = usage.get("service_tier") if usage else None
         return Completion(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, cast
 
 import anyio
@@ -23,40 +24,29 @@ from openai.types import CompletionUsage
 from harness.errors import ProviderError
 from harness.types import Completion, ModelSpec, Request, Usage
 
-from ._base import AdapterBase, nonneg
+from ._base import AdapterBase
 from ._common import (
     HeaderLike,
     billed_unless_proven_free,
     body_error_fields,
     build_timeout,
-    decimal_str,
     error_for_status,
     finish_reason,
     malformed_stream,
+    no_finish_reason,
     rate_limits_from_headers,
     request_id_from_headers,
     stream_error,
     transport_error,
 )
+from .openai_compat import provider_cost, usage_for_dialect
 
 __all__ = ["OpenAIChatAdapter", "map_openai_error", "merged_extra_body", "usage_from_openai_chat"]
 
 
-def usage_from_openai_chat(usage: CompletionUsage) -> Usage:
-    """Normalise a Chat Completions usage object (cached and reasoning tokens are subsets)."""
-    prompt = nonneg(usage.prompt_tokens)
-    details = usage.prompt_tokens_details
-    cached = nonneg(details.cached_tokens) if details is not None else 0
-    cache_write = nonneg(getattr(details, "cache_write_tokens", None)) if details is not None else 0
-    out_details = usage.completion_tokens_details
-    reasoning = nonneg(out_details.reasoning_tokens) if out_details is not None else 0
-    return Usage(
-        input_uncached=max(0, prompt - cached - cache_write),
-        cache_read=cached,
-        cache_write_5m=cache_write,
-        output=nonneg(usage.completion_tokens),
-        reasoning=reasoning,
-    )
+def usage_from_openai_chat(usage: CompletionUsage, dialect: str = "openai") -> Usage:
+    """Normalise a Chat Completions usage object of ``dialect`` (see :mod:`adapters.openai_compat`)."""
+    return usage_for_dialect(dialect, usage.model_dump())
 
 
 def merged_extra_body(spec: ModelSpec, request: Request) -> dict[str, Any] | None:
@@ -73,6 +63,8 @@ def map_openai_error(
     api_key: str,
     headers: HeaderLike | None = None,
     partial_text: str = "",
+    provider: str = "openai",
+    output_bound: int = 0,
 ) -> ProviderError:
     """Map an ``openai`` exception to the harness hierarchy with its retry classification.
 
@@ -84,13 +76,15 @@ def map_openai_error(
         api_key: removed from the message if the provider echoed it.
         headers: the streaming response's headers (for the request id of mid-stream failures).
         partial_text: text received before the failure.
+        provider: the model id's provider, for messages (``openai``, ``deepseek`` ...).
+        output_bound: an upper bound of the output tokens received before the failure.
     """
     secrets = (api_key,)
     if isinstance(exc, openai.APIStatusError):
         etype, code, message = body_error_fields(exc.body)
         return error_for_status(
             exc.status_code,
-            provider="openai",
+            provider=provider,
             message=message or exc.message,
             headers=exc.response.headers,
             error_type=etype,
@@ -101,19 +95,21 @@ def map_openai_error(
     request_id = request_id_from_headers(headers)
     if isinstance(exc, openai.APIConnectionError):
         # ``__cause__`` is the httpx2 error (or anyio.EndOfStream / ssl.SSLError the SDK also wraps).
-        return transport_error(
+        err = transport_error(
             exc,
-            provider="openai",
+            provider=provider,
             timeout=isinstance(exc, openai.APITimeoutError),
             generation_started=billed_unless_proven_free(exc, response_started=generation_started),
             response_started=generation_started,
             request_id=request_id,
             partial_text=partial_text,
         )
+        err.output_bound = max(err.output_bound, output_bound)
+        return err
     # A plain APIError is an error object inside the 200 stream ({"error": {...}}).
     etype, code, message = body_error_fields(exc.body)
-    return stream_error(
-        provider="openai",
+    err = stream_error(
+        provider=provider,
         message=message or exc.message,
         error_type=etype or exc.type,
         error_code=code or exc.code,
@@ -122,10 +118,24 @@ def map_openai_error(
         partial_text=partial_text,
         partial_usage=None,
     )
+    err.output_bound = max(err.output_bound, output_bound)
+    return err
 
 
 class OpenAIChatAdapter(AdapterBase):
-    """Streams Chat Completions with ``include_usage`` and returns a normalised :class:`Completion`."""
+    """Chat Completions, streamed with ``include_usage``, normalised to a :class:`Completion`.
+
+    The same adapter serves every OpenAI-compatible provider; ``spec.dialect`` says how it reports
+    usage (:mod:`adapters.openai_compat`) and where the output limit goes: OpenAI's own API reads
+    ``max_completion_tokens`` (and refuses ``max_tokens`` on reasoning models); every other server is
+    sent both, since many read only one of them (llama.cpp's reads ``max_tokens``).
+
+    The limit is also enforced here: a server that streams more content chunks than the limit (each
+    chunk carries at least one token) is cut off, and the answer ends ``length``. A stream that ends
+    without a finish reason is a transient error, never an answer. An endpoint seen to end a stream
+    without usage is remembered (:attr:`no_stream_usage`), and with ``streaming = "auto"`` its next
+    calls are made without streaming, so that their usage is known.
+    """
 
     PROVIDER = "openai"
     API = "chat"
@@ -150,23 +160,44 @@ class OpenAIChatAdapter(AdapterBase):
             connect_timeout_s: TCP/TLS connect timeout.
         """
         super().__init__(spec, api_key)
+        self._dialect = spec.dialect or "openai"
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
         )
+        # A non-streaming answer arrives only once it is complete: no stall timeout while it is made
+        # (the runner's attempt timeout still bounds the whole attempt).
+        self._whole_answer_timeout = build_timeout(
+            connect_timeout_s=connect_timeout_s, stall_timeout_s=max(stall_timeout_s, 3600.0)
+        )
 
-    def request_params(self, request: Request) -> dict[str, Any]:
+    @property
+    def dialect(self) -> str:
+        """How this endpoint reports usage and reads the output limit."""
+        return self._dialect
+
+    def streams(self) -> bool:
+        """Whether the next call is streamed (``spec.streaming`` and what the endpoint was seen to do)."""
+        mode = self._spec.streaming
+        if mode == "never":
+            return False
+        return mode == "always" or not self.no_stream_usage
+
+    def request_params(self, request: Request, *, stream: bool = True) -> dict[str, Any]:
         """The keyword arguments passed to ``chat.completions.create`` (the JSON body's fields)."""
         spec = self._spec
         params: dict[str, Any] = {
             "model": request.model or spec.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "max_completion_tokens": request.max_output_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
         }
+        if self._dialect != "openai":
+            params["max_tokens"] = request.max_output_tokens
+        if stream:
+            params["stream"] = True
+            params["stream_options"] = {"include_usage": True}
         effort = request.reasoning_effort or spec.reasoning_effort
         if effort:
             params["reasoning_effort"] = effort
@@ -182,19 +213,63 @@ class OpenAIChatAdapter(AdapterBase):
             params["extra_headers"] = dict(request.extra_headers)
         return params
 
+    def _completion(
+        self,
+        *,
+        text: str,
+        usage: CompletionUsage | None,
+        raw_finish: str | None,
+        refused: bool,
+        headers: HeaderLike,
+        response_model: str | None,
+        tier: str | None,
+        ttft: float | None,
+        started: float,
+        output_bound: int,
+        streamed: bool,
+    ) -> Completion:
+        reason = finish_reason(raw_finish)
+        if refused and reason == "stop":
+            reason = "refusal"
+        raw = usage.model_dump() if usage is not None else None
+        return Completion(
+            text=text,
+            usage=usage_for_dialect(self._dialect, raw) if raw is not None else Usage(),
+            usage_known=raw is not None,
+            finish_reason=reason,
+            raw_finish_reason=raw_finish,
+            raw_usage=raw,
+            request_id=request_id_from_headers(headers),
+            response_model=response_model,
+            service_tier=tier,
+            ttft_s=ttft,
+            latency_s=time.perf_counter() - started,
+            rate_limits=rate_limits_from_headers(headers),
+            provider_cost_usd=provider_cost(self._dialect, raw) if raw is not None else None,
+            output_bound=output_bound,
+            streamed=streamed,
+        )
+
     async def complete(self, request: Request) -> Completion:
-        """Stream one chat completion.
+        """One chat completion, streamed unless the endpoint is known to stream without usage.
 
         Raises:
-            harness.errors.ProviderError: HTTP errors, transport failures, stalls and error events,
-                classified for retry, with ``generation_started`` set for failures mid-stream.
+            harness.errors.ProviderError: HTTP errors, transport failures, stalls, error events and
+                streams cut without a finish reason, classified for retry, with
+                ``generation_started`` set for failures once the request may have been billed.
         """
+        if not self.streams():
+            return await self._complete_whole(request)
         params = self.request_params(request)
+        provider = self.provider
+        limit = request.max_output_tokens
         started = time.perf_counter()
         try:
             stream = await self._client.chat.completions.create(**params)
         except openai.APIError as exc:
-            raise map_openai_error(exc, generation_started=False, api_key=self._api_key) from exc
+            raise map_openai_error(
+                exc, generation_started=False, api_key=self._api_key, provider=provider
+            ) from exc
 
         headers = stream.response.headers
         parts: list[str] = []
@@ -205,6 +280,9 @@ class OpenAIChatAdapter(AdapterBase):
         response_model: str | None = None
         tier: str | None = None
         refused = False
+        cut = False
+        chunks = 0  # content-bearing chunks: each carries at least one output token
+        nbytes = 0  # UTF-8 bytes of all streamed text (visible and reasoning)
         try:
             async for chunk in stream:
                 if response_model is None:
@@ -222,12 +300,25 @@ class OpenAIChatAdapter(AdapterBase):
                             if ttft is None:
                                 ttft = time.perf_counter() - started
                             append(content)
-                        elif ttft is None and _has_reasoning(delta):
-                            ttft = time.perf_counter() - started
+                            chunks += 1
+                            nbytes += len(content.encode("utf-8", "surrogatepass"))
+                        else:
+                            thought = _reasoning_text(delta)
+                            if thought:
+                                if ttft is None:
+                                    ttft = time.perf_counter() - started
+                                chunks += 1
+                                nbytes += len(thought.encode("utf-8", "surrogatepass"))
                         if delta.refusal:
                             refused = True
+                            chunks += 1
+                            nbytes += len(delta.refusal.encode("utf-8", "surrogatepass"))
                     if choice.finish_reason is not None:
                         raw_finish = choice.finish_reason
+                if chunks > limit and raw_finish is None:
+                    # More tokens than the limit: the server does not honour it. Stop paying for it.
+                    cut = True
+                    break
         except openai.APIError as exc:
             raise map_openai_error(
                 exc,
@@ -235,42 +326,102 @@ class OpenAIChatAdapter(AdapterBase):
                 api_key=self._api_key,
                 headers=headers,
                 partial_text="".join(parts),
+                provider=provider,
+                output_bound=nbytes + chunks,
             ) from exc
         except json.JSONDecodeError as exc:
             raise malformed_stream(
                 exc,
-                provider="openai",
+                provider=provider,
                 request_id=request_id_from_headers(headers),
                 partial_text="".join(parts),
+                output_bound=nbytes + chunks,
             ) from exc
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.close()
 
-        latency = time.perf_counter() - started
-        reason = finish_reason(raw_finish)
-        if refused and reason == "stop":
-            reason = "refusal"
-        return Completion(
+        if cut:
+            raw_finish = "client_output_limit"
+        elif raw_finish is None:
+            raise no_finish_reason(
+                provider=provider,
+                request_id=request_id_from_headers(headers),
+                partial_text="".join(parts),
+                output_bound=nbytes + chunks,
+            )
+        elif usage is None and self._dialect != "openai":
+            self.no_stream_usage = True  # remembered: with streaming = "auto", the next calls ask whole
+        completion = self._completion(
             text="".join(parts),
-            usage=usage_from_openai_chat(usage) if usage is not None else Usage(),
-            usage_known=usage is not None,
-            finish_reason=reason,
-            raw_finish_reason=raw_finish,
-            raw_usage=usage.model_dump() if usage is not None else None,
-            request_id=request_id_from_headers(headers),
+            usage=usage,
+            raw_finish=raw_finish,
+            refused=refused,
+            headers=headers,
             response_model=response_model,
-            service_tier=tier,
-            ttft_s=ttft,
-            latency_s=latency,
-            rate_limits=rate_limits_from_headers(headers),
-            provider_cost_usd=decimal_str(getattr(usage, "cost", None)) if usage is not None else None,
+            tier=tier,
+            ttft=ttft,
+            started=started,
+            output_bound=nbytes + chunks,
+            streamed=True,
+        )
+        if cut:
+            completion = replace(completion, finish_reason="length")
+        return completion
+
+    async def _complete_whole(self, request: Request) -> Completion:
+        """One non-streaming chat completion (its answer carries the usage)."""
+        params = self.request_params(request, stream=False)
+        provider = self.provider
+        started = time.perf_counter()
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                **params, timeout=self._whole_answer_timeout
+            )
+            response = raw.parse()
+        except openai.APIError as exc:
+            raise map_openai_error(
+                exc, generation_started=False, api_key=self._api_key, provider=provider
+            ) from exc
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise malformed_stream(exc, provider=provider, request_id=None) from exc
+        headers = raw.headers
+        choice = response.choices[0] if response.choices else None
+        message = choice.message if choice is not None else None
+        text = (message.content or "") if message is not None else ""
+        thought = _reasoning_text(message) if message is not None else ""
+        bound = len(text.encode("utf-8", "surrogatepass")) + len(thought.encode("utf-8", "surrogatepass"))
+        bound += 1 if text or thought else 0
+        raw_finish = choice.finish_reason if choice is not None else None
+        if raw_finish is None:
+            raise no_finish_reason(
+                provider=provider,
+                request_id=request_id_from_headers(headers),
+                partial_text=text,
+                output_bound=bound,
+            )
+        return self._completion(
+            text=text,
+            usage=response.usage,
+            raw_finish=raw_finish,
+            refused=bool(message is not None and message.refusal),
+            headers=headers,
+            response_model=response.model,
+            tier=response.service_tier,
+            ttft=None,
+            started=started,
+            output_bound=bound,
+            streamed=False,
         )
 
 
-def _has_reasoning(delta: object) -> bool:
-    # vLLM / DeepSeek / OpenRouter stream reasoning as an extra delta field; OpenAI itself sends none.
+def _reasoning_text(delta: object) -> str:
+    # vLLM / DeepSeek / OpenRouter / xAI send reasoning as an extra field; OpenAI itself sends none.
     extra = cast(Mapping[str, Any] | None, getattr(delta, "model_extra", None))
     if not extra:
-        return False
-    return bool(extra.get("reasoning_content") or extra.get("reasoning"))
+        return ""
+    for key in ("reasoning_content", "reasoning"):
+        value = extra.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""

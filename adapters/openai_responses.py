@@ -29,6 +29,7 @@ from ._common import (
     decimal_str,
     finish_reason,
     malformed_stream,
+    no_finish_reason,
     rate_limits_from_headers,
     request_id_from_headers,
     stream_error,
@@ -186,6 +187,8 @@ class OpenAIResponsesAdapter(AdapterBase):
         request_id = request_id_from_headers(headers)
         if terminal == "response.failed" or flat_error is not None:
             raise self._failed(final, flat_error, request_id, "".join(parts))
+        if final is None:  # the stream ended without response.completed / .incomplete: no answer
+            raise no_finish_reason(provider=self.provider, request_id=request_id, partial_text="".join(parts))
 
         latency = time.perf_counter() - started
         usage = final.usage if final is not None else None

@@ -107,6 +107,7 @@ class ProviderError(HarnessError):
         generation_started: bool = False,
         partial_text: str = "",
         partial_usage: Usage | None = None,
+        output_bound: int = 0,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -118,6 +119,9 @@ class ProviderError(HarnessError):
         self.generation_started = generation_started
         self.partial_text = partial_text
         self.partial_usage = partial_usage
+        #: An upper bound of the output tokens received before the failure (at least the UTF-8 bytes
+        #: of ``partial_text``); a failure that may be billed is charged at least this.
+        self.output_bound = max(output_bound, len(partial_text.encode("utf-8", "surrogatepass")))
 
     @property
     def may_be_billed(self) -> bool:

@@ -36,8 +36,16 @@ __all__ = [
     "BILLING_EXTRA_BODY_KEYS",
     "BUILTIN_ALIASES",
     "PROVIDERS",
+    "DIALECTS",
+    "LOCAL_PLACEHOLDER_KEY",
+    "STREAMING_MODES",
     "ProviderInfo",
     "api_key_for",
+    "base_url_env",
+    "default_base_url",
+    "dialect_for",
+    "price_provider",
+    "provider_info",
     "check_extra_body",
     "default_alias_file",
     "load_aliases",
@@ -52,26 +60,175 @@ class ProviderInfo:
     """What the ``provider`` part of a model id selects."""
 
     price_provider: str
-    """Provider name in the price table (``openai`` / ``anthropic``)."""
+    """Provider name in the price table (``openai``, ``anthropic``, ``deepseek`` ...)."""
     default_api: str
-    """Adapter used unless an alias says otherwise: ``chat``, ``responses`` or ``messages``."""
+    """Adapter used unless an alias says otherwise: ``chat``, ``responses``, ``messages`` or ``gemini``."""
     api_key_env: str
     """Environment variable holding the API key."""
     base_url_env: str
-    """Environment variable the SDK reads for a custom endpoint."""
+    """Environment variable for a custom endpoint (the SDK's own for OpenAI and Anthropic)."""
     apis: tuple[str, ...]
     """The APIs this provider speaks."""
+    default_base_url: str | None = None
+    """Where requests go when no base URL is given (None: the SDK's default)."""
+    dialect: str = ""
+    """How its usage is reported and the output limit sent (see :data:`DIALECTS`); empty = its own API."""
+    key_required: bool = True
+    """False for local servers, which take any key (a placeholder is sent when none is set)."""
+    label: str = ""
+    """What it is, for ``tollbench models`` and messages."""
+    api_key_env_fallback: str = ""
+    """A second variable read when ``api_key_env`` is unset (``GOOGLE_API_KEY`` for Gemini)."""
 
+
+#: Dialects of OpenAI-compatible chat endpoints: how each reports usage and reads the output limit.
+#: ``openai`` is OpenAI's own API (``max_completion_tokens`` only: it refuses ``max_tokens`` on
+#: reasoning models); every other dialect is sent the limit in both ``max_tokens`` and
+#: ``max_completion_tokens``, since many servers read only one of them (llama.cpp reads ``max_tokens``).
+DIALECTS: dict[str, str] = {
+    "openai": "OpenAI's own API",
+    "compat": "an OpenAI-compatible server (vLLM, llama.cpp, Ollama, any --base-url)",
+    "deepseek": "DeepSeek: prompt_cache_hit_tokens / prompt_cache_miss_tokens at the top of usage",
+    "xai": "xAI: reasoning tokens decided per response from total_tokens; cost_in_usd_ticks",
+    "openrouter": "OpenRouter: usage.cost, plus cost_details.upstream_inference_cost on BYOK routes",
+    "together": "Together AI: OpenAI usage shapes",
+}
+
+_LOCAL = "local OpenAI-compatible server"
 
 PROVIDERS: dict[str, ProviderInfo] = {
-    "openai": ProviderInfo("openai", "chat", "OPENAI_API_KEY", "OPENAI_BASE_URL", ("chat", "responses")),
+    "openai": ProviderInfo(
+        "openai",
+        "chat",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        ("chat", "responses"),
+        dialect="openai",
+        label="OpenAI (Chat Completions)",
+    ),
     "openai-responses": ProviderInfo(
-        "openai", "responses", "OPENAI_API_KEY", "OPENAI_BASE_URL", ("chat", "responses")
+        "openai",
+        "responses",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        ("chat", "responses"),
+        dialect="openai",
+        label="OpenAI (Responses API)",
     ),
     "anthropic": ProviderInfo(
-        "anthropic", "messages", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", ("messages",)
+        "anthropic",
+        "messages",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        ("messages",),
+        label="Anthropic (Messages API)",
+    ),
+    "google": ProviderInfo(
+        "google",
+        "gemini",
+        "GEMINI_API_KEY",
+        "GEMINI_BASE_URL",
+        ("gemini",),
+        label="Google Gemini (google-genai)",
+        api_key_env_fallback="GOOGLE_API_KEY",
+    ),
+    "deepseek": ProviderInfo(
+        "deepseek",
+        "chat",
+        "DEEPSEEK_API_KEY",
+        "DEEPSEEK_BASE_URL",
+        ("chat",),
+        default_base_url="https://api.deepseek.com/v1",
+        dialect="deepseek",
+        label="DeepSeek",
+    ),
+    "xai": ProviderInfo(
+        "xai",
+        "chat",
+        "XAI_API_KEY",
+        "XAI_BASE_URL",
+        ("chat",),
+        default_base_url="https://api.x.ai/v1",
+        dialect="xai",
+        label="xAI (Grok)",
+    ),
+    "openrouter": ProviderInfo(
+        "openrouter",
+        "chat",
+        "OPENROUTER_API_KEY",
+        "OPENROUTER_BASE_URL",
+        ("chat",),
+        default_base_url="https://openrouter.ai/api/v1",
+        dialect="openrouter",
+        label="OpenRouter",
+    ),
+    "together": ProviderInfo(
+        "together",
+        "chat",
+        "TOGETHER_API_KEY",
+        "TOGETHER_BASE_URL",
+        ("chat",),
+        default_base_url="https://api.together.xyz/v1",
+        dialect="together",
+        label="Together AI",
+    ),
+    "vllm": ProviderInfo(
+        "local",
+        "chat",
+        "VLLM_API_KEY",
+        "VLLM_BASE_URL",
+        ("chat",),
+        default_base_url="http://127.0.0.1:8000/v1",
+        dialect="compat",
+        key_required=False,
+        label=f"vLLM ({_LOCAL})",
+    ),
+    "llamacpp": ProviderInfo(
+        "local",
+        "chat",
+        "LLAMACPP_API_KEY",
+        "LLAMACPP_BASE_URL",
+        ("chat",),
+        default_base_url="http://127.0.0.1:8080/v1",
+        dialect="compat",
+        key_required=False,
+        label=f"llama.cpp server ({_LOCAL})",
+    ),
+    "ollama": ProviderInfo(
+        "local",
+        "chat",
+        "OLLAMA_API_KEY",
+        "OLLAMA_BASE_URL",
+        ("chat",),
+        default_base_url="http://127.0.0.1:11434/v1",
+        dialect="compat",
+        key_required=False,
+        label=f"Ollama ({_LOCAL})",
     ),
 }
+
+#: The key sent to a local server when none is set (they accept any).
+LOCAL_PLACEHOLDER_KEY = "no-key-needed"
+
+_OFFICIAL_HOSTS = {"openai": ("api.openai.com",)}
+
+
+def dialect_for(provider: str, base_url: str | None) -> str:
+    """The dialect of ``provider`` reached at ``base_url`` (None: its default endpoint).
+
+    OpenAI's dialect holds only on OpenAI's own host; ``openai/MODEL`` pointed anywhere else is an
+    OpenAI-compatible server (``compat``), which is sent the output limit in every field such servers
+    read.
+    """
+    info = _info(provider)
+    if info.dialect == "openai" and base_url:
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(base_url).hostname or "").lower()
+        if host not in _OFFICIAL_HOSTS["openai"]:
+            return "compat"
+    return info.dialect
+
 
 #: Keys an alias may set, with the types they accept.
 ALIAS_KEYS: dict[str, tuple[type, ...]] = {
@@ -83,7 +240,11 @@ ALIAS_KEYS: dict[str, tuple[type, ...]] = {
     "temperature": (int, float),
     "base_url": (str,),
     "extra_body": (dict,),
+    "streaming": (str,),
 }
+
+#: Values of the ``streaming`` alias key (see :attr:`harness.types.ModelSpec.streaming`).
+STREAMING_MODES = ("auto", "always", "never")
 
 _USE_MAX_OUT = "set max_output_tokens in the alias (or --max-output-tokens) instead"
 _USE_THINKING = "set thinking_budget in the alias instead (it must stay below the output limit)"
@@ -236,6 +397,11 @@ def _validate_alias(name: str, entry: object, source: str) -> dict[str, Any]:
             )
     if "extra_body" in out:
         check_extra_body(out["extra_body"], model=name, source=source)
+    if "streaming" in out and out["streaming"] not in STREAMING_MODES:
+        raise DataError(
+            f"{source}: models.{name!r}.streaming = {out['streaming']!r} must be one of "
+            + ", ".join(STREAMING_MODES)
+        )
     return out
 
 
@@ -356,18 +522,48 @@ def resolve_model(
         or not math.isfinite(temperature)
     ):
         raise ConfigError(f"{name!r}: temperature {temperature!r} must be a finite number")
+    streaming = params.get("streaming", "auto")
+    if streaming not in STREAMING_MODES:
+        raise ConfigError(f"{name!r}: streaming {streaming!r} must be one of {', '.join(STREAMING_MODES)}")
+    url = base_url if base_url is not None else params.get("base_url")
     return ModelSpec(
         name=name.strip(),
-        provider=info.price_provider,
+        provider=provider if provider != "openai-responses" else "openai",
         api=api,
         model=model,
         reasoning_effort=params.get("reasoning_effort"),
         thinking_budget=params.get("thinking_budget"),
         max_output_tokens=params.get("max_output_tokens"),
         temperature=float(temperature) if temperature is not None else None,
-        base_url=base_url if base_url is not None else params.get("base_url"),
+        base_url=url,
         extra_body=dict(extra),
+        dialect=dialect_for(provider, url),
+        streaming=streaming,
     )
+
+
+def provider_info(provider: str) -> ProviderInfo:
+    """The registry entry of a model id's ``provider`` part.
+
+    Raises:
+        harness.errors.UnknownModel: unknown provider.
+    """
+    return _info(provider)
+
+
+def price_provider(provider: str) -> str:
+    """The price table's provider for a model id's ``provider`` part (``vllm`` -> ``local``)."""
+    return _info(provider).price_provider
+
+
+def default_base_url(provider: str) -> str | None:
+    """Where ``provider``'s requests go when no base URL is given (None: its SDK's default)."""
+    return _info(provider).default_base_url
+
+
+def base_url_env(provider: str) -> str:
+    """The environment variable naming a custom endpoint for ``provider``."""
+    return _info(provider).base_url_env
 
 
 def _info(provider: str) -> ProviderInfo:
@@ -384,7 +580,12 @@ def api_key_for(provider: str, env: Mapping[str, str] | None = None) -> str | No
         harness.errors.UnknownModel: unknown provider.
     """
     e = os.environ if env is None else env
-    value = e.get(_info(provider).api_key_env, "").strip()
+    info = _info(provider)
+    value = e.get(info.api_key_env, "").strip()
+    if not value and info.api_key_env_fallback:
+        value = e.get(info.api_key_env_fallback, "").strip()
+    if not value and not info.key_required:
+        return LOCAL_PLACEHOLDER_KEY
     return value or None
 
 

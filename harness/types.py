@@ -125,6 +125,14 @@ class ModelSpec:
     temperature: float | None = None
     base_url: str | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    dialect: str = ""
+    """How the endpoint speaks and reports usage (:data:`harness.models.DIALECTS`): ``openai`` for
+    OpenAI's own API, ``compat`` for any other OpenAI-compatible server (vLLM, llama.cpp, Ollama, a
+    ``--base-url``), or a named provider's (``deepseek``, ``xai``, ``openrouter``, ``together``).
+    Empty: the provider's own API."""
+    streaming: str = "auto"
+    """``auto`` (stream; non-streaming once the endpoint is seen to send no stream usage), ``always``
+    or ``never`` (non-streaming requests, whose answers carry usage)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +180,14 @@ class Completion:
     latency_s: float = 0.0
     rate_limits: RateLimitInfo | None = None
     provider_cost_usd: str | None = None
-    """Provider-reported cost (OpenRouter-style ``usage.cost``) as a decimal string, when present."""
+    """Provider-reported cost (OpenRouter ``usage.cost`` plus any upstream cost, xAI
+    ``cost_in_usd_ticks``) as a decimal string of US dollars, when present."""
+    output_bound: int = 0
+    """An upper bound of the output tokens received (UTF-8 bytes of all streamed text, visible and
+    reasoning, plus one per content chunk): what a server could bill for what was seen. A
+    usage-unknown call is charged at least this (docs/design.md invariant 11)."""
+    streamed: bool = True
+    """False when the answer came from a non-streaming request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +228,10 @@ class Prompt:
 @runtime_checkable
 class Adapter(Protocol):
     """One provider API, driven through its official SDK with SDK retries off (``max_retries=0``)."""
+
+    no_stream_usage: bool
+    """The endpoint is known to end streams without usage: with ``ModelSpec.streaming == "auto"`` the
+    adapter then sends non-streaming requests, whose answers carry usage."""
 
     @property
     def provider(self) -> str:

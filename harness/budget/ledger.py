@@ -96,6 +96,10 @@ class CallEnd:
     """``{"text", "finish_reason"}`` of an answered call (stored redacted), for resume and the cache."""
     service_tier: str | None = None
     """The service tier the provider reported (the call was priced at it)."""
+    provider_cost_nano: int | None = None
+    """What the provider itself reported the call cost (stored beside ``cost_nano``)."""
+    output_bound: int | None = None
+    """For a usage-unknown call: an upper bound of the output tokens received."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,6 +673,10 @@ def _settle_row(e: CallEnd, text: Any, js: Any) -> dict[str, Any]:
         values["response"] = js(dict(e.response))
     if e.service_tier is not None:
         values["service_tier"] = text(e.service_tier)
+    if e.provider_cost_nano is not None:
+        values["provider_cost_nano"] = e.provider_cost_nano
+    if e.output_bound is not None:
+        values["output_bound"] = e.output_bound
     return {"b_id": e.call_id, **{f"b_{k}": v for k, v in values.items()}}
 
 

@@ -37,10 +37,16 @@ from harness.types import Completion
 __all__ = ["Reservation", "failure_charge", "one_line"]
 
 
-def failure_charge(exc: BaseException | None, reserved_nano: int) -> int:
-    """What an attempt that ended without a recorded answer is charged (the module's charging rule)."""
+def failure_charge(
+    exc: BaseException | None, reserved_nano: int, bound_charge: Callable[[int], int] | None = None
+) -> int:
+    """What an attempt that ended without a recorded answer is charged (the module's charging rule):
+    nothing when proven free, else its reservation, or more when the output received before the
+    failure could be billed more (``bound_charge`` of the error's ``output_bound``)."""
     if isinstance(exc, ProviderError) and not exc.generation_started:
         return 0
+    if isinstance(exc, ProviderError) and bound_charge is not None and exc.output_bound:
+        return max(reserved_nano, bound_charge(exc.output_bound))
     return reserved_nano
 
 
@@ -60,11 +66,14 @@ class Reservation:
         *,
         hold: ShareHold | None = None,
         on_settled: Callable[[int], None] | None = None,
+        bound_charge: Callable[[int], int] | None = None,
     ) -> None:
         self.gate = gate
         self.start = start
         self.hold = hold
         self.on_settled = on_settled
+        self.bound_charge = bound_charge
+        """Output tokens received -> what the attempt can be billed for them at worst (nano-USD)."""
         self._end: CallEnd | None = None
         self._t0 = 0.0
         self.settled: CallEnd | None = None
@@ -82,8 +91,11 @@ class Reservation:
         self._t0 = time.monotonic()
         return self
 
-    def answered(self, completion: Completion, cost_nano: int) -> None:
-        """Record the answer: the attempt settles ``ok`` at ``cost_nano``."""
+    def answered(
+        self, completion: Completion, cost_nano: int, *, provider_cost_nano: int | None = None
+    ) -> None:
+        """Record the answer: the attempt settles ``ok`` at ``cost_nano`` (the provider's own figure,
+        if it gave one, is stored beside it)."""
         self._end = CallEnd(
             call_id=self.call_id,
             status="ok",
@@ -102,6 +114,8 @@ class Reservation:
             finished_at=datetime.now(UTC),
             response=response_record(completion.text, completion.finish_reason),
             service_tier=completion.service_tier,
+            provider_cost_nano=provider_cost_nano,
+            output_bound=None if completion.usage_known else completion.output_bound,
         )
 
     async def __aexit__(
@@ -117,7 +131,7 @@ class Reservation:
                 self.on_settled(end.cost_nano)
 
     def _failure(self, exc: BaseException | None) -> CallEnd:
-        cost = failure_charge(exc, self.reserved_nano)
+        cost = failure_charge(exc, self.reserved_nano, self.bound_charge)
         latency = int((time.monotonic() - self._t0) * 1000)
         now = datetime.now(UTC)
         if isinstance(exc, ProviderError):
@@ -137,6 +151,7 @@ class Reservation:
                 latency_ms=latency,
                 retry_wait_ms=0,
                 finished_at=now,
+                output_bound=exc.output_bound if exc.generation_started and exc.output_bound else None,
             )
         cancelled = exc is not None and isinstance(exc, anyio.get_cancelled_exc_class())
         message = "cancelled" if cancelled else one_line(str(exc)) if exc is not None else ""

@@ -9,13 +9,21 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, PricingMissing
-from harness.models import load_aliases, require_api_key, resolve_model
+from harness.models import (
+    base_url_env,
+    dialect_for,
+    load_aliases,
+    price_provider,
+    provider_info,
+    require_api_key,
+    resolve_model,
+)
 from harness.pricing.money import MAX_BUDGET_USD
 from harness.pricing.table import Price, PriceTable
 from harness.redact import check_key_length, strip_url_credentials
@@ -243,15 +251,23 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
     missing: list[str] = []
     prices: dict[str, Price] = {}
     for spec in specs.values():
-        if not table.has(spec.provider, spec.model):
-            missing.append(f"{spec.provider}/{spec.model}")
+        pp = price_provider(spec.provider)
+        if not table.has(pp, spec.model):
+            missing.append(f"{pp}/{spec.model}")
         else:
-            prices[spec.name] = table.lookup(spec.provider, spec.model)
+            prices[spec.name] = table.lookup(pp, spec.model)
     if missing:
         # PricingMissing from lookup names one model; name them all at once.
+        local = any(m.startswith("local/") for m in missing)
         raise PricingMissing(
-            f"No price for {', '.join(missing)}. Add one with --prices FILE (see docs/pricing.md) "
-            "or to ~/.config/tollbench/prices.toml."
+            f"No price for {', '.join(missing)}. Add one with --prices FILE (see docs/pricing.md"
+            + (
+                '; a local server you do not pay for per token takes a row with provider = "local" '
+                'and input = "0", output = "0"'
+                if local
+                else ""
+            )
+            + ") or to ~/.config/tollbench/prices.toml."
         )
 
     keys: dict[str, str] = {}
@@ -263,13 +279,19 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
             keys[spec.name] = "sim-key-not-secret"
             continue
         keys[spec.name] = require_api_key(spec.provider, env)
-        var = f"{spec.provider.upper()}_API_KEY"
-        refusal = check_key_length(keys[spec.name], var)
-        if refusal:
-            raise ConfigError(refusal)
-        env_url = environ.get(f"{spec.provider.upper()}_BASE_URL", "").strip()
+        info = provider_info(spec.provider)
+        if info.key_required:
+            refusal = check_key_length(keys[spec.name], info.api_key_env)
+            if refusal:
+                raise ConfigError(refusal)
+        url_var = base_url_env(spec.provider)
+        env_url = environ.get(url_var, "").strip()
         if env_url and spec.base_url is None and not options.base_url:
-            check_base_url(env_url, f"{spec.provider.upper()}_BASE_URL")
+            check_base_url(env_url, url_var)
+            # An SDK-level override (OPENAI_BASE_URL) pointing at another server changes the dialect.
+            dialect = dialect_for(spec.provider, env_url)
+            if dialect != spec.dialect:
+                specs[spec.name] = spec = replace(spec, dialect=dialect)
 
     for suite in suites.values():
         repeats = options.repeats or suite.default_repeats

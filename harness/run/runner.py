@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -53,7 +54,7 @@ from harness.run.retry import retrying
 from harness.stats.sequential import TargetCI
 from harness.store.engine import Store
 from harness.suite import Score, score_answer
-from harness.types import Adapter, Completion, Prompt, Request, RetryDecision, UnitKey
+from harness.types import Adapter, Completion, ModelSpec, Prompt, Request, RetryDecision, UnitKey
 
 __all__ = [
     "ModelProgress",
@@ -230,6 +231,8 @@ class Runner:
         self._cache_loaded = False
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
         self._adapters: dict[str, Adapter] = {}
+        self._learned: set[str] = set()
+        """Models whose endpoint was seen (and recorded) to stream without usage during this run."""
         self._limiters: dict[str, AdaptiveLimiter] = {}
         opts = plan.options
         # A budget across several models is split into shares (equal by default); leftover share flows
@@ -281,8 +284,7 @@ class Runner:
         """Where this model's requests go, as the cache key names it (see :mod:`harness.run.cache`)."""
         if self.plan.options.simulated:
             return "simulator"
-        env = os.environ.get(f"{spec.provider.upper()}_BASE_URL")  # the SDKs' own override
-        url = self.base_urls.get(spec.provider) or spec.base_url or env
+        url = self._base_url(spec)
         # Credentials in the URL are neither part of the key nor stored (docs/design.md, invariant 8).
         return strip_url_credentials(url) if url else "default"
 
@@ -310,6 +312,15 @@ class Runner:
             p = self.plan.suites[unit.suite].render(unit.item, unit.repeat, self.plan.options.seed)
             self._prompts[key] = p
         return p
+
+    def _base_url(self, spec: ModelSpec) -> str | None:
+        """Where ``spec``'s requests go: the session's URL for its provider (the simulator's), its own
+        ``base_url``, the provider's ``*_BASE_URL`` variable, or the provider's default endpoint (None:
+        the SDK's default)."""
+        from harness.models import base_url_env, default_base_url
+
+        env = os.environ.get(base_url_env(spec.provider), "").strip() or None
+        return self.base_urls.get(spec.provider) or spec.base_url or env or default_base_url(spec.provider)
 
     def connect(self, base_urls: Mapping[str, str | None], sim_instance: str | None = None) -> None:
         """Say where requests go (before :meth:`execute`): base URL per provider and, for the simulator,
@@ -356,10 +367,17 @@ class Runner:
             self._adapters[name] = create_adapter(
                 mp.spec,
                 api_key=mp.api_key,
-                base_url=self.base_urls.get(mp.spec.provider) or mp.spec.base_url,
+                base_url=self._base_url(mp.spec),
                 stall_timeout_s=opts.stall_timeout_s,
             )
             provider_slots[mp.spec.provider] = provider_slots.get(mp.spec.provider, 0) + opts.concurrency
+            if mp.spec.streaming == "auto" and mp.spec.dialect not in ("", "openai"):
+                facts = await anyio.to_thread.run_sync(
+                    self.store.endpoint_facts, self.endpoint(mp.spec), mp.spec.model
+                )
+                if facts.get("no_stream_usage") == "true":
+                    self._adapters[name].no_stream_usage = True
+                    self._learned.add(name)
         self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}
         for mp in self.plan.models.values():
             price = mp.price
@@ -504,9 +522,14 @@ class Runner:
             await self._answer_from_cache(mp, unit, prompt, hit, canonical, rkey)
             return
         adapter = self._adapters[spec.name]
-        reserve_nano = usd_to_nano(
-            mp.price.worst_case(adapter.input_tokens_upper_bound(request), mp.max_output_tokens)
-        )
+        input_bound = adapter.input_tokens_upper_bound(request)
+        reserve_nano = usd_to_nano(mp.price.worst_case(input_bound, mp.max_output_tokens))
+
+        def bound_charge(output_bound: int) -> int:
+            # What a usage-unknown attempt can be billed at most for what was seen: the reservation,
+            # or more when the server sent more than the limit (it ignored it).
+            return usd_to_nano(mp.price.worst_case(input_bound, max(mp.max_output_tokens, output_bound)))
+
         limiter = self._limiters[spec.provider]
         progress = self.state.per_model[spec.name]
         costs: list[int] = []
@@ -527,6 +550,7 @@ class Runner:
                         last_call,
                         canonical,
                         rkey,
+                        bound_charge,
                     )
         except BudgetExhausted as stop:
             if isinstance(stop, ShareExhausted):
@@ -565,6 +589,7 @@ class Runner:
         last_call: list[str],
         canonical: Mapping[str, Any] | None = None,
         rkey: str | None = None,
+        bound_charge: Callable[[int], int] | None = None,
     ) -> Completion:
         """One attempt: share (if split), provider slot, durable reservation, the call, one settlement.
 
@@ -589,7 +614,9 @@ class Runner:
                     self.state.projection.call_settled(cost_nano)
 
             try:
-                async with Reservation(gate, start, hold=hold, on_settled=settled) as attempt:
+                async with Reservation(
+                    gate, start, hold=hold, on_settled=settled, bound_charge=bound_charge
+                ) as attempt:
                     last_call[:] = [start.call_id]
                     self.state.calls += 1
                     self.state.per_model[spec.name].calls += 1
@@ -604,11 +631,18 @@ class Runner:
                             error_type="attempt_timeout",
                             generation_started=True,
                         ) from None
+                    reported = _provider_cost_nano(completion.provider_cost_usd)
                     if completion.usage_known:
                         price = mp.price.cost(completion.usage, service_tier=completion.service_tier)
-                        attempt.answered(completion, usd_to_nano(price))
+                        attempt.answered(completion, usd_to_nano(price), provider_cost_nano=reported)
                     else:
-                        attempt.answered(completion, reserve_nano)
+                        # Usage unknown: its worst case for what was seen (docs/design.md invariant 11).
+                        charge = reserve_nano
+                        if bound_charge is not None:
+                            charge = max(charge, bound_charge(completion.output_bound))
+                        attempt.answered(completion, charge, provider_cost_nano=reported)
+                        if completion.streamed and adapter.no_stream_usage:
+                            await self._remember_no_stream_usage(mp)
             except ProviderError as exc:
                 self.state.per_model[spec.name].failed_calls += 1
                 self.state.errors[
@@ -619,6 +653,19 @@ class Runner:
                 raise
             limiter.on_success(completion.rate_limits)
             return completion
+
+    async def _remember_no_stream_usage(self, mp: ModelPlan) -> None:
+        """Remember (once per model per run) that this endpoint streams without usage, so later runs
+        make its calls without streaming from the start."""
+        if mp.spec.name in self._learned:
+            return
+        self._learned.add(mp.spec.name)
+        endpoint, model = self.endpoint(mp.spec), mp.spec.model
+        log.info("%s: %s sends no usage on streams; its next calls are not streamed", mp.spec.name, endpoint)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                self.store.set_endpoint_fact, endpoint, model, "no_stream_usage", "true"
+            )
 
     @asynccontextmanager
     async def _share_hold(self, model: str, amount_nano: int) -> AsyncIterator[ShareHold | None]:
@@ -836,3 +883,13 @@ class Runner:
 def unit_key(unit: Unit) -> UnitKey:
     """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
     return (unit.model, unit.suite, unit.item.id, unit.repeat)
+
+
+def _provider_cost_nano(usd: str | None) -> int | None:
+    """A provider-reported cost (a decimal string of dollars) in nano-dollars, or None."""
+    if usd is None:
+        return None
+    try:
+        return usd_to_nano(Decimal(usd))
+    except (InvalidOperation, ValueError, ArithmeticError):
+        return None

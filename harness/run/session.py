@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 
 from harness.errors import ConfigError, StorageError
+from harness.models import PROVIDERS
 from harness.pricing.money import usd_to_nano
 from harness.run.plan import Plan, PriorUnit, options_to_config
 from harness.run.runner import Runner, RunState
@@ -113,7 +114,7 @@ async def run(
             plan,
             store,
             run_id,
-            base_urls={"openai": opts.base_url, "anthropic": None},
+            base_urls=_live_base_urls(opts.base_url),
             on_progress=on_progress,
             handle_signals=handle_signals,
             prior=prior,
@@ -132,12 +133,12 @@ async def run(
         if opts.simulated and sim is None:
             # Everything is answered already (resume, the response cache): no simulator is started,
             # and a request sent by mistake fails at once.
-            runner.connect({"openai": _NOWHERE, "anthropic": _NOWHERE})
+            runner.connect(dict.fromkeys(PROVIDERS, _NOWHERE))
         elif opts.simulated:
             assert sim is not None
-            runner.connect({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, instance)
+            runner.connect(sim.base_urls, instance)
         else:  # a live run (tests may point its base URL at a simulator they pass in)
-            runner.connect({"openai": opts.base_url, "anthropic": None}, instance)
+            runner.connect(_live_base_urls(opts.base_url), instance)
         if sim is not None:
             from harness.answerkey import AnswerKey
 
@@ -177,6 +178,11 @@ async def run(
     code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
     errors = runner.state.error_summary() if runner is not None else []
     return RunOutcome(run_id, status, code, errors)
+
+
+def _live_base_urls(base_url: str | None) -> dict[str, str | None]:
+    """``--base-url`` applies to the OpenAI-speaking models; the rest go where their spec says."""
+    return {"openai": base_url}
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:

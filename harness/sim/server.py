@@ -100,6 +100,28 @@ def _url(host: str, port: int) -> str:
     return f"http://{h}:{port}"
 
 
+#: Where each provider of :data:`harness.models.PROVIDERS` is served, below the simulator's root: the
+#: OpenAI-compatible providers each at their own prefix, so each gets its own usage dialect.
+PROVIDER_PATHS: dict[str, str] = {
+    "openai": "/v1",
+    "openai-responses": "/v1",
+    "anthropic": "",
+    "google": "",
+    "deepseek": "/deepseek/v1",
+    "xai": "/xai/v1",
+    "openrouter": "/openrouter/api/v1",
+    "together": "/together/v1",
+    "vllm": "/compat/v1",
+    "llamacpp": "/compat/v1",
+    "ollama": "/compat/v1",
+}
+
+
+def provider_base_urls(root: str) -> dict[str, str]:
+    """The base URL of every provider on a simulator at ``root`` (``http://127.0.0.1:PORT``)."""
+    return {provider: root + path for provider, path in PROVIDER_PATHS.items()}
+
+
 class _Server(uvicorn.Server):
     """uvicorn server that reports when it is accepting connections."""
 
@@ -235,6 +257,11 @@ class SimServer:
         return self.base_url
 
     @property
+    def base_urls(self) -> dict[str, str]:
+        """The base URL of every provider (:func:`provider_base_urls`)."""
+        return provider_base_urls(self.base_url)
+
+    @property
     def answer_key(self) -> AnswerKey:
         """The live answer key: entries added while running are used."""
         return self._state.answer_key
@@ -315,6 +342,11 @@ class SimClient:
     def anthropic_base_url(self) -> str:
         """Base URL for the Anthropic SDK (the host root)."""
         return self._base
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        """The base URL of every provider (:func:`provider_base_urls`)."""
+        return provider_base_urls(self._base)
 
     def _call(self, method: str, path: str, data: bytes | None = None) -> Any:
         req = urllib.request.Request(self._base + path, data=data, method=method)

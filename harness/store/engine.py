@@ -218,6 +218,11 @@ class CallRecord(SQLModel, table=True):
     reproduce_nano: int | None = _big(True, default=None)
     """For a ``cached`` row: what the reused answer cost when it was bought (cost to reproduce)."""
     service_tier: str | None = Field(max_length=32, default=None)
+    provider_cost_nano: int | None = _big(True, default=None)
+    """What the provider reported the call cost (OpenRouter, xAI), beside the computed ``cost_nano``."""
+    output_bound: int | None = _big(True, default=None)
+    """For a usage-unknown call: an upper bound of the output tokens received (it was charged at least
+    this many at the output price)."""
     """The service tier the provider reported for the call (it was priced at that tier)."""
 
 
@@ -243,6 +248,17 @@ class ItemResultRecord(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class EndpointFactRecord(SQLModel, table=True):
+    """What an endpoint was seen to do (``no_stream_usage``...), remembered across runs."""
+
+    __tablename__ = "endpoint_facts"
+    endpoint: str = Field(primary_key=True, max_length=500)
+    model: str = Field(primary_key=True, max_length=200)
+    fact: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
+    seen_at: datetime = _ts()
+
+
 def _table(model: type[SQLModel]) -> sa.Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, sa.Table)
@@ -253,6 +269,7 @@ runs_table = _table(RunRecord)
 calls_table = _table(CallRecord)
 item_results_table = _table(ItemResultRecord)
 prices_table = _table(PriceRecord)
+endpoint_facts_table = _table(EndpointFactRecord)
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 #: Variables whose name says "this is a key" (``OPENAI_API_KEY``, ``VLLM_TOKEN``): their values are
@@ -715,6 +732,27 @@ class Store:
                     row=dict(row),
                     table_sha256=table_sha256,
                     first_used_at=datetime.now(UTC),
+                )
+            )
+
+    def endpoint_facts(self, endpoint: str, model: str) -> dict[str, str]:
+        """What was learned about ``model`` at ``endpoint`` (a credential-free URL): fact -> value."""
+        t = endpoint_facts_table
+        with self.begin_read("reading endpoint facts") as conn:
+            rows = conn.execute(
+                sa.select(t.c.fact, t.c.value).where(t.c.endpoint == endpoint, t.c.model == model)
+            ).all()
+        return {str(f): str(v) for f, v in rows}
+
+    def set_endpoint_fact(self, endpoint: str, model: str, fact: str, value: str) -> None:
+        """Remember a fact about ``model`` at ``endpoint`` (replacing an earlier value)."""
+        t = endpoint_facts_table
+        with self.begin_write("remembering an endpoint fact") as conn:
+            key = (t.c.endpoint == endpoint, t.c.model == model, t.c.fact == fact)
+            conn.execute(sa.delete(t).where(*key))
+            conn.execute(
+                sa.insert(t).values(
+                    endpoint=endpoint, model=model, fact=fact, value=value, seen_at=datetime.now(UTC)
                 )
             )
 

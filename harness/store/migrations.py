@@ -41,7 +41,7 @@ MIGRATIONS_TABLE = "_tollbench_migrations"
 META_TABLE = "_tollbench_meta"
 
 #: Tables a tollbench database owns; any of them without the migrations table means "not ours".
-OWN_TABLES = ("runs", "calls", "item_results", "prices")
+OWN_TABLES = ("runs", "calls", "item_results", "prices", "endpoint_facts")
 
 _NAME = re.compile(r"^m(\d{3})_[a-z0-9_]+$")
 
@@ -245,6 +245,35 @@ def m004_run_owner(conn: Connection) -> None:
     ):
         type_ = column.type.compile(dialect=conn.dialect)
         conn.execute(sa.text(f'ALTER TABLE runs ADD COLUMN "{column.name}" {type_}'))
+
+
+@migration
+def m005_provider_cost_and_endpoints(conn: Connection) -> None:
+    """What the provider itself said a call cost, and what tollbench learned about endpoints.
+
+    ``calls.provider_cost_nano`` is the provider-reported cost (OpenRouter ``usage.cost``, xAI
+    ``cost_in_usd_ticks``), stored beside the computed ``cost_nano`` so a difference shows.
+    ``calls.output_bound`` is an upper bound of the output tokens received by a usage-unknown call (what
+    it was charged at least). ``endpoint_facts`` remembers what an endpoint was seen to do (for example
+    ``no_stream_usage``: it ends streams without usage, so its calls are made without streaming).
+    """
+    for column in (
+        sa.Column("provider_cost_nano", sa.BigInteger, nullable=True),
+        sa.Column("output_bound", sa.BigInteger, nullable=True),
+    ):
+        type_ = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f'ALTER TABLE calls ADD COLUMN "{column.name}" {type_}'))
+    md = sa.MetaData()
+    sa.Table(
+        "endpoint_facts",
+        md,
+        sa.Column("endpoint", sa.String(500), primary_key=True),
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("fact", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(200), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
 
 
 SCHEMA_VERSION = len(MIGRATIONS)

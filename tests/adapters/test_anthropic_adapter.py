@@ -8,7 +8,7 @@ import pytest
 from adapters_testkit import AN_HEADERS, make_adapter, make_request, ok_events
 from helpers.scripted_server import Reply, ScriptedServer, sse_event
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, StreamInterrupted
 from harness.types import Completion, RateLimitInfo, Usage
 
 pytestmark = pytest.mark.anyio
@@ -164,11 +164,19 @@ async def test_cache_creation_without_breakdown_is_5m(server: ScriptedServer) ->
     assert c.usage == Usage(input_uncached=5, cache_write_5m=70, output=3)
 
 
-async def test_no_message_delta_means_usage_unknown(server: ScriptedServer) -> None:
+async def test_a_stream_without_a_stop_reason_is_a_transient_error_not_an_answer(
+    server: ScriptedServer,
+) -> None:
+    """No message_delta with a stop reason: the answer may be cut short (issue 11), so the attempt is
+    retried and charged as may-be-billed, with what was received kept as partial text."""
     events = [_start({"input_tokens": 5, "output_tokens": 1}), *_text("partial")]
-    c = await _run(server, events)
-    assert c.usage_known is False
-    assert c.text == "partial"
+    with pytest.raises(StreamInterrupted) as info:
+        await _run(server, events)
+    err = info.value
+    assert err.error_type == "no_finish_reason"
+    assert err.retry.retry and err.generation_started
+    assert err.partial_text == "partial"
+    assert err.output_bound >= len(b"partial")
 
 
 async def test_unknown_events_and_pings_are_ignored(server: ScriptedServer) -> None:

@@ -14,7 +14,7 @@ from harness.types import ModelSpec
 
 def test_plain_ids() -> None:
     assert resolve_model("openai/o3-mini") == ModelSpec(
-        name="openai/o3-mini", provider="openai", api="chat", model="o3-mini"
+        name="openai/o3-mini", provider="openai", api="chat", model="o3-mini", dialect="openai"
     )
     spec = resolve_model("openai-responses/o3")
     assert (spec.provider, spec.api, spec.model) == ("openai", "responses", "o3")
@@ -40,7 +40,12 @@ def test_providers_table() -> None:
 def test_builtin_aliases() -> None:
     spec = resolve_model("openai/o3-mini-high")
     assert spec == ModelSpec(
-        name="openai/o3-mini-high", provider="openai", api="chat", model="o3-mini", reasoning_effort="high"
+        name="openai/o3-mini-high",
+        provider="openai",
+        api="chat",
+        model="o3-mini",
+        reasoning_effort="high",
+        dialect="openai",
     )
     assert resolve_model("openai/o4-mini-high").model == "o4-mini"
     spec = resolve_model("anthropic/claude-sonnet-4-5-thinking")

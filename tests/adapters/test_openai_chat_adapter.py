@@ -9,6 +9,7 @@ import pytest
 from adapters_testkit import OA_HEADERS, make_adapter, make_request, ok_events
 from helpers.scripted_server import Reply, ScriptedServer, sse_event
 
+from harness.errors import StreamInterrupted
 from harness.types import Adapter, Completion, RateLimitInfo, Usage
 
 pytestmark = pytest.mark.anyio
@@ -139,12 +140,15 @@ async def test_stream_without_usage_is_usage_unknown(server: ScriptedServer) -> 
     assert c.text == "hi" and c.finish_reason == "stop"
 
 
-async def test_clean_eof_without_done_and_without_usage(server: ScriptedServer) -> None:
+async def test_clean_eof_without_a_finish_reason_is_a_transient_error(server: ScriptedServer) -> None:
+    """A stream that ends cleanly before its finish reason may be cut short (issue 11): retried, may
+    be billed, never kept as an answer."""
     events = ok_events("chat")[:3]
-    c = await _run(server, events)
-    assert c.usage_known is False
-    assert c.text == "The answer is 42."
-    assert c.finish_reason == "other" and c.raw_finish_reason is None
+    with pytest.raises(StreamInterrupted) as info:
+        await _run(server, events)
+    assert info.value.error_type == "no_finish_reason"
+    assert info.value.retry.retry and info.value.generation_started
+    assert info.value.partial_text == "The answer is 42."
 
 
 @pytest.mark.parametrize(

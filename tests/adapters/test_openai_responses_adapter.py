@@ -8,7 +8,7 @@ import pytest
 from adapters_testkit import OA_HEADERS, TRANSCRIPTS, make_adapter, make_request, ok_events
 from helpers.scripted_server import Reply, ScriptedServer, events_from_file, sse_event
 
-from harness.errors import ProviderError, ProviderUnavailable, RateLimited
+from harness.errors import ProviderError, ProviderUnavailable, RateLimited, StreamInterrupted
 from harness.types import Completion, Usage
 
 pytestmark = pytest.mark.anyio
@@ -135,11 +135,12 @@ async def test_failed_with_non_retryable_code(server: ScriptedServer) -> None:
     assert err.retry.retry is False
 
 
-async def test_stream_ending_without_terminal_event_is_usage_unknown(server: ScriptedServer) -> None:
-    c = await _run(server, ok_events("responses")[:-1])
-    assert c.usage_known is False
-    assert c.text == "The answer is 42."
-    assert c.finish_reason == "other"
+async def test_stream_ending_without_terminal_event_is_a_transient_error(server: ScriptedServer) -> None:
+    with pytest.raises(StreamInterrupted) as info:
+        await _run(server, ok_events("responses")[:-1])
+    assert info.value.error_type == "no_finish_reason"
+    assert info.value.retry.retry and info.value.generation_started
+    assert info.value.partial_text == "The answer is 42."
 
 
 async def test_cache_write_ttl_split(server: ScriptedServer) -> None:
