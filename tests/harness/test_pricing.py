@@ -74,7 +74,16 @@ UNVERIFIED = {
     ("openai/o3", date(2025, 6, 10)),  # launch cached price unverified (§1.7 #4)
     ("openai/gpt-4.1-mini", None),
     ("openai/gpt-4.1-nano", None),
+    ("deepseek/deepseek-chat", date(2025, 9, 29)),  # V3.1: DeepSeek's own page only
+    ("deepseek/deepseek-reasoner", date(2025, 9, 29)),
+    ("openrouter/deepseek/deepseek-r1", None),  # openrouter.ai via genai-prices only
+    ("openrouter/openai/gpt-oss-120b", None),
+    ("together/meta-llama/Llama-3.3-70B-Instruct-Turbo", None),  # together.ai via genai-prices only
+    ("together/openai/gpt-oss-120b", None),
 }
+
+#: The days the bundled rows were checked (PRICING.md's research; the 2026-12 providers of issue 11).
+VERIFIED_ON = {date(2026, 11, 28), date(2026, 12, 2)}
 
 
 def test_every_row_has_provenance(table: PriceTable) -> None:
@@ -83,9 +92,11 @@ def test_every_row_has_provenance(table: PriceTable) -> None:
         assert p.source_url, p.key
         if p.verified_on is None:
             unverified.add((p.key, p.effective_to))
-            assert "verified" in p.notes or "genai-prices only" in p.notes, p.key
+            assert any(k in p.notes for k in ("verified", "genai-prices only", "One source")) or (
+                "genai-prices" in p.source_url and " via " in p.source_url
+            ), p.key
         else:
-            assert p.verified_on == date(2026, 11, 28), p.key
+            assert p.verified_on in VERIFIED_ON, p.key
     assert unverified == UNVERIFIED
 
 
@@ -332,16 +343,17 @@ def test_rows_and_find(table: PriceTable) -> None:
     now_rows = table.rows()
     assert len({p.key for p in now_rows}) == len(now_rows)  # one row per model in effect now
     history = table.rows(history=True)
-    assert len(history) == len(now_rows) + 2  # o3 and o1-mini launch prices
+    # o3 and o1-mini launch prices; DeepSeek's R1/V3 and V3.1 rows of both its models
+    assert len(history) == len(now_rows) + 6
     assert [p.input for p in table.rows(at(2025, 5, 1)) if p.model == "o3"] == [D("10.00")]
     sonnets = {p.model for p in table.find("sonnet")}
     assert {"claude-3-7-sonnet-latest", "claude-sonnet-4-0", "claude-sonnet-4-5"} <= sonnets
-    assert [p.model for p in table.find("20250929")] == ["claude-sonnet-4-5"]  # via an alias
+    assert [p.model for p in table.find("anthropic/20250929")] == ["claude-sonnet-4-5"]  # via an alias
     gpt5 = {p.model for p in table.find("openai/gpt-5")}
     assert gpt5 == {"gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-pro", "gpt-5.1", "gpt-5.2"}
     assert table.find("anthropic/gpt-5") == []
     assert len(table.find("o3", history=True)) == len(table.find("o3")) + 1
-    assert table.providers() == ["anthropic", "openai"]
+    assert table.providers() == ["anthropic", "deepseek", "openai", "openrouter", "together", "xai"]
 
 
 # ------------------------------------------------------------------------------- worst case

@@ -49,6 +49,7 @@ USAGES = {
 TIMES = [
     datetime(2025, 1, 15, tzinfo=UTC),
     datetime(2025, 5, 1, tzinfo=UTC),
+    datetime(2025, 5, 1, 12, tzinfo=UTC),  # inside DeepSeek's standard window (00:30-16:30 UTC)
     datetime(2025, 7, 1, tzinfo=UTC),
 ]
 TIMES.append(datetime(2026, 11, 20, tzinfo=UTC))  # after genai-prices' 2026-10-12/14 variant gates
@@ -71,6 +72,10 @@ class Case:
     @property
     def usage(self) -> Usage:
         return USAGES[self.usage_name]
+
+
+#: genai-prices' provider ids where they differ from ours.
+ORACLE_PROVIDER = {"xai": "x-ai"}
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,18 @@ KNOWN_DIFFERENCES: dict[str, KnownDifference] = {
         "o3 cached input before 2025-06-10 is $2.50 (25% of $10), genai-prices says $0.50; §1.7 #4",
         lambda c: c.row.key == "openai/o3" and c.when.date() < date(2025, 6, 10) and c.usage.cache_read > 0,
     ),
+    "deepseek-off-peak-not-modelled": KnownDifference(
+        "genai-prices prices DeepSeek's 2025 off-peak window (UTC 16:30-00:30, 50-75% off); ours meters "
+        "the standard price, an upper bound (harness/data/prices/deepseek.toml)",
+        lambda c: c.row.provider == "deepseek"
+        and c.when.date() < date(2025, 9, 5)
+        and not (0 <= c.when.hour * 60 + c.when.minute - 30 < 16 * 60),
+    ),
+    "deepseek-v3.1-and-v3.2": KnownDifference(
+        "genai-prices models only DeepSeek's first two price rows (PRICING.md §4.4): not V3.1 (from "
+        "2025-09-05) nor V3.2",
+        lambda c: c.row.provider == "deepseek" and c.when.date() >= date(2025, 9, 5),
+    ),
     "o1-mini-launch-price": KnownDifference(
         "o1-mini cost $3/$1.50/$12 until its cut (2025-01-31, unverified); genai-prices has no history "
         "(§1.7 #5)",
@@ -135,7 +152,7 @@ def oracle(case: Case) -> Decimal | str:
         result = genai_prices.calc_price(
             usage,
             case.name,
-            provider_id=case.row.provider,
+            provider_id=ORACLE_PROVIDER.get(case.row.provider, case.row.provider),
             genai_request_timestamp=case.when,
             price_context=MODES[case.mode][2],
         )
