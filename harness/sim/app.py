@@ -44,7 +44,7 @@ from harness.sim.parse import (
     parse_messages,
     parse_responses,
 )
-from harness.sim.profiles import ModelProfile, resolve_model
+from harness.sim.profiles import COMPAT_PROVIDERS, ModelProfile, resolve_model
 from harness.sim.ratelimit import Admission, anthropic_headers, openai_headers
 from harness.sim.state import SimState
 from harness.sim.streaming import Rendered, SSEResponse, install_cut_log_filter
@@ -54,6 +54,7 @@ from harness.sim.wire_openai import (
     ResponsesParams,
     chat_body,
     chat_stream,
+    chat_usage,
     responses_body,
     responses_stream,
 )
@@ -148,7 +149,7 @@ class _Handlers:
                 raise Refuse(
                     400, "you must provide a model parameter", "invalid_request_error", param="model"
                 )
-            profile = resolve_model(s.profiles, model, provider)  # type: ignore[arg-type]
+            profile = resolve_model(s.profiles, model, provider)
             if profile is None:
                 raise not_found(provider, model)
             stream = bool(body.get("stream"))
@@ -223,7 +224,7 @@ class _Handlers:
             reasoning_enabled=req["reasoning"],
             reasoning_cap=req.get("reasoning_cap"),
             effort=req.get("effort"),
-            show_thinking=provider == "anthropic",
+            show_thinking=provider != "openai",
         )
         body_id = s.body_id({"chat": "chat", "responses": "resp"}.get(api, "msg"))
         payload, rendered = render(profile, req, plan, cache, body_id)
@@ -238,9 +239,12 @@ class _Handlers:
             if delay > 0:
                 await anyio.sleep(delay)
             raw_usage = payload["usage"]
-            usage = (
-                usage_from_anthropic(raw_usage) if provider == "anthropic" else usage_from_openai(raw_usage)
-            )
+            if provider == "anthropic":
+                usage = usage_from_anthropic(raw_usage)
+            elif provider in COMPAT_PROVIDERS:  # their dialects differ; bill what was generated
+                usage = usage_from_openai(chat_usage(plan, cache))
+            else:
+                usage = usage_from_openai(raw_usage)
             s.invoice.record(
                 request_id=rid,
                 provider=provider,
@@ -297,8 +301,20 @@ class _Handlers:
     def _render_chat(
         self, profile: ModelProfile, req: dict[str, Any], plan: OutputPlan, cache: CachePlan, body_id: str
     ) -> tuple[Any, Rendered | None]:
+        dialect = profile.provider if profile.provider in COMPAT_PROVIDERS else "openai"
+        cost = None
+        if dialect in ("xai", "openrouter"):  # they report their own cost
+            billed = usage_from_openai(chat_usage(plan, cache))
+            cost = self.s.invoice.price(profile.provider, profile.id, billed)
         p = ChatParams(
-            body_id, int(time.time()), "fp_5f2c1a0b9e", req["include_usage"], req["include_obfuscation"]
+            body_id,
+            int(time.time()),
+            "fp_5f2c1a0b9e",
+            req["include_usage"],
+            req["include_obfuscation"] and dialect == "openai",
+            dialect=dialect,
+            cost_usd=cost,
+            byok=profile.byok,
         )
         if req["stream"]:
             return None, chat_stream(profile, plan, cache, p)
@@ -307,6 +323,13 @@ class _Handlers:
     async def chat(self, request: Request) -> Response:
         return await self._generate(
             request, provider="openai", api="chat", parse=parse_chat, render=self._render_chat
+        )
+
+    async def compat_chat(self, request: Request) -> Response:
+        """Chat Completions of an OpenAI-compatible provider (``/{provider}/v1/chat/completions``)."""
+        provider = request.path_params["provider"]
+        return await self._generate(
+            request, provider=provider, api="chat", parse=parse_chat, render=self._render_chat
         )
 
     def _render_responses(
@@ -402,7 +425,7 @@ class _Handlers:
             return self._error(provider, rid, auth_error(provider), headers)
         model_id = request.path_params.get("model_id")
         if model_id is not None:
-            p = resolve_model(self.s.profiles, model_id, provider)  # type: ignore[arg-type]
+            p = resolve_model(self.s.profiles, model_id, provider)
             if p is None:
                 return self._error(provider, rid, not_found(provider, model_id), headers)
             return Response(_dumps(self._model_obj(p, anthropic)), headers=headers, media_type=_JSON)
@@ -457,6 +480,10 @@ def build_app(state: SimState) -> Starlette:
     h = _Handlers(state)
     routes = [
         Route("/v1/chat/completions", h.chat, methods=["POST"]),
+        *(
+            Route(path, h.compat_chat, methods=["POST"])
+            for path in ("/{provider}/v1/chat/completions", "/{provider}/api/v1/chat/completions")
+        ),
         Route("/v1/responses", h.responses, methods=["POST"]),
         Route("/v1/messages", h.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", h.count_tokens, methods=["POST"]),

@@ -226,7 +226,7 @@ def draw_cache(
     share = rng.uniform(lo, hi)
     if prompt < profile.cache_min_tokens:
         return CachePlan(prompt)
-    if profile.provider == "openai":
+    if profile.provider != "anthropic":  # OpenAI-style automatic prefix caching
         if not hit:
             return CachePlan(prompt)
         cached = max(profile.cache_min_tokens, int(prompt * share) // 128 * 128)

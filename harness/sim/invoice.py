@@ -119,7 +119,7 @@ def default_pricer(profiles: Mapping[str, ModelProfile]) -> Pricer:
             cost = found.cost(usage)
             if isinstance(cost, Decimal):
                 return cost
-        profile = profiles.get(model)
+        profile = profiles.get(model) or profiles.get(f"{provider}/{model}")
         if profile is None:
             raise KeyError(f"no price for {provider}/{model}")
         return profile.fallback_cost(usage.as_dict())
@@ -218,6 +218,10 @@ class Invoice:
         if client_request_id:
             with self._lock:
                 self._in_progress[client_request_id] = self._in_progress.get(client_request_id, 0) + 1
+
+    def price(self, provider: str, model: str, usage: Usage) -> Decimal:
+        """What ``usage`` of ``provider/model`` costs on this invoice (US dollars)."""
+        return self._pricer(provider, model, usage)
 
     def record(
         self,

@@ -187,7 +187,7 @@ def parse_chat(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
             "invalid_request_error",
             param="stream_options",
         )
-    if profile.reasoning and body.get("max_tokens") is not None:
+    if profile.provider == "openai" and profile.reasoning and body.get("max_tokens") is not None:
         raise Refuse(
             400,
             "Unsupported parameter: 'max_tokens' is not supported with this model. "

@@ -10,25 +10,39 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from harness.sim.faults import FaultConfig
 
 __all__ = [
+    "COMPAT_PROVIDERS",
+    "PROVIDERS",
     "ModelProfile",
     "ReasoningDist",
     "TokenDist",
     "default_sim_models",
+    "derived_profile",
     "load_profiles",
+    "model_family",
+    "profile_key",
     "resolve_model",
+    "sim_profiles",
+    "with_priced_models",
 ]
 
-Provider = Literal["openai", "anthropic"]
+Provider = str
+"""The route a profile is served on: ``openai``, ``anthropic``, ``google``, or an OpenAI-compatible
+provider of its own dialect (``deepseek``, ``xai``, ``openrouter``, ``together``)."""
+
+#: Providers the simulator serves. The OpenAI-compatible ones speak Chat Completions in their dialect.
+PROVIDERS = ("openai", "anthropic", "google", "deepseek", "xai", "openrouter", "together")
+COMPAT_PROVIDERS = ("deepseek", "xai", "openrouter", "together")
 
 _PRICE_KINDS = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output")
 
@@ -100,6 +114,12 @@ class ModelProfile:
     faults: FaultConfig = field(default_factory=FaultConfig)
     chunk_tokens: int = 16
     thinking_chunk_tokens: int = 64
+    byok: bool = False
+    """OpenRouter: answer as a bring-your-own-key route (``usage.cost`` is the fee; the upstream cost is
+    in ``cost_details.upstream_inference_cost``)."""
+    family: str = ""
+    """Derived profiles: the family whose defaults it took (``reasoning-large`` ...); empty when shipped
+    or written by hand."""
 
     def accuracy_at(self, difficulty: float | None) -> float:
         """Probability of a correct answer for an item of the given difficulty (None = the base)."""
@@ -171,15 +191,19 @@ _SIMPLE_KEYS = {
     "tpm": int,
     "chunk_tokens": int,
     "thinking_chunk_tokens": int,
+    "byok": bool,
+    "family": str,
 }
 
 
 def _build(model_id: str, d: dict[str, Any], server: dict[str, Any]) -> ModelProfile:
     where = f"models.{model_id}"
     provider = d.get("provider")
-    if provider not in ("openai", "anthropic"):
-        raise ValueError(f"{where}: provider must be 'openai' or 'anthropic', got {provider!r}")
-    kwargs: dict[str, Any] = {"id": model_id, "provider": provider}
+    if provider not in PROVIDERS:
+        raise ValueError(f"{where}: provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    # OpenAI-compatible providers' profiles are keyed provider/id (see resolve_model); the id is the rest.
+    wire_id = model_id.removeprefix(f"{provider}/") if provider in COMPAT_PROVIDERS else model_id
+    kwargs: dict[str, Any] = {"id": wire_id, "provider": provider}
     for key in ("chunk_tokens", "thinking_chunk_tokens"):
         if key in server:
             kwargs[key] = int(server[key])
@@ -203,8 +227,8 @@ def _build(model_id: str, d: dict[str, Any], server: dict[str, Any]) -> ModelPro
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise ValueError(f"{where}.aliases must be a list of strings")
     kwargs["aliases"] = tuple(aliases)
-    kwargs.setdefault("response_model", model_id)
-    kwargs.setdefault("display_name", model_id)
+    kwargs.setdefault("response_model", wire_id)
+    kwargs.setdefault("display_name", wire_id)
     if "cache_share" in d:
         share = d["cache_share"]
         if not isinstance(share, list) or len(share) != 2:
@@ -346,16 +370,139 @@ def load_profiles(path: Path | None = None) -> dict[str, ModelProfile]:
 
 
 def resolve_model(profiles: dict[str, ModelProfile], model: str, provider: Provider) -> ModelProfile | None:
-    """Find the profile a requested model id (canonical, dated or alias) names, for one provider."""
-    p = profiles.get(model)
-    if p is None:
-        for candidate in profiles.values():
-            if model in candidate.aliases or model == candidate.response_model:
-                p = candidate
-                break
-    if p is None or p.provider != provider:
-        return None
-    return p
+    """Find the profile a requested model id (canonical, dated or alias) names, for one provider.
+
+    Profiles of OpenAI and Anthropic models are keyed by their id; the others by ``provider/id`` (two
+    providers may serve the same id, such as ``openai/gpt-oss-120b`` on OpenRouter and Together).
+    """
+    for key in (model, f"{provider}/{model}"):
+        p = profiles.get(key)
+        if p is not None and p.provider == provider:
+            return p
+    for candidate in profiles.values():
+        named = model in candidate.aliases or model == candidate.response_model
+        if candidate.provider == provider and named:
+            return candidate
+    return None
+
+
+def sim_profiles(path: Path | None = None) -> dict[str, ModelProfile]:
+    """What the simulator serves: the shipped profiles (merged with ``path``), plus a derived profile
+    for every other model of tollbench's price table (:func:`with_priced_models`).
+
+    Raises:
+        ValueError: a malformed profile file (the message names it).
+    """
+    from harness.pricing.table import PriceTable
+
+    profiles = load_profiles(path)
+    try:
+        table = PriceTable.load()
+    except Exception:  # an unreadable user price file: serve the shipped profiles only
+        return profiles
+    return with_priced_models(profiles, ((p.provider, p.model, p.aliases) for p in table.rows()))
+
+
+def profile_key(provider: str, model: str) -> str:
+    """The key of a profile in the profile table (see :func:`resolve_model`)."""
+    return model if provider in ("openai", "anthropic") else f"{provider}/{model}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Profiles for every priced model, by family
+
+
+_SMALL = re.compile(r"(mini|nano|haiku|flash|fast|lite|small|scout)|(?<![0-9])(1|3|7|8|14|20)b\b")
+
+
+def model_family(provider: str, model: str) -> tuple[str, bool]:
+    """``(family, thinking)`` of a priced model, from its provider and id.
+
+    Families: ``reasoning-large`` / ``reasoning-small`` (always reason, OpenAI-style), ``chat-large`` /
+    ``chat-small`` (no reasoning); ``thinking`` is True for Anthropic models with extended thinking.
+    """
+    m = model.lower()
+    tail = m.rsplit("/", 1)[-1]
+    small = _SMALL.search(tail) is not None
+    if provider == "anthropic":
+        old = any(k in m for k in ("claude-3-opus", "claude-3-5-", "claude-3-haiku"))
+        return ("chat-small" if small else "chat-large"), not old
+    openai_style = tail.startswith(("o1", "o3", "o4", "gpt-5")) and "chat" not in tail
+    grok_4 = tail.startswith("grok-4") and "non-reasoning" not in tail
+    reasoning = (
+        openai_style
+        or grok_4
+        or tail.startswith(("deepseek-reasoner", "deepseek-r1", "gpt-oss", "grok-3-mini"))
+        or "thinking" in tail
+    )
+    size = "small" if small else "large"
+    return (f"reasoning-{size}" if reasoning else f"chat-{size}"), False
+
+
+#: Defaults per family (then a model's own values): accuracy, speed and token lengths.
+_FAMILIES: dict[str, dict[str, Any]] = {
+    "reasoning-large": {
+        "accuracy": 0.85, "ttft_s": 2.0, "tokens_per_s": 60.0, "max_output_tokens": 100_000,
+        "output_tokens": TokenDist(350.0, 0.5, 16, 8000),
+        "reasoning_tokens": ReasoningDist(600.0, 9000.0, 0.6, 64, 100_000),
+    },
+    "reasoning-small": {
+        "accuracy": 0.8, "ttft_s": 0.8, "tokens_per_s": 150.0, "max_output_tokens": 100_000,
+        "output_tokens": TokenDist(300.0, 0.5, 16, 8000),
+        "reasoning_tokens": ReasoningDist(350.0, 4500.0, 0.6, 64, 100_000),
+    },
+    "chat-large": {
+        "accuracy": 0.7, "ttft_s": 0.6, "tokens_per_s": 60.0, "max_output_tokens": 16_384,
+        "output_tokens": TokenDist(400.0, 0.5, 16, 8000),
+    },
+    "chat-small": {
+        "accuracy": 0.6, "ttft_s": 0.4, "tokens_per_s": 100.0, "max_output_tokens": 16_384,
+        "output_tokens": TokenDist(350.0, 0.5, 16, 4000),
+    },
+}  # fmt: skip
+
+_EFFORT = {"minimal": 0.15, "low": 0.35, "medium": 1.0, "high": 2.2}
+
+
+def derived_profile(provider: str, model: str, aliases: tuple[str, ...] = ()) -> ModelProfile:
+    """A profile for a priced model that has no hand-written one, from its family's defaults."""
+    family, thinking = model_family(provider, model)
+    d = dict(_FAMILIES[family])
+    reasoning = family.startswith("reasoning")
+    if thinking:
+        d["reasoning_tokens"] = ReasoningDist(400.0, 6000.0, 0.6, 64, 64_000)
+        d["max_output_tokens"] = 64_000
+    return ModelProfile(
+        id=model,
+        provider=provider,
+        aliases=tuple(aliases),
+        response_model=model,
+        display_name=model,
+        reasoning=reasoning,
+        thinking=thinking,
+        cache_hit_rate=0.5,
+        cache_min_tokens=1024,
+        rpm=30_000,
+        tpm=150_000_000,
+        effort=dict(_EFFORT) if reasoning else {},
+        family=family,
+        **d,
+    )
+
+
+def with_priced_models(profiles: dict[str, ModelProfile], priced: Any) -> dict[str, ModelProfile]:
+    """``profiles`` plus a derived profile (:func:`derived_profile`) for every model of ``priced`` (an
+    iterable of ``(provider, model, aliases)``) served by the simulator and not profiled already
+    (under its id or an alias)."""
+    out = dict(profiles)
+    for provider, model, aliases in priced:
+        if provider not in PROVIDERS or provider == "google":  # Gemini profiles are hand-written
+            continue
+        names = (model, *aliases)
+        if any(resolve_model(out, name, provider) is not None for name in names):
+            continue
+        out[profile_key(provider, model)] = derived_profile(provider, model, tuple(aliases))
+    return out
 
 
 def default_sim_models() -> dict[str, str]:

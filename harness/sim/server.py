@@ -32,7 +32,7 @@ from harness.answerkey import AnswerKey
 from harness.errors import ConfigError
 from harness.sim.app import build_app
 from harness.sim.faults import FaultConfig
-from harness.sim.profiles import load_profiles
+from harness.sim.profiles import sim_profiles
 from harness.sim.state import SimState
 from harness.types import Usage
 
@@ -175,7 +175,7 @@ class SimServer:
         self._host = host
         self._port = port
         self._state = SimState(
-            profiles=load_profiles(profiles),
+            profiles=sim_profiles(profiles),
             seed=seed,
             answer_key=answer_key,
             speed=speed,
@@ -308,7 +308,7 @@ def serve_forever(
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be 0 (a free port) to 65535, got {port}")
     try:
-        loaded = load_profiles(profiles)
+        loaded = sim_profiles(profiles)
         key = AnswerKey.load(answer_key_file) if answer_key_file is not None else None
     except (OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None

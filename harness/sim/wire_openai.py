@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from harness.sim.generate import CachePlan, OutputPlan
@@ -51,10 +52,48 @@ class ChatParams:
     fingerprint: str
     include_usage: bool
     include_obfuscation: bool
+    dialect: str = "openai"
+    """``openai`` or an OpenAI-compatible provider's (``deepseek``, ``xai``, ``openrouter``, ``together``)."""
+    cost_usd: Decimal | None = None
+    """What the request costs (for the providers that report their own cost: xAI, OpenRouter)."""
+    byok: bool = False
+    """OpenRouter bring-your-own-key: ``cost`` is OpenRouter's 5% fee, the rest is upstream."""
 
 
-def chat_usage(plan: OutputPlan, cache: CachePlan) -> dict[str, Any]:
-    """The chat ``usage`` object (cached inside prompt, reasoning inside completion)."""
+#: OpenRouter's fee on bring-your-own-key routes (a share of the upstream cost).
+BYOK_FEE = Decimal("0.05")
+
+
+def chat_usage(plan: OutputPlan, cache: CachePlan, p: ChatParams | None = None) -> dict[str, Any]:
+    """The chat ``usage`` object in the request's dialect (OpenAI's: cached inside prompt, reasoning
+    inside completion; the others as PROTOCOLS.md section 12 describes them)."""
+    dialect = p.dialect if p is not None else "openai"
+    usage = _openai_usage(plan, cache)
+    if dialect == "deepseek":
+        # Top-level cache split, no prompt_tokens_details; reasoning inside completion_tokens.
+        del usage["prompt_tokens_details"]
+        usage["prompt_cache_hit_tokens"] = cache.cache_read
+        usage["prompt_cache_miss_tokens"] = cache.prompt - cache.cache_read
+        usage["completion_tokens_details"] = {"reasoning_tokens": plan.reasoning}
+    elif dialect == "xai":
+        # Reasoning reported outside completion_tokens: prompt + completion + reasoning == total.
+        usage["completion_tokens"] = plan.visible
+        usage["total_tokens"] = cache.prompt + plan.visible + plan.reasoning
+        if p is not None and p.cost_usd is not None:
+            usage["cost_in_usd_ticks"] = int(p.cost_usd * 10**10)
+    elif dialect == "openrouter" and p is not None and p.cost_usd is not None:
+        if p.byok:
+            usage["cost"] = float(p.cost_usd * BYOK_FEE)
+            usage["is_byok"] = True
+            usage["cost_details"] = {"upstream_inference_cost": float(p.cost_usd)}
+        else:
+            usage["cost"] = float(p.cost_usd)
+            usage["is_byok"] = False
+            usage["cost_details"] = {"upstream_inference_cost": None}
+    return usage
+
+
+def _openai_usage(plan: OutputPlan, cache: CachePlan) -> dict[str, Any]:
     return {
         "prompt_tokens": cache.prompt,
         "completion_tokens": plan.output,
@@ -84,7 +123,7 @@ def chat_body(profile: ModelProfile, plan: OutputPlan, cache: CachePlan, p: Chat
                 "finish_reason": plan.finish,
             }
         ],
-        "usage": chat_usage(plan, cache),
+        "usage": chat_usage(plan, cache, p),
         "service_tier": "default",
         "system_fingerprint": p.fingerprint,
     }
@@ -98,6 +137,7 @@ def chat_stream(profile: ModelProfile, plan: OutputPlan, cache: CachePlan, p: Ch
         f'"system_fingerprint":"{p.fingerprint}","choices":'
     )
     usage_null = ',"usage":null' if p.include_usage else ""
+    reasoning_key = "reasoning" if p.dialect == "openrouter" else "reasoning_content"
     n_obf = 0
 
     def tail() -> str:
@@ -118,7 +158,16 @@ def chat_stream(profile: ModelProfile, plan: OutputPlan, cache: CachePlan, p: Ch
             head + choice('{"role":"assistant","content":"","refusal":null}', None) + usage_null + tail()
         ).encode()
     )
-    tokens.append(plan.reasoning)
+    if p.dialect != "openai" and plan.thinking_text:
+        # DeepSeek, xAI, Together: reasoning_content deltas; OpenRouter: reasoning (OpenAI sends none).
+        tokens.append(0)
+        thoughts = _split(plan.thinking_text, 4 * profile.thinking_chunk_tokens)
+        for piece, cum in zip(thoughts, _cumulative(thoughts, 0, plan.reasoning), strict=True):
+            delta = '{"content":null,"' + reasoning_key + '":' + _dumps(piece) + "}"
+            events.append((head + choice(delta, None) + usage_null + tail()).encode())
+            tokens.append(cum)
+    else:
+        tokens.append(plan.reasoning)
     pieces = _split(plan.text, 4 * profile.chunk_tokens)
     for piece, cum in zip(pieces, _cumulative(pieces, plan.reasoning, plan.visible), strict=True):
         events.append(
@@ -128,7 +177,7 @@ def chat_stream(profile: ModelProfile, plan: OutputPlan, cache: CachePlan, p: Ch
     final_index = len(events)
     events.append((head + choice("{}", plan.finish) + usage_null + tail()).encode())
     tokens.append(plan.output)
-    raw = chat_usage(plan, cache)
+    raw = chat_usage(plan, cache, p)
     if p.include_usage:
         events.append((head + '[],"usage":' + _dumps(raw) + tail()).encode())
         tokens.append(plan.output)
@@ -154,7 +203,7 @@ def chat_stream(profile: ModelProfile, plan: OutputPlan, cache: CachePlan, p: Ch
         tokens,
         final_index,
         raw,
-        usage_from_openai(raw),
+        usage_from_openai(_openai_usage(plan, cache)),  # what is billed, whatever the dialect says
         "incomplete" if plan.finish == "length" else "completed",
         plan.reasoning,
         error_event,

@@ -116,9 +116,15 @@ def test_a_run_whose_calls_all_fail_says_why(tmp_path: Path, sim: Any) -> None:
     """Defect 11: a model the server does not have got 16 HTTP 404s and the run ended `failed` with
     "0 errors". Now progress counts the failed calls and the end names the error and what to do."""
     db = tmp_path / "runs.db"
+    # A model with a price (from the run's own price file) that the simulator does not serve.
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        'provider = "openai"\n[[models]]\nmodel = "gpt-not-on-the-sim"\ninput = "1"\noutput = "4"\n'
+        'notes = "test"\nsource_url = "test"\n'
+    )
     proc = _run(
-        ["run", "demo", "-m", "openai/o3-mini", "--budget", "1", "--sim-url", sim.base_url]
-        + ["--limit", "8", "--db", str(db)]
+        ["run", "demo", "-m", "openai/gpt-not-on-the-sim", "--budget", "1", "--sim-url", sim.base_url]
+        + ["--limit", "8", "--db", str(db), "--prices", str(prices)]
     )
     assert proc.returncode == 1, proc.stderr
     assert "model_not_found" in proc.stderr + proc.stdout
