@@ -350,6 +350,10 @@ BUILTIN_ALIASES: dict[str, dict[str, Any]] = {
     "openai/o4-mini-high": {"model": "openai/o4-mini", "reasoning_effort": "high"},
     "openai/o3-high": {"model": "openai/o3", "reasoning_effort": "high"},
     "anthropic/claude-sonnet-4-5-thinking": {"model": "anthropic/claude-sonnet-4-5", "thinking_budget": 8000},
+    "anthropic/claude-3-7-sonnet-thinking": {
+        "model": "anthropic/claude-3-7-sonnet-latest",
+        "thinking_budget": 8000,
+    },
     "anthropic/claude-haiku-4-5-thinking": {"model": "anthropic/claude-haiku-4-5", "thinking_budget": 8000},
 }
 

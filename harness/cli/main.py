@@ -445,7 +445,10 @@ def prices(model: str | None, prices: tuple[Path, ...], json_output: bool) -> No
 
     table = PriceTable.load(prices)
     query = model.split("/", 1)[1] if model and "/" in model else model
-    rows = table.find(query) if query else table.rows()
+    if model and model in table.providers():  # `tollbench prices deepseek`: that provider's rows
+        rows = [r for r in table.rows() if r.provider == model]
+    else:
+        rows = table.find(query) if query else table.rows()
     if model and not rows:
         _fail(f"no price for {model!r}. Add one with --prices FILE (see docs/pricing.md).")
     if json_output:
@@ -488,6 +491,48 @@ def prices(model: str | None, prices: tuple[Path, ...], json_output: bool) -> No
 
 def _dec(value: Decimal | None) -> str:
     return "-" if value is None else str(value)
+
+
+@cli.command(name="models")
+@click.argument("query", required=False)
+@click.option("--models-file", type=click.Path(path_type=Path), help="Model alias file (TOML).")
+@click.option("--prices", "prices", multiple=True, type=click.Path(path_type=Path), help="Override file(s).")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+def models_cmd(
+    query: str | None, models_file: Path | None, prices: tuple[Path, ...], json_output: bool
+) -> None:
+    """List the models tollbench can run: provider, id, price row, simulator profile and aliases.
+
+    QUERY keeps the rows whose id, provider or alias contains it. Every listed model runs on the
+    built-in simulator (``--sim``); local servers (vllm/, llamacpp/, ollama/) take any model id and a
+    price of your own (docs/providers.md).
+    """
+    from rich.table import Table
+
+    from harness.cli.catalog import catalog
+
+    rows = catalog(prices=prices, models_file=models_file)
+    if query:
+        q = query.lower()
+        rows = [
+            r
+            for r in rows
+            if q in r["id"].lower() or q == r["provider"] or any(q in a.lower() for a in r["aliases"])
+        ]
+        if not rows:
+            _fail(f"no model matches {query!r} (see `tollbench models`)")
+    if json_output:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    t = Table(title=f"models ({len(rows)}; prices USD per 1M tokens, input / output)")
+    for col in ("provider", "model", "price", "simulator", "aliases"):
+        t.add_column(col)
+    for r in rows:
+        price = f"{r['price']['input']} / {r['price']['output']}"
+        price += " (tiers)" if r["price"]["tiers"] else ""
+        cells = (r["provider"], r["id"], price, r["simulator"] or "-", ", ".join(r["aliases"]))
+        t.add_row(*map(_cell, cells))
+    _stdout().print(t)
 
 
 @cli.command(name="suites")
