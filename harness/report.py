@@ -73,6 +73,7 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 "cost_per_correct_usd": usd_str(-(-answer_cost // correct)) if correct else None,
                 "cached": int(row.get("cached") or 0),
                 "saved_usd": usd_str(int(row.get("saved_nano") or 0)),
+                **_unknown_and_reported(row),
             }
         )
     return {
@@ -131,10 +132,27 @@ def cost_rows(store: Store, *, by: Sequence[str], **filters: Any) -> list[dict[s
                 "cached": int(r.get("cached") or 0),
                 "saved_usd": usd_str(int(r.get("saved_nano") or 0)),
                 "simulated": r["simulated"],
+                **_unknown_and_reported(r),
             }
         )
         rows.append(d)
     return rows
+
+
+def _unknown_and_reported(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Usage-unknown calls (their token columns are not 0 tokens, they are unknown) and what providers
+    reported their calls cost beside what tollbench computed for the same calls."""
+    reported = int(row.get("reported_calls") or 0)
+    theirs, ours = int(row.get("reported_nano") or 0), int(row.get("reported_ours_nano") or 0)
+    return {
+        "usage_unknown_calls": int(row.get("unknown_calls") or 0),
+        "usage_unknown_usd": usd_str(int(row.get("unknown_nano") or 0)),
+        "usage_unknown_output_bound": int(row.get("unknown_output_bound") or 0),
+        "provider_reported_calls": reported,
+        "provider_reported_usd": usd_str(theirs) if reported else None,
+        "provider_reported_ours_usd": usd_str(ours) if reported else None,
+        "provider_reported_difference_usd": usd_str(theirs - ours) if reported else None,
+    }
 
 
 def _sim_tag(simulated: Any) -> str:
@@ -177,13 +195,13 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
             score,
             f"{r['unusable']} ({_usd(r['unusable_usd'])})" if r["unusable"] else "0",
             str(r["not_run"]),
-            f"{r['input_tokens'] + r['cache_read_tokens'] + r['cache_write_tokens']:,}",
-            f"{r['output_tokens']:,}",
-            f"{r['reasoning_tokens']:,}",
+            *_token_cells(r),
             _usd(r["spent_usd"]),
             _usd(r["cost_per_correct_usd"]) if r["cost_per_correct_usd"] else "-",
         )
     console.print(table)
+    for note in _notes(report["results"], ("model", "suite")):
+        console.print(Text(note))
     line = f"total {_usd(report['spent_usd'])} of budget {_usd(report['budget_usd'])}"
     if report["unsettled_usd"] not in ("0", "0.0"):
         line += f" (+ {_usd(report['unsettled_usd'])} unsettled, counted at worst case)"
@@ -219,24 +237,78 @@ def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
 def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: Console) -> None:
     table = Table()
     show_saved = any(int(r.get("cached") or 0) for r in rows)
+    show_reported = any(r.get("provider_reported_calls") for r in rows)
     for col in [*by, "calls", "in tok", "out tok", "reasoning", "spent", "unsettled"]:
         table.add_column(col)
     if show_saved:
         table.add_column("saved by cache")
+    if show_reported:
+        table.add_column("provider says (difference)")
     for r in rows:
         extra = [_usd(r["saved_usd"])] if show_saved else []
+        if show_reported:
+            extra.append(_reported_cell(r))
         _add_row(
             table,
             *[str(r[k]) + (_sim_tag(r["simulated"]) if k == by[-1] else "") for k in by],
             f"{r['calls']:,}",
-            f"{r['input_tokens'] + r['cache_read_tokens'] + r['cache_write_tokens']:,}",
-            f"{r['output_tokens']:,}",
-            f"{r['reasoning_tokens']:,}",
+            *_token_cells(r),
             _usd(r["spent_usd"]),
             _usd(r["unsettled_usd"]),
             *extra,
         )
     console.print(table)
+    for note in _notes(rows, tuple(by), reported=False):
+        console.print(Text(note))
+
+
+def _token_cells(r: Mapping[str, Any]) -> tuple[str, str, str]:
+    """In, out and reasoning tokens; with usage-unknown calls, "+?" says the count is not complete (it
+    is never shown as if those calls had 0 tokens)."""
+    unknown = int(r.get("usage_unknown_calls") or 0)
+    mark = " +?" if unknown else ""
+    total_in = r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"]
+    out = f"{r['output_tokens']:,}{mark}"
+    if unknown and r.get("usage_unknown_output_bound"):
+        out = f"{r['output_tokens']:,} +≤{int(r['usage_unknown_output_bound']):,}"
+    return f"{total_in:,}{mark}", out, f"{r['reasoning_tokens']:,}{mark}"
+
+
+def _reported_cell(r: Mapping[str, Any]) -> str:
+    if not r.get("provider_reported_calls"):
+        return "-"
+    diff = r["provider_reported_difference_usd"]
+    sign = "" if diff.startswith("-") else "+"
+    return f"{_usd(r['provider_reported_usd'])} ({sign}{_usd(diff) if not diff.startswith('-') else diff})"
+
+
+def _notes(rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...], *, reported: bool = True) -> list[str]:
+    """Footnotes: usage-unknown calls, and provider-reported costs that differ from ours."""
+    notes: list[str] = []
+    for r in rows:
+        name = "/".join(str(r[k]) for k in keys)
+        n = int(r.get("usage_unknown_calls") or 0)
+        if n:
+            bound = int(r.get("usage_unknown_output_bound") or 0)
+            seen = f"; at most {bound:,} output tokens received" if bound else ""
+            notes.append(
+                f"{name}: usage unknown for {n} call(s), charged {_usd(r['usage_unknown_usd'])} at worst "
+                f"case{seen}; their tokens are not in the token columns (+?)"
+            )
+        if reported and r.get("provider_reported_calls"):
+            diff = r["provider_reported_difference_usd"]
+            if diff not in ("0", "0.0"):
+                notes.append(
+                    f"{name}: the provider reported {_usd(r['provider_reported_usd'])} for "
+                    f"{r['provider_reported_calls']} call(s) where tollbench computed "
+                    f"{_usd(r['provider_reported_ours_usd'])} (difference {diff} USD)"
+                )
+            else:
+                notes.append(
+                    f"{name}: the provider's own cost for {r['provider_reported_calls']} call(s) agrees "
+                    f"with tollbench's ({_usd(r['provider_reported_usd'])})"
+                )
+    return notes
 
 
 def _add_row(table: Table, *cells: Any) -> None:

@@ -820,6 +820,7 @@ class Store:
                 c.c.model,
                 c.c.suite,
                 *_call_sums(c),
+                *_extra_sums(c),
                 _count_if(c.c.status == "error").label("errors"),
                 _count_if(c.c.cached.is_(True)).label("cached"),
                 sa.func.sum(sa.case((c.c.cached.is_(True), c.c.reproduce_nano), else_=0)).label("saved_nano"),
@@ -910,12 +911,20 @@ class Store:
             .where(c.c.cached.is_(True), *filters)
             .group_by(*group)
         )
+        # Usage-unknown and provider-reported calls: a third small query (ix_calls_unknown_or_reported).
+        extra_stmt = sa.select(*group, *_extra_sums(c)).where(_extra_filter(c), *filters).group_by(*group)
         sums = ("calls", *_TOKEN_SUMS, "spent_nano", "unsettled_nano", "cached", "saved_nano")
         out: dict[tuple[Any, ...], dict[str, Any]] = {}
         with self.begin_read("summing costs") as conn:
             saved_rows = {
                 tuple(r._mapping[n] for n in group_names): (int(r.cached), int(r.saved_nano or 0))
                 for r in conn.execute(saved_stmt)
+            }
+            extra_rows = {
+                tuple(r._mapping[n] for n in group_names): {
+                    k: int(r._mapping[k] or 0) for k in _UNKNOWN_AND_REPORTED
+                }
+                for r in conn.execute(extra_stmt)
             }
             rows = conn.execute(stmt).all()
             run_ids = sorted({row.run_id for row in rows})
@@ -935,6 +944,8 @@ class Store:
             cached, saved = saved_rows.get(tuple(m[n] for n in group_names), (0, 0))
             entry["cached"] += cached
             entry["saved_nano"] += saved
+            for name, value in extra_rows.get(tuple(m[n] for n in group_names), {}).items():
+                entry[name] = entry.get(name, 0) + value
             for name in sums[:-2]:
                 entry[name] += int(m[name] or 0)
             sim = simulated.get(m["run_id"], False)
@@ -967,6 +978,32 @@ def _call_sums(c: sa.Table) -> list[sa.ColumnElement[Any]]:
     ]
 
 
+def _unknown_cond(c: sa.Table) -> sa.ColumnElement[bool]:
+    """A charged call whose usage never arrived (reports show it as such, never as 0 tokens)."""
+    return sa.and_(c.c.usage_known.is_(False), c.c.cost_nano > 0)
+
+
+def _extra_filter(c: sa.Table) -> sa.ColumnElement[bool]:
+    """The few rows :func:`_extra_sums` needs (the partial index ``ix_calls_unknown_or_reported``)."""
+    return sa.or_(c.c.usage_known.is_(False), c.c.provider_cost_nano.is_not(None))
+
+
+def _extra_sums(c: sa.Table) -> list[sa.ColumnElement[Any]]:
+    """Usage-unknown calls, and what providers reported their calls cost beside what we computed."""
+    unknown = _unknown_cond(c)
+    reported = c.c.provider_cost_nano.is_not(None)
+    return [
+        _count_if(unknown).label("unknown_calls"),
+        sa.func.sum(sa.case((unknown, c.c.cost_nano), else_=0)).label("unknown_nano"),
+        sa.func.sum(sa.case((unknown, sa.func.coalesce(c.c.output_bound, 0)), else_=0)).label(
+            "unknown_output_bound"
+        ),
+        _count_if(reported).label("reported_calls"),
+        sa.func.sum(sa.case((reported, c.c.provider_cost_nano), else_=0)).label("reported_nano"),
+        sa.func.sum(sa.case((reported, c.c.cost_nano), else_=0)).label("reported_ours_nano"),
+    ]
+
+
 def _empty_report(model: str, suite: str) -> dict[str, Any]:
     names = ("calls", "errors", "items", "scored", "correct", "unusable", "not_run", "item_errors")
     return {
@@ -980,7 +1017,19 @@ def _empty_report(model: str, suite: str) -> dict[str, Any]:
         "cache_write": 0,
         "cached": 0,
         "saved_nano": 0,
+        **dict.fromkeys(_UNKNOWN_AND_REPORTED, 0),
     }
+
+
+#: Sums of :func:`_call_sums` about usage-unknown calls and provider-reported costs.
+_UNKNOWN_AND_REPORTED = (
+    "unknown_calls",
+    "unknown_nano",
+    "unknown_output_bound",
+    "reported_calls",
+    "reported_nano",
+    "reported_ours_nano",
+)
 
 
 def _owner_values(owner: RunOwner | None) -> dict[str, Any]:

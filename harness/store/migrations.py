@@ -274,6 +274,16 @@ def m005_provider_cost_and_endpoints(conn: Connection) -> None:
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
     )
     md.create_all(conn)
+    # Reports sum usage-unknown and provider-reported calls apart from the index-only cost scan; a
+    # partial index keeps that second query to the few rows it needs.
+    calls = sa.Table(
+        "calls", sa.MetaData(), sa.Column("usage_known", sa.Boolean),
+        sa.Column("provider_cost_nano", sa.BigInteger), sa.Column("run_id", sa.String(64)),
+    )  # fmt: skip
+    where = sa.or_(calls.c.usage_known.is_(False), calls.c.provider_cost_nano.is_not(None))
+    sa.Index(
+        "ix_calls_unknown_or_reported", calls.c.run_id, sqlite_where=where, postgresql_where=where
+    ).create(conn)
 
 
 SCHEMA_VERSION = len(MIGRATIONS)

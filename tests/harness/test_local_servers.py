@@ -14,6 +14,7 @@ reason when the next request arrives), whole ``tollbench run`` commands show tha
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -101,6 +102,18 @@ def test_llamacpp_like_server_is_metered_at_least_what_it_generated(
         assert facts == {"no_stream_usage": "true"}
         assert any(not g.stream for g in server.requests)
         assert any(c["usage_known"] for c in ok)
+
+        # Reports show the usage-unknown calls as such, never as 0 tokens beside their cost.
+        unknown = [c for c in calls if not c["usage_known"] and c["cost_nano"] > 0]
+        assert unknown
+        for command in (["show", run_id], ["costs", "--by", "model"]):
+            assert main([*command, "--db", str(db)]) == 0
+            shown, _ = capsys.readouterr()
+            assert f"usage unknown for {len(unknown)} call(s)" in shown, shown
+            assert "+?" in shown or "+≤" in shown
+        assert main(["show", run_id, "--db", str(db), "--json"]) == 0
+        data = json.loads(capsys.readouterr()[0])
+        assert data["results"][0]["usage_unknown_calls"] == len(unknown)
 
         # The next run starts non-streaming: every request has usage, nothing is cut.
         before = len(server.requests)

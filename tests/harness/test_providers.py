@@ -5,6 +5,7 @@ beside ours. Plus the dialect rules one by one (:mod:`adapters.openai_compat`)."
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -172,7 +173,7 @@ async def test_each_provider_is_metered_exactly_what_the_simulator_bills(db_path
 
 @pytest.mark.anyio
 async def test_openrouter_byok_reports_fee_plus_upstream_and_the_difference_is_kept(
-    db_path: Path, tmp_path: Path
+    db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     profiles = tmp_path / "profiles.toml"
     profiles.write_text(
@@ -199,3 +200,18 @@ async def test_openrouter_byok_reports_fee_plus_upstream_and_the_difference_is_k
     for c in calls:
         # OpenRouter says: 5% fee + the upstream cost. Ours: the upstream price only.
         assert c["provider_cost_nano"] == pytest.approx(c["cost_nano"] * 1.05, abs=2)
+    # `show` and `costs` print the difference.
+    from harness.cli.main import main
+
+    run_id = calls[0]["run_id"]
+    theirs = sum(c["provider_cost_nano"] for c in calls)
+    ours = sum(c["cost_nano"] for c in calls)
+    assert main(["show", run_id, "--db", str(db_path)]) == 0
+    shown = capsys.readouterr()[0]
+    assert "the provider reported" in shown and "where tollbench computed" in shown
+    assert main(["costs", "--by", "model", "--db", str(db_path), "--json"]) == 0
+    row = json.loads(capsys.readouterr()[0])[0]
+    assert row["provider_reported_calls"] == 4
+    assert Decimal(row["provider_reported_difference_usd"]) == Decimal(theirs - ours) / 10**9
+    assert main(["costs", "--by", "model", "--db", str(db_path)]) == 0
+    assert "provider says (difference)" in capsys.readouterr()[0]
