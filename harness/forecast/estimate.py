@@ -64,10 +64,11 @@ __all__ = [
     "forecast_plan",
     "load_history",
     "load_model_profiles",
+    "load_published_usage",
     "mark_pilot",
 ]
 
-SOURCES = ("history:this-suite", "history:other-suites", "profile", "worst-case")
+SOURCES = ("history:this-suite", "history:other-suites", "published", "profile", "worst-case")
 
 #: Reasoning tokens by suite type, relative to multiple choice. From the simulator's profiles:
 #: reasoning length interpolates geometrically from an easy to a hard median (ratio ~13-15 for the
@@ -88,6 +89,7 @@ KNOWN_SUITE_TYPES = {
 SOURCE_REL_UNCERTAINTY = {
     "history:this-suite": Decimal(0),
     "history:other-suites": Decimal("0.25"),
+    "published": Decimal("0.40"),
     "profile": Decimal("0.35"),
 }
 
@@ -321,6 +323,61 @@ class ModelProfile:
         if hit and prompt_tokens >= self.cache_min_tokens:
             read = int(prompt_tokens * share)
         return CallObs(prompt_tokens, read, 0, 0, output, reasoning)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedUsage:
+    """A real model's published token total over a suite mix (``harness/data/published_usage.toml``)."""
+
+    name: str
+    mean_output: float
+    """Output tokens per call over the published mix."""
+    reasoning_share: float
+    mix_factor: float
+    """The mix's mean type factor (:data:`TYPE_FACTORS` weighted by its calls per suite type)."""
+    source: str
+    thinking_only: bool = False
+    """The total was measured with extended thinking: it applies only to a spec with a thinking budget."""
+    sigma: float = 0.8
+
+    def draw(self, rng: random.Random, fmt: str, max_out: int, prompt_tokens: int) -> CallObs:
+        """One seeded call of suite type ``fmt``: the published mean moved by the type's factor."""
+        mean = self.mean_output * float(TYPE_FACTORS.get(fmt, Decimal(1))) / self.mix_factor
+        median = mean / math.exp(self.sigma**2 / 2)
+        output = min(max_out, max(1, round(math.exp(math.log(median) + self.sigma * rng.gauss(0.0, 1.0)))))
+        return CallObs(prompt_tokens, 0, 0, 0, output, round(output * self.reasoning_share))
+
+
+def load_published_usage(path: Path | None = None) -> dict[str, PublishedUsage]:
+    """The shipped published token totals, keyed by model and every alias.
+
+    Raises:
+        ValueError: the file cannot be read or is malformed.
+    """
+    try:
+        if path is None:
+            text = resources.files("harness").joinpath("data", "published_usage.toml").read_text("utf-8")
+        else:
+            text = Path(path).read_text("utf-8")
+        data = tomllib.loads(text)
+        mix = {k: int(v) for k, v in data["mix"].items()}
+        total = sum(mix.values())
+        mix_factor = sum(float(TYPE_FACTORS[k]) * n for k, n in mix.items()) / total
+        out: dict[str, PublishedUsage] = {}
+        for name, m in data.get("models", {}).items():
+            entry = PublishedUsage(
+                name=name,
+                mean_output=int(m["output_tokens"]) / int(m["calls"]),
+                reasoning_share=float(Decimal(str(m.get("reasoning_share", "0")))),
+                mix_factor=mix_factor,
+                source=str(m["source"]),
+                thinking_only=bool(m.get("thinking_only", False)),
+            )
+            for key in (name, *m.get("aliases", [])):
+                out[key] = entry
+    except (OSError, KeyError, ValueError, TypeError, ArithmeticError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path or 'published_usage.toml'}: cannot read published usage ({exc})") from None
+    return out
 
 
 def load_model_profiles(path: Path | None = None) -> dict[str, ModelProfile]:
@@ -736,6 +793,18 @@ def _choose_source(
         overhead = max(Decimal(1), Decimal(all_) / Decimal(ok)) if ok else Decimal(1)
         suites = ", ".join(sorted(h.suite for h in others))
         return "history:other-suites", obs, overhead, n_other, f"from {suites}"
+    published = load_published_usage().get(f"{spec.provider}/{spec.model}")
+    if published is not None and (not published.thinking_only or spec.thinking_budget):
+        rng = random.Random(f"{seed}:{spec.name}:{suite_name}:published")
+        formats = list(p.formats)
+        weights = [p.formats[f] for f in formats]
+        sizes = p.est
+        seen = [
+            published.draw(rng, rng.choices(formats, weights)[0], max_out, sizes[rng.randrange(len(sizes))])
+            for _ in range(PROFILE_DRAWS)
+        ]
+        obs = _transplant(seen, Decimal(1), max_out, spec.thinking_budget)
+        return "published", obs, Decimal(1), 0, published.source
     prof = profs.get(f"{spec.provider}/{spec.model}")
     if prof is not None:
         rng = random.Random(f"{seed}:{spec.name}:{suite_name}")

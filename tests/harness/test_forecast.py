@@ -29,6 +29,7 @@ from harness.forecast.estimate import (
     forecast_plan,
     load_history,
     load_model_profiles,
+    load_published_usage,
     mark_pilot,
 )
 from harness.pricing.money import usd_to_nano
@@ -206,6 +207,31 @@ def test_profile_source_without_history() -> None:
     assert (
         f.row("openai/o4-mini", "tiny").expected_nano > 5 * f.row("openai/gpt-4o-mini", "tiny").expected_nano
     )
+
+
+def test_published_token_totals_calibrate_models_without_history() -> None:
+    """Issue 11 (5): o1's published 44M output tokens over the cost study's 19,465 calls is the source
+    for o1 with no history, and `estimate` says so; a total measured with thinking applies only to a
+    spec with a thinking budget."""
+    plan = _plan(
+        [TinySuite(40), McSuite(40)],
+        ["openai/o1", "anthropic/claude-3-7-sonnet-thinking", "anthropic/claude-3-7-sonnet-latest"],
+        max_out=16000,
+    )
+    f = forecast_plan(plan)
+    o1 = f.row("openai/o1", "mc")
+    assert o1.source == "published" and "44M output tokens" in o1.note
+    published = load_published_usage()["openai/o1"]
+    assert published.mean_output == pytest.approx(44_000_000 / 19_465)
+    # Multiple choice costs less than maths for the same model (its type factor is lower).
+    assert f.row("openai/o1", "tiny").expected_nano > o1.expected_nano
+    # The expected output per multiple-choice call is the published mean moved by the type factor:
+    # o1 at $60 per 1M output tokens, within the source's widened interval.
+    per_call_out = published.mean_output / published.mix_factor
+    out_usd = Decimal(str(per_call_out)) * 40 * Decimal(60) / 1_000_000
+    assert o1.lower_nano < usd_to_nano(out_usd) < o1.upper_nano
+    assert f.row("anthropic/claude-3-7-sonnet-thinking", "mc").source == "published"
+    assert f.row("anthropic/claude-3-7-sonnet-latest", "mc").source != "published"
 
 
 def test_profiles_file_is_valid_and_names_priced_models() -> None:
