@@ -233,6 +233,8 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
     specs: dict[str, ModelSpec] = {}
     for name in options.models:
         spec = resolve_model(name, aliases=aliases, base_url=options.base_url)
+        if options.simulated:  # the simulator plays the provider's own API, wherever a URL pointed
+            spec = replace(spec, dialect=dialect_for(spec.provider, None))
         specs[spec.name] = spec
 
     suites: dict[str, Suite] = {}

@@ -557,7 +557,7 @@ async def test_a_schema_2_database_upgrades_to_the_current_schema(pg_url: str) -
                 sa.text("SELECT value FROM _tollbench_meta WHERE key = 'schema_version'")
             ).scalar()
             applied = [r[0] for r in conn.execute(sa.text("SELECT name FROM _tollbench_migrations"))]
-        assert version == str(migrations.SCHEMA_VERSION) == "4"
+        assert version == str(migrations.SCHEMA_VERSION) == str(len(migrations.MIGRATIONS))
         assert sorted(applied) == [fn.__name__ for fn in migrations.MIGRATIONS]
         added = ("request_hash", "request", "response", "sent_to", "source_call_id", "reproduce_nano")
         for name in (*added, "service_tier"):
@@ -567,6 +567,10 @@ async def test_a_schema_2_database_upgrades_to_the_current_schema(pg_url: str) -
         assert isinstance(cols["response"]["type"], sa.JSON)
         for name in ("owner_token", "owner_pid", "owner_host"):  # m004: who owns a run
             assert run_cols[name]["nullable"], name
+        for name in ("provider_cost_nano", "output_bound"):  # m005: provider-reported cost, output bound
+            assert cols[name]["nullable"] and isinstance(cols[name]["type"], sa.BigInteger), name
+        assert "ix_calls_unknown_or_reported" in indexes
+        assert sa.inspect(new.engine).has_table("endpoint_facts")
         assert indexes["ix_calls_request_hash"] == ["request_hash"]
         assert indexes["ix_calls_cached"] == ["cached", "run_id"]
         assert "ix_calls_summary" in indexes and "ix_calls_run_status" in indexes
