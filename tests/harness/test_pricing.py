@@ -85,7 +85,7 @@ def test_every_row_has_provenance(table: PriceTable) -> None:
             unverified.add((p.key, p.effective_to))
             assert "verified" in p.notes or "genai-prices only" in p.notes, p.key
         else:
-            assert p.verified_on == date(2026, 11, 28), p.key
+            assert p.verified_on in (date(2026, 11, 28), date(2026, 12, 2)), p.key  # 12-02: google.toml
     assert unverified == UNVERIFIED
 
 
@@ -341,7 +341,7 @@ def test_rows_and_find(table: PriceTable) -> None:
     assert gpt5 == {"gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-pro", "gpt-5.1", "gpt-5.2"}
     assert table.find("anthropic/gpt-5") == []
     assert len(table.find("o3", history=True)) == len(table.find("o3")) + 1
-    assert table.providers() == ["anthropic", "openai"]
+    assert table.providers() == ["anthropic", "google", "openai"]
 
 
 # ------------------------------------------------------------------------------- worst case
