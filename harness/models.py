@@ -33,6 +33,7 @@ from harness.types import ModelSpec
 
 __all__ = [
     "ALIAS_KEYS",
+    "API_KEY_FALLBACKS",
     "BILLING_EXTRA_BODY_KEYS",
     "BUILTIN_ALIASES",
     "PROVIDERS",
@@ -71,7 +72,13 @@ PROVIDERS: dict[str, ProviderInfo] = {
     "anthropic": ProviderInfo(
         "anthropic", "messages", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", ("messages",)
     ),
+    # issue 11: Google Gemini (google-genai SDK); GOOGLE_API_KEY is read when GEMINI_API_KEY is unset
+    "google": ProviderInfo("google", "gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", ("gemini",)),
 }
+
+#: Variables read, in order, when a provider's own ``api_key_env`` is unset or blank (the google-genai
+#: SDK reads ``GOOGLE_API_KEY`` as well as ``GEMINI_API_KEY``).
+API_KEY_FALLBACKS: dict[str, tuple[str, ...]] = {"google": ("GOOGLE_API_KEY",)}
 
 #: Keys an alias may set, with the types they accept.
 ALIAS_KEYS: dict[str, tuple[type, ...]] = {
@@ -384,8 +391,11 @@ def api_key_for(provider: str, env: Mapping[str, str] | None = None) -> str | No
         harness.errors.UnknownModel: unknown provider.
     """
     e = os.environ if env is None else env
-    value = e.get(_info(provider).api_key_env, "").strip()
-    return value or None
+    for var in (_info(provider).api_key_env, *API_KEY_FALLBACKS.get(provider, ())):
+        value = e.get(var, "").strip()
+        if value:
+            return value
+    return None
 
 
 def require_api_key(provider: str, env: Mapping[str, str] | None = None) -> str:

@@ -39,6 +39,7 @@ log = logging.getLogger("tollbench.session")
 #: Where a simulated session that needs no simulator points its clients: a closed loopback port, so
 #: a call made by mistake fails at once and never reaches a real API (docs/design.md invariant 7).
 _NOWHERE = "http://127.0.0.1:9/v1"
+_NOWHERE_ROOT = "http://127.0.0.1:9"  # issue 11: Gemini's base URL is the host root
 
 
 @dataclass
@@ -113,7 +114,7 @@ async def run(
             plan,
             store,
             run_id,
-            base_urls={"openai": opts.base_url, "anthropic": None},
+            base_urls={"openai": opts.base_url, "anthropic": None, "google": None},
             on_progress=on_progress,
             handle_signals=handle_signals,
             prior=prior,
@@ -132,12 +133,15 @@ async def run(
         if opts.simulated and sim is None:
             # Everything is answered already (resume, the response cache): no simulator is started,
             # and a request sent by mistake fails at once.
-            runner.connect({"openai": _NOWHERE, "anthropic": _NOWHERE})
+            runner.connect({"openai": _NOWHERE, "anthropic": _NOWHERE, "google": _NOWHERE_ROOT})
         elif opts.simulated:
             assert sim is not None
-            runner.connect({"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url}, instance)
+            runner.connect(
+                {"openai": sim.openai_base_url, "anthropic": sim.anthropic_base_url, "google": sim.base_url},
+                instance,
+            )
         else:  # a live run (tests may point its base URL at a simulator they pass in)
-            runner.connect({"openai": opts.base_url, "anthropic": None}, instance)
+            runner.connect({"openai": opts.base_url, "anthropic": None, "google": None}, instance)
         if sim is not None:
             from harness.answerkey import AnswerKey
 

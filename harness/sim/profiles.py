@@ -28,7 +28,7 @@ __all__ = [
     "resolve_model",
 ]
 
-Provider = Literal["openai", "anthropic"]
+Provider = Literal["openai", "anthropic", "google"]  # google: issue 11
 
 _PRICE_KINDS = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output")
 
@@ -177,8 +177,8 @@ _SIMPLE_KEYS = {
 def _build(model_id: str, d: dict[str, Any], server: dict[str, Any]) -> ModelProfile:
     where = f"models.{model_id}"
     provider = d.get("provider")
-    if provider not in ("openai", "anthropic"):
-        raise ValueError(f"{where}: provider must be 'openai' or 'anthropic', got {provider!r}")
+    if provider not in ("openai", "anthropic", "google"):
+        raise ValueError(f"{where}: provider must be 'openai', 'anthropic' or 'google', got {provider!r}")
     kwargs: dict[str, Any] = {"id": model_id, "provider": provider}
     for key in ("chunk_tokens", "thinking_chunk_tokens"):
         if key in server:
