@@ -201,12 +201,21 @@ def gemini_texts(body: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[s
             if isinstance(c, Mapping):
                 msgs.append((str(c.get("role") or "user"), content_text(c.get("parts"))))
     texts = [t for _, t in msgs]
-    system = body.get("systemInstruction") or body.get("system_instruction")
+    system = _field(body, "systemInstruction")
     if isinstance(system, Mapping):
         texts.insert(0, content_text(system.get("parts")))
     elif isinstance(system, str):
         texts.insert(0, system)
     return msgs, texts
+
+
+def _field(obj: Mapping[str, Any], camel: str) -> Any:
+    """A request field by its JSON name or its proto name: the API accepts both (google-genai sends
+    ``thinkingConfig`` with snake_case keys, the model dump of ``ThinkingConfig``)."""
+    if camel in obj:
+        return obj[camel]
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in camel)
+    return obj.get(snake)
 
 
 def _last_user(msgs: list[tuple[str, str]]) -> str:
@@ -225,11 +234,11 @@ def parse_gemini(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
     msgs, texts = gemini_texts(body)
     if not msgs:
         raise _invalid("* GenerateContentRequest.contents: contents is not specified")
-    config = body.get("generationConfig") or {}
+    config = _field(body, "generationConfig") or {}
     if not isinstance(config, dict):
         raise _invalid('Invalid JSON payload received. Unknown name "generationConfig": not an object.')
     limit = profile.max_output_tokens
-    max_out = config.get("maxOutputTokens")
+    max_out = _field(config, "maxOutputTokens")
     if max_out is not None:
         if (
             not isinstance(max_out, int)
@@ -242,11 +251,11 @@ def parse_gemini(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
                 "Update the value and try again."
             )
         limit = max_out
-    thinking = config.get("thinkingConfig") or {}
+    thinking = _field(config, "thinkingConfig") or {}
     if not isinstance(thinking, dict):
         raise _invalid("generationConfig.thinkingConfig must be an object.")
-    budget = thinking.get("thinkingBudget")
-    level = thinking.get("thinkingLevel")
+    budget = _field(thinking, "thinkingBudget")
+    level = _field(thinking, "thinkingLevel")
     can_think = profile.reasoning or profile.thinking
     if budget is not None and level is not None:
         raise _invalid("You can only set only one of thinking budget and thinking level.")
@@ -282,7 +291,7 @@ def parse_gemini(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
             )
         else:
             enabled, cap = True, budget
-    temperature = config.get("temperature")
+    temperature = _field(config, "temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
     ):
@@ -294,7 +303,7 @@ def parse_gemini(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
         "reasoning": enabled and profile.reasoning_tokens is not None,
         "reasoning_cap": cap,
         "effort": effort,
-        "show_thinking": bool(thinking.get("includeThoughts")) and enabled,
+        "show_thinking": bool(_field(thinking, "includeThoughts")) and enabled,
     }
 
 
@@ -304,7 +313,7 @@ def gemini_count_tokens(body: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         Refuse: no contents.
     """
-    inner = body.get("generateContentRequest")
+    inner = _field(body, "generateContentRequest")
     msgs, texts = gemini_texts(inner if isinstance(inner, Mapping) else body)
     if not msgs:
         raise _invalid("* CountTokensRequest.contents: contents is not specified")

@@ -37,7 +37,8 @@ def test_cache_reads_count_towards_the_tier_and_are_priced_per_tier(table: Price
     u = Usage(input_uncached=60_000, cache_read=150_000, output=1_000, reasoning=400)
     assert _cost(table, "gemini-2.5-pro", u) == Decimal("0.15") + Decimal("0.0375") + Decimal("0.015")
     small = Usage(input_uncached=1_000, cache_read=9_000, output=100)
-    assert _cost(table, "gemini-2.5-pro", small) == Decimal("0.00125") + Decimal("0.001125") + Decimal("0.001")
+    expected = Decimal("0.00125") + Decimal("0.001125") + Decimal("0.001")
+    assert _cost(table, "gemini-2.5-pro", small) == expected
 
 
 @pytest.mark.parametrize(
