@@ -499,9 +499,17 @@ def test_simulator_child_inherits_no_google_key() -> None:
     assert env == {"PATH": "/bin"}
 
 
-async def test_adapter_is_registered_and_closes(sim: SimServer) -> None:
-    adapter = _adapter(sim.base_url)
+async def test_adapter_is_registered_with_our_timeouts_and_no_sdk_retries(sim: SimServer) -> None:
+    adapter = _adapter(sim.base_url, stall_s=7.5)
     assert isinstance(adapter, GoogleGenAIAdapter)
     assert (adapter.provider, adapter.api) == ("google", "gemini")
+    http = adapter._http
+    assert http.timeout.read == 7.5 and http.timeout.connect == 2
+    # the SDK passes timeout=None per request; our client keeps its own timeout
+    req = http.build_request("POST", sim.base_url, timeout=None)
+    assert req.extensions["timeout"]["read"] == 7.5
+    options = adapter._client._api_client._http_options
+    assert options.retry_options.attempts == 1 and options.api_version == "v1beta"
+    assert options.httpx_async_client is http and not adapter._client._api_client.vertexai
     await adapter.aclose()
     await anyio.sleep(0)
