@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import anyio
 import pytest
 from helpers.scripted_server import Cut, Reply, ScriptedServer
 
@@ -147,7 +146,8 @@ async def test_wire_request_is_what_the_sdk_sends() -> None:
     assert config["thinkingConfig"] in ({"thinking_budget": 1024}, {"thinkingBudget": 1024})
     assert config["temperature"] == 0.3 and config["seed"] == 5
     # SDK-side features that would re-send (and re-bill) never reach the wire as options
-    assert "automaticContinuation" not in json.dumps(body) and "automatic_continuation" not in json.dumps(body)
+    wire = json.dumps(body)
+    assert "automaticContinuation" not in wire and "automatic_continuation" not in wire
 
 
 async def test_thinking_budget_and_level(sim: SimServer) -> None:
@@ -512,4 +512,3 @@ async def test_adapter_is_registered_with_our_timeouts_and_no_sdk_retries(sim: S
     assert options.retry_options.attempts == 1 and options.api_version == "v1beta"
     assert options.httpx_async_client is http and not adapter._client._api_client.vertexai
     await adapter.aclose()
-    await anyio.sleep(0)
