@@ -1,7 +1,8 @@
 """Provider adapters: one module per provider API. Importing this package imports no SDK.
 
 :func:`create_adapter` picks the module by ``ModelSpec.api`` and imports it (and with it the SDK) only
-then, so ``tollbench runs`` or ``tollbench costs`` never pay for importing ``openai``/``anthropic``.
+then, so ``tollbench runs`` or ``tollbench costs`` never pay for importing ``openai``/``anthropic``/
+``google.genai``.
 See ``docs/adapters.md`` for how to add a provider.
 """
 
@@ -19,6 +20,8 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "chat": ("adapters.openai_chat", "OpenAIChatAdapter"),
     "responses": ("adapters.openai_responses", "OpenAIResponsesAdapter"),
     "messages": ("adapters.anthropic_messages", "AnthropicMessagesAdapter"),
+    # issue 11: Google Gemini through google-genai
+    "gemini": ("adapters.google_genai", "GoogleGenAIAdapter"),
 }
 
 

@@ -234,7 +234,7 @@ def request_id_from_headers(headers: HeaderLike | None) -> str | None:
 
 # -- message hygiene ----------------------------------------------------------------------------------
 
-_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{3,}")
+_KEY_LIKE = re.compile(r"\b(?:(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{3,}|AIza[A-Za-z0-9_\-]{20,})")  # AIza: Google
 _BEARER = re.compile(r"(?i)\b(bearer|x-api-key:?)\s+\S+")
 _WS = re.compile(r"\s+")
 _MAX_MESSAGE = 400

@@ -127,7 +127,7 @@ PROVIDERS: dict[str, ProviderInfo] = {
         "google",
         "gemini",
         "GEMINI_API_KEY",
-        "GEMINI_BASE_URL",
+        "GOOGLE_GEMINI_BASE_URL",
         ("gemini",),
         label="Google Gemini (google-genai)",
         api_key_env_fallback="GOOGLE_API_KEY",

@@ -591,6 +591,7 @@ def sim_serve(
     def ready(openai_url: str, anthropic_url: str) -> None:
         click.echo(f"OPENAI_BASE_URL={openai_url}")
         click.echo(f"ANTHROPIC_BASE_URL={anthropic_url}")
+        click.echo(f"GOOGLE_GEMINI_BASE_URL={anthropic_url}")  # issue 11: Gemini's is the host root too
         click.echo("invoice: GET /sim/invoice; Ctrl-C stops.", err=True)
 
     try:

@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_ready(openai_url: str, anthropic_url: str) -> None:
         print(f"OPENAI_BASE_URL={openai_url}", flush=True)
         print(f"ANTHROPIC_BASE_URL={anthropic_url}", flush=True)
+        print(f"GOOGLE_GEMINI_BASE_URL={anthropic_url}", flush=True)  # issue 11
         if args.ready_file is not None:
             tmp = args.ready_file.with_name(args.ready_file.name + ".tmp")
             tmp.write_text(anthropic_url + "\n", encoding="utf-8")

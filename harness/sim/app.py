@@ -5,6 +5,8 @@ Routes:
 - OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``GET /v1/models[/{id}]``
 - Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens``, ``GET /v1/models[/{id}]``
   (the models routes answer in Anthropic's shape when the request has ``anthropic-version``)
+- Google Gemini: ``POST /v1beta/models/{model}:generateContent``,
+  ``:streamGenerateContent?alt=sse`` and ``:countTokens`` (:mod:`harness.sim.wire_gemini`)
 - Control: ``GET /sim/invoice``, ``POST /sim/invoice/reset`` (starts a new invoice with a new
   ``instance`` id), ``POST /sim/answer-key`` (JSONL in the ``AnswerKey.save`` format),
   ``POST /sim/faults`` (JSON settings, ``null`` clears), ``GET /sim/health``
@@ -49,6 +51,19 @@ from harness.sim.ratelimit import Admission, anthropic_headers, openai_headers
 from harness.sim.state import SimState
 from harness.sim.streaming import Rendered, SSEResponse, install_cut_log_filter
 from harness.sim.wire_anthropic import MessageParams, message_body, message_stream, signature
+from harness.sim.wire_gemini import (
+    GeminiParams,
+    gemini_auth_error,
+    gemini_body,
+    gemini_count_tokens,
+    gemini_error_body,
+    gemini_fault_error,
+    gemini_not_found,
+    gemini_rate_limited,
+    gemini_stream,
+    parse_gemini,
+    usage_from_gemini,
+)
 from harness.sim.wire_openai import (
     ChatParams,
     ResponsesParams,
@@ -75,6 +90,10 @@ class _Handlers:
     # ------------------------------------------------------------------ shared plumbing
 
     def _error(self, provider: str, rid: str, err: Refuse, headers: dict[str, str]) -> Response:
+        if provider == "google":  # the delay is in the body's RetryInfo; Gemini sends no retry-after
+            return Response(
+                _dumps(gemini_error_body(err)), status_code=err.status, headers=headers, media_type=_JSON
+            )
         if err.retry_after_s is not None:
             headers["retry-after"] = str(max(1, math.ceil(err.retry_after_s)))
             headers["retry-after-ms"] = str(round(err.retry_after_s * 1000))
@@ -89,15 +108,22 @@ class _Handlers:
         return Response(_dumps(body), status_code=err.status, headers=headers, media_type=_JSON)
 
     def _base_headers(self, provider: str, rid: str) -> dict[str, str]:
+        if provider == "google":
+            return {"x-sim-request-id": rid}  # Gemini has no request-id header; responseId is in the body
         if provider == "anthropic":
             return {"request-id": rid, "anthropic-organization-id": "00000000-0000-4000-8000-00000000515d"}
         return {"x-request-id": rid, "openai-version": "2020-10-01", "openai-organization": "org-sim"}
 
     def _rl_headers(self, provider: str, a: Admission) -> dict[str, str]:
+        if provider == "google":
+            return {}  # Gemini sends no rate-limit headers
         return anthropic_headers(a) if provider == "anthropic" else openai_headers(a)
 
     @staticmethod
     def _authorised(request: Request, provider: str) -> bool:
+        if provider == "google":
+            key = request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
+            return bool(key.strip())
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer ") and auth[7:].strip():
             return True
@@ -129,8 +155,13 @@ class _Handlers:
         render: Callable[
             [ModelProfile, dict[str, Any], OutputPlan, CachePlan, str], tuple[Any, Rendered | None]
         ],
+        path_model: str | None = None,
+        path_stream: bool | None = None,
     ) -> Response:
-        """Common flow: auth, parse, model, rate limit, fault, plan, render, send, bill."""
+        """Common flow: auth, parse, model, rate limit, fault, plan, render, send, bill.
+
+        ``path_model`` / ``path_stream``: Gemini names the model and streaming in the URL, not the body.
+        """
         s = self.s
         t0 = time.monotonic()
         rid = s.request_id(provider)
@@ -142,26 +173,29 @@ class _Handlers:
         fault_name: str | None = None
         try:
             if not self._authorised(request, provider):
-                raise auth_error(provider)
+                raise gemini_auth_error() if provider == "google" else auth_error(provider)
             raw, body = await self._json_body(request)
-            model = body.get("model")
+            model = body.get("model") if path_model is None else path_model
             if not isinstance(model, str) or not model:
                 raise Refuse(
                     400, "you must provide a model parameter", "invalid_request_error", param="model"
                 )
             profile = resolve_model(s.profiles, model, provider)
             if profile is None:
-                raise not_found(provider, model)
-            stream = bool(body.get("stream"))
+                raise gemini_not_found(model) if provider == "google" else not_found(provider, model)
+            stream = bool(body.get("stream")) if path_stream is None else path_stream
             req = parse(profile, body)
             req["request_id"] = rid
-            rng = s.rng_for(raw)
+            req.setdefault("stream", stream)
+            rng = s.rng_for(raw if path_model is None else path_model.encode() + b"\n" + raw)
             try:
                 fault = s.choose_fault(rng, profile, request.headers, stream)
             except ValueError as exc:
                 raise Refuse(400, str(exc), "invalid_request_error") from None
             admission = self._admit(profile, req["prompt"] + req["limit"])
             headers.update(self._rl_headers(provider, admission))
+            if not admission.allowed and provider == "google":
+                raise gemini_rate_limited(profile, admission.which, admission.reset_s)
             if not admission.allowed:
                 raise Refuse(
                     429,
@@ -174,6 +208,8 @@ class _Handlers:
                 )
             if fault.kind in PRE_STREAM_FAULTS:
                 fault_name = fault.kind
+                if provider == "google":
+                    raise gemini_fault_error(profile, fault.kind, fault.retry_after_s)
                 raise fault_error(provider, profile, fault.kind, fault.retry_after_s)
         except Refuse as err:
             s.invoice.record(
@@ -224,9 +260,11 @@ class _Handlers:
             reasoning_enabled=req["reasoning"],
             reasoning_cap=req.get("reasoning_cap"),
             effort=req.get("effort"),
-            show_thinking=provider != "openai",
+            show_thinking=req.get("show_thinking", provider != "openai"),
         )
-        body_id = s.body_id({"chat": "chat", "responses": "resp"}.get(api, "msg"))
+        body_id = (
+            rid if provider == "google" else s.body_id({"chat": "chat", "responses": "resp"}.get(api, "msg"))
+        )
         payload, rendered = render(profile, req, plan, cache, body_id)
         headers["openai-processing-ms" if provider == "openai" else "x-sim-processing-ms"] = str(
             int((time.monotonic() - t0) * 1000)
@@ -238,8 +276,10 @@ class _Handlers:
                 delay += fault.stall_s
             if delay > 0:
                 await anyio.sleep(delay)
-            raw_usage = payload["usage"]
-            if provider == "anthropic":
+            raw_usage = payload["usageMetadata" if provider == "google" else "usage"]
+            if provider == "google":
+                usage = usage_from_gemini(raw_usage)
+            elif provider == "anthropic":
                 usage = usage_from_anthropic(raw_usage)
             elif provider in COMPAT_PROVIDERS:  # their dialects differ; bill what was generated
                 usage = usage_from_openai(chat_usage(plan, cache))
@@ -399,6 +439,56 @@ class _Handlers:
             return self._error("anthropic", rid, err, headers)
         return Response(_dumps({"input_tokens": prompt_tokens(texts)}), headers=headers, media_type=_JSON)
 
+    # ------------------------------------------------------------------ Google Gemini
+
+    def _render_gemini(
+        self, profile: ModelProfile, req: dict[str, Any], plan: OutputPlan, cache: CachePlan, body_id: str
+    ) -> tuple[Any, Rendered | None]:
+        p = GeminiParams(body_id, req["request_id"])
+        if req["stream"]:
+            return None, gemini_stream(profile, plan, cache, p)
+        return gemini_body(profile, plan, cache, p), None
+
+    async def gemini(self, request: Request) -> Response:
+        """``POST /v1beta/models/{model}:{method}``."""
+        model, _, method = request.path_params["target"].rpartition(":")
+        if method == "countTokens":
+            return await self.gemini_count_tokens(request, model)
+        if method not in ("generateContent", "streamGenerateContent") or not model:
+            rid = self.s.request_id("google")
+            err = Refuse(404, f"Method {method!r} is not found for models/{model}.", "NOT_FOUND")
+            return self._error("google", rid, err, self._base_headers("google", rid))
+        stream = method == "streamGenerateContent"
+        if stream and request.query_params.get("alt") != "sse":
+            rid = self.s.request_id("google")
+            err = Refuse(
+                400, "The simulator streams only server-sent events: add ?alt=sse.", "INVALID_ARGUMENT"
+            )
+            return self._error("google", rid, err, self._base_headers("google", rid))
+        return await self._generate(
+            request,
+            provider="google",
+            api="gemini",
+            parse=parse_gemini,
+            render=self._render_gemini,
+            path_model=model,
+            path_stream=stream,
+        )
+
+    async def gemini_count_tokens(self, request: Request, model: str) -> Response:
+        rid = self.s.request_id("google")
+        headers = self._base_headers("google", rid)
+        try:
+            if not self._authorised(request, "google"):
+                raise gemini_auth_error()
+            _, body = await self._json_body(request)
+            if resolve_model(self.s.profiles, model, "google") is None:
+                raise gemini_not_found(model)
+            answer = gemini_count_tokens(body)
+        except Refuse as err:
+            return self._error("google", rid, err, headers)
+        return Response(_dumps(answer), headers=headers, media_type=_JSON)
+
     # ------------------------------------------------------------------ models
 
     def _model_obj(self, p: ModelProfile, anthropic: bool) -> dict[str, Any]:
@@ -489,6 +579,7 @@ def build_app(state: SimState) -> Starlette:
         Route("/v1/messages/count_tokens", h.count_tokens, methods=["POST"]),
         Route("/v1/models", h.models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", h.models, methods=["GET"]),
+        Route("/v1beta/models/{target:path}", h.gemini, methods=["POST"]),
         Route("/sim/invoice", h.invoice, methods=["GET"]),
         Route("/sim/invoice/reset", h.invoice_reset, methods=["POST"]),
         Route("/sim/answer-key", h.answer_key, methods=["POST"]),

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 def test_importing_adapters_imports_no_sdk() -> None:
     code = (
         "import sys, adapters, harness.models\n"
-        "bad = [m for m in ('openai', 'anthropic', 'httpx2') if m in sys.modules]\n"
+        "bad = [m for m in ('openai', 'anthropic', 'httpx2', 'google.genai') if m in sys.modules]\n"
         "assert not bad, bad\n"
         "print(adapters.__file__)\n"
     )
@@ -77,4 +77,4 @@ async def test_spec_base_url_used_unless_overridden() -> None:
 def test_unknown_api() -> None:
     with pytest.raises(UnknownModel, match="unknown api 'completions'"):
         create_adapter(spec_for("completions"), api_key="sk-x")
-    assert set(ADAPTERS) == {"chat", "responses", "messages"}
+    assert set(ADAPTERS) == {"chat", "responses", "messages", "gemini"}

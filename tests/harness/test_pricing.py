@@ -353,7 +353,9 @@ def test_rows_and_find(table: PriceTable) -> None:
     assert gpt5 == {"gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-pro", "gpt-5.1", "gpt-5.2"}
     assert table.find("anthropic/gpt-5") == []
     assert len(table.find("o3", history=True)) == len(table.find("o3")) + 1
-    assert table.providers() == ["anthropic", "deepseek", "openai", "openrouter", "together", "xai"]
+    assert table.providers() == [
+        "anthropic", "deepseek", "google", "openai", "openrouter", "together", "xai"
+    ]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- worst case

@@ -95,6 +95,7 @@ _NO_ORACLE_BATCH = {
     "anthropic/claude-opus-4-1",
     "anthropic/claude-3-5-haiku-latest",
     "openai/gpt-4.5-preview",
+    "google/gemini-3-pro-preview",  # shut down 2026-03-09
 }
 
 KNOWN_DIFFERENCES: dict[str, KnownDifference] = {
