@@ -231,6 +231,8 @@ def _bars(
             "title": "benchmark",
             "header": {"labelAngle": 0, "labelAlign": "left", "labelFontWeight": "bold"},
         }
+        # Each benchmark's panel lists only the models that ran it.
+        spec["resolve"] = {"scale": {"y": "independent"}}
         marks = f"{key}_bars_child_marks"
     else:
         marks = f"{key}_bars_marks"

@@ -12,6 +12,7 @@ import re
 import sqlite3
 import sys
 from collections import Counter
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def judged(runs: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
     return {**runs, "db": db, "judge_nano": judge_nano}
 
 
-def _report(db: Path, out: Path, *args: str) -> str:
+def _report(db: Path | str, out: Path, *args: str) -> str:
     assert main(["report", *args, "--db", str(db), "-o", str(out)]) == 0
     return out.read_text(encoding="utf-8")
 
@@ -197,6 +198,28 @@ def test_cost_by_kind_adds_up_to_the_spend(runs: dict[str, Any]) -> None:
     assert unusable["openai/gpt-4o-mini"]["unusable_nano"] == spent[("demo", "openai/gpt-4o-mini")] > 0
     assert unusable["openai/gpt-4o-mini"]["per_correct_nano"] is None
     assert all(r["spend"] == "simulated" for r in data.runs)
+
+
+@needs_runtime
+@pytest.mark.postgres
+def test_the_report_reads_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The same report from a run on PostgreSQL (the same queries serve both databases)."""
+    assert (
+        main(
+            ["run", "demo", "--sim", "--db", pg_url, "-m", "openai/o4-mini", "--limit", "4", "--budget", "1"]
+        )
+        == 0
+    )
+    from harness.report_html import load_report_data, select_runs
+
+    with Store.open(pg_url) as store:
+        (run_id,) = select_runs(store, since=date(2000, 1, 1))
+        data = load_report_data(store, [run_id])
+        spent = store.get_run(run_id)["spent_nano"]  # type: ignore[index]
+    assert sum(r["nano"] for r in data.costs) == spent > 0
+    assert [r["model"] for r in data.models] == ["openai/o4-mini"] and data.forecasts
+    page = _report(pg_url, tmp_path / "r.html", run_id)
+    assert set(_specs(page)) == {"score", "cost_model", "cost_kind", "tokens", "per_correct", "forecast"}
 
 
 def test_run_records_its_forecast(runs: dict[str, Any]) -> None:
