@@ -405,7 +405,13 @@ def _role_chart(data: ReportData) -> Chart | None:
             "mark": {"type": "bar"},
             "encoding": {
                 "y": {"field": "label", "type": "nominal", "title": None, "axis": {"labelLimit": 210}},
-                "x": {"field": "usd", "type": "quantitative", "title": "USD", "stack": "zero"},
+                "x": {
+                    "field": "usd",
+                    "type": "quantitative",
+                    "title": "USD",
+                    "stack": "zero",
+                    "axis": {"format": "$,.4~f"},
+                },
                 "color": colour,
                 "opacity": _spend_encoding(),
                 "tooltip": [
