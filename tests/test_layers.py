@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "harness.forecast": 3,
     "harness.audit": 3,
     "harness.report": 3,
+    "harness.report_html": 3,
     "harness.cli": 4,
     "harness.__main__": 4,
     "harness": 4,

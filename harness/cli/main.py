@@ -238,7 +238,7 @@ def run(
     store = _open_store(db)
     try:
         # Sequential sampling is meant to stop early: the full-run forecast is not a reason to refuse.
-        _check_forecast(
+        forecast = _check_forecast(
             plan, store, budget_usd, sim=sim, allow_partial=allow_partial or target_ci is not None
         )
         display = ProgressDisplay(sys.stderr, simulated=sim)
@@ -246,6 +246,7 @@ def run(
         def started(rid: str) -> None:
             tag = " (SIMULATED)" if sim else ""
             click.echo(f"run {rid}: {plan.total_units} calls planned, budget ${budget_usd}{tag}", err=True)
+            _record_forecast(store, rid, forecast)
 
         async def go() -> Any:
             return await run_plan(
@@ -277,24 +278,31 @@ def _echo_errors(errors: list[str]) -> None:
             click.echo(f"  {line}", err=True)
 
 
-def _check_forecast(plan: Any, store: Any, budget_usd: Decimal, *, sim: bool, allow_partial: bool) -> None:
+def _check_forecast(plan: Any, store: Any, budget_usd: Decimal, *, sim: bool, allow_partial: bool) -> Any:
     """Before spending: refuse (exit 2), or ask on a terminal, when the forecast's 95% upper bound does
-    not fit the budget."""
+    not fit the budget. Returns the forecast."""
     from harness.forecast.estimate import check_budget, forecast_plan
     from harness.pricing.money import usd_to_nano
 
-    verdict = check_budget(
-        forecast_plan(plan, store, simulated=sim), usd_to_nano(budget_usd), allow_partial=allow_partial
-    )
+    forecast = forecast_plan(plan, store, simulated=sim)
+    verdict = check_budget(forecast, usd_to_nano(budget_usd), allow_partial=allow_partial)
     if verdict.ok:
         if verdict.message:
             click.echo(f"Warning: {verdict.message}", err=True)
-        return
+        return forecast
     if sys.stdin.isatty() and sys.stderr.isatty():
         if click.confirm(f"{verdict.message}. Start anyway and stop at the budget?", default=False, err=True):
-            return
+            return forecast
         raise _Exit(2)
     _fail(verdict.message)
+
+
+def _record_forecast(store: Any, run_id: str, forecast: Any) -> None:
+    """Keep the forecast made before spending in the run's config (``config["forecast"]``, what
+    ``tollbench report`` draws against the actual spend); a joined run keeps its first one."""
+    run = store.get_run(run_id)
+    if run is not None and "forecast" not in (run.get("config") or {}):
+        store.update_run_config(run_id, "forecast", forecast.as_dict())
 
 
 @cli.command()
@@ -676,6 +684,10 @@ from harness.cli.ops import reprice_cmd, rescore_cmd  # noqa: E402
 
 cli.add_command(rescore_cmd)
 cli.add_command(reprice_cmd)
+
+from harness.cli.report_cmd import report  # noqa: E402
+
+cli.add_command(report)
 
 
 if __name__ == "__main__":  # pragma: no cover
