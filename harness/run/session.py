@@ -92,6 +92,15 @@ async def run(
         "suite_options": dict(opts.suite_options),
         "options": options_to_config(opts),
     }
+    if plan.control is not None:  # before any row is written: the control's answers must exist
+        from harness.run.control import missing_controls
+
+        missing = await anyio.to_thread.run_sync(missing_controls, store, plan)
+        if missing:
+            raise ConfigError(
+                f"--control {plan.control}: no run of it answered every item of {', '.join(missing)}; "
+                "`tollbench run --control` runs it first"
+            )
     from harness.run.liveness import register_process, release, take_over
 
     if resume_run_id is not None:
@@ -216,6 +225,8 @@ PLAN_KEYS = (
     "models_file",
     "base_url",
     "target_ci",
+    "ci_method",
+    "control",
     "split",
     "sim_seed",
     "sim_profiles",
