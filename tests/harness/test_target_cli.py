@@ -133,3 +133,33 @@ def test_control_needs_target_ci_and_another_model(
     code, _, err = _cli(capsys, *base, "--target-ci", "0.1", "--control", "openai/o4-mini")
     assert code == 2 and "must not be a model of the run" in err
     assert not db.exists()  # nothing written
+
+
+def test_estimate_forecasts_items_and_dollars_per_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = _suite(tmp_path, 3000)
+    args = ["estimate", str(suite), "-m", "openai/o4-mini", "--db", str(tmp_path / "none.db"), "--json"]
+    code, out, err = _cli(
+        capsys, *args, "--target-ci", "0.03", "--control", "openai/gpt-4o-mini", "--rho", "0.8"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    rows = {r["method"]: r for r in report["target_ci"]["rows"]}
+    assert set(rows) == {"fixed", "betting", "eb", "control"}
+    assert all(r["population"] == 3000 and r["model"] == "openai/o4-mini" for r in rows.values())
+    # the betting sequence is near the fixed-size sample (which ignores the finite population), eb above
+    assert rows["betting"]["items"] < min(1.1 * rows["fixed"]["items"], rows["eb"]["items"])
+    assert rows["control"]["items"] < rows["betting"]["items"]  # rho 0.8: 1 - rho^2 = 0.36 of the variance
+    # dollars follow the items; the control's row includes the cheap model's full run
+    full = {r["model"]: Decimal(r["expected_usd"]) for r in report["rows"]}
+    assert (
+        Decimal(rows["betting"]["expected_usd"])
+        < Decimal(rows["eb"]["expected_usd"])
+        < full["openai/o4-mini"]
+    )
+    assert Decimal(rows["control"]["expected_usd"]) > full["openai/gpt-4o-mini"]
+    assert "includes openai/gpt-4o-mini" in rows["control"]["note"]
+    assert not (tmp_path / "none.db").exists()
+    code, _, err = _cli(capsys, *args, "--control", "openai/gpt-4o-mini")
+    assert code == 2 and "--control needs --target-ci" in err
