@@ -137,7 +137,8 @@ def cli() -> None:
     "--control",
     metavar="PROVIDER/MODEL",
     help="With --target-ci: a cheap model answers every item first (or its earlier run is reused) and "
-    "narrows the interval as a control variate.",
+    "narrows the interval as a control variate; `history`: item difficulty fitted on other models' "
+    "earlier runs of the suite instead (buys nothing).",
 )
 @click.option(
     "--split",
@@ -295,13 +296,26 @@ def _run_control_first(plan: Any, store: Any, budget_usd: Decimal, sim: bool) ->
     from dataclasses import replace
 
     from harness.pricing.money import nano_to_usd
-    from harness.run.control import control_options, missing_controls
+    from harness.run.control import HISTORY, MIN_HISTORY_MODELS, control_options, missing_controls
     from harness.run.runner import prepare_run
     from harness.run.session import run as run_plan
 
     missing = missing_controls(store, plan)
     for suite, info in plan.control_runs.items():
-        click.echo(f"control {plan.control} x {suite}: reusing run {info['run_id']}", err=True)
+        if info.get("history"):
+            h = info["history"]
+            click.echo(
+                f"control x {suite}: item difficulty from history ({len(h['models'])} models, "
+                f"runs {', '.join(h['runs'])})",
+                err=True,
+            )
+        else:
+            click.echo(f"control {plan.control} x {suite}: reusing run {info['run_id']}", err=True)
+    if missing and plan.control == HISTORY:
+        _fail(
+            f"--control history: fewer than {MIN_HISTORY_MODELS} other models have results on "
+            f"{', '.join(missing)} in {store.label} (same data and suite options)"
+        )
     left = budget_usd
     if missing:
         base = control_options(plan.options, plan.control)

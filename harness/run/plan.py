@@ -244,8 +244,11 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         spec = resolve_model(name, aliases=aliases, base_url=options.base_url)
         specs[spec.name] = spec
     control: str | None = None
-    if options.control is not None:
+    if options.control == "history":  # item difficulty from earlier runs (harness.run.control)
+        control = "history"
+    elif options.control is not None:
         control = resolve_model(options.control, aliases=aliases, base_url=options.base_url).name
+    if options.control is not None:
         if control in specs:
             raise ConfigError(f"--control {options.control}: the control must not be a model of the run")
         if len(specs) != 1:

@@ -471,9 +471,16 @@ class Runner:
         rho = stats.get("correlation")
         control_nano = int(info.get("spent_nano") or 0)
         paid = "reused, paid before" if info.get("reused") else "run first"
+        history = info.get("history")
+        source = (
+            f"control: item difficulty from history (Rasch fit on {len(history['models'])} models' "
+            f"{len(history['runs'])} earlier runs, {history['items_covered']:,} items covered)"
+            if history
+            else f"control {self.plan.control} (run {info.get('run_id')}, {paid}): "
+            f"{format_usd(control_nano)} on every item"
+        )
         line = (
-            f"control {self.plan.control} (run {info.get('run_id')}, {paid}): {format_usd(control_nano)} on "
-            f"every item; correlation {'n/a' if rho is None else f'{rho:.2f}'}; expensive model "
+            f"{source}; correlation {'n/a' if rho is None else f'{rho:.2f}'}; expensive model "
             f"{format_usd(spent_nano)} on {iv.n:,} items, "
             + (f"~{saved:,} fewer than without the control" if saved is not None else "")
         )
@@ -487,6 +494,7 @@ class Runner:
             "beta": stats.get("beta"),
             "items_without_control": without,
             "items_saved": saved,
+            "history": history,
             "line": line,
         }
 

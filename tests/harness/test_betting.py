@@ -223,3 +223,31 @@ def test_coverage_under_adversarial_stopping(acc: float, method: str) -> None:
                 missed += 1
                 break
     assert 1 - missed / runs >= 0.93, missed
+
+
+def test_rasch_fit_recovers_item_order_and_keeps_perfect_items_finite() -> None:
+    from harness.stats.irt import predicted_scores, rasch_fit
+
+    rng = random.Random(1)
+    items = [f"i{k}" for k in range(200)]
+    true_b = {i: rng.gauss(0.0, 1.5) for i in items}
+    abilities = {"weak": -1.0, "mid": 0.0, "strong": 1.0, "best": 2.0, "top": 2.5}
+    responses = {
+        m: {i: float(rng.random() < 1 / (1 + math.exp(-(t - true_b[i])))) for i in items}
+        for m, t in abilities.items()
+    }
+    responses["weak"]["easy"] = responses["mid"]["easy"] = 1.0  # answered right by everyone who saw it
+    theta, b = rasch_fit(responses)
+    assert theta["weak"] < theta["mid"] < theta["strong"] < theta["top"]
+    # difficulties follow the truth (rank correlation over the common items)
+    ranked = sorted(items, key=lambda i: b[i])
+    truth_rank = {i: r for r, i in enumerate(sorted(items, key=lambda i: true_b[i]))}
+    n = len(items)
+    d2 = sum((r - truth_rank[i]) ** 2 for r, i in enumerate(ranked))
+    assert 1 - 6 * d2 / (n * (n * n - 1)) > 0.7
+    assert math.isfinite(b["easy"]) and b["easy"] < 0
+    pred = predicted_scores(responses, [*items, "never-seen"])
+    assert all(0.0 < v < 1.0 for v in pred.values())
+    assert pred["never-seen"] == pytest.approx(sum(pred[i] for i in items) / n)
+    with pytest.raises(ValueError, match="outside"):
+        rasch_fit({"m": {"i": 2.0}})

@@ -163,3 +163,43 @@ def test_estimate_forecasts_items_and_dollars_per_method(
     assert not (tmp_path / "none.db").exists()
     code, _, err = _cli(capsys, *args, "--control", "openai/gpt-4o-mini")
     assert code == 2 and "--control needs --target-ci" in err
+
+
+def test_control_history_uses_other_models_earlier_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, suite = tmp_path / "runs.db", _suite(tmp_path, 120)
+    base = _run(db, suite, "openai/o4-mini", "--control", "history")
+    code, _, err = _cli(capsys, *base)
+    assert code == 2 and "fewer than 2 other models" in err  # no history yet: nothing bought
+    history = [
+        "run",
+        str(suite),
+        "-m",
+        "openai/gpt-4o-mini",
+        "-m",
+        "anthropic/claude-haiku-4-5",
+        "--budget",
+        "5",
+        "--sim",
+        "--sim-speed",
+        "0",
+        "--max-output-tokens",
+        "600",
+        "--db",
+        str(db),
+        "-c",
+        "4",
+        "--json",
+    ]
+    code, out, err = _cli(capsys, *history)
+    assert code == 0, err
+    earlier = json.loads(out)["id"]
+    code, out, err = _cli(capsys, *base, "--json")
+    assert code == 0, err
+    assert f"item difficulty from history (2 models, runs {earlier})" in err
+    (summary,) = _config(db, json.loads(out)["id"])["target_ci"]
+    assert summary["method"] == "control" and summary["reached"]
+    assert summary["control"]["history"]["models"] == ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]
+    assert summary["control"]["control_spent_usd"] == "0"
+    assert "item difficulty from history" in summary["line"]
