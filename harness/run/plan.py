@@ -435,7 +435,7 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "sim_profiles": _abs(options.sim_profiles),
         "sim_faults": _abs(options.sim_faults),
         "target_ci": options.target_ci,
-        "ci_method": options.ci_method,
+        "ci_method": options.ci_method if options.target_ci is not None else None,
         "control": options.control,
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
@@ -519,7 +519,7 @@ def options_from_config(
         "sim_faults": path("sim_faults"),
         "target_ci": stored.get("target_ci"),
         # runs stored before --ci-method existed stopped on the empirical-Bernstein sequence
-        "ci_method": str(stored.get("ci_method", "eb")),
+        "ci_method": str(stored.get("ci_method") or ("eb" if stored.get("target_ci") else "betting")),
         "control": stored.get("control"),
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),

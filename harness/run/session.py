@@ -256,6 +256,8 @@ def plan_differences(existing: Mapping[str, Any], plan: Plan, config: Mapping[st
     for key in PLAN_KEYS:
         if key in stored or key in new:
             a, b = stored.get(key), new.get(key)
+            if key == "ci_method" and a is None and stored.get("target_ci") is not None:
+                a = "eb"  # a --target-ci run stored before --ci-method existed
             if (a or None) != (b or None) and not (a == 0 and b == 0):
                 diffs.append(f"{key} {_shown(a)} -> {_shown(b)}")
     for key, mine in (("suites", list(plan.suites)), ("models", list(plan.models))):

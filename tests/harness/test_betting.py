@@ -251,3 +251,17 @@ def test_rasch_fit_recovers_item_order_and_keeps_perfect_items_finite() -> None:
     assert pred["never-seen"] == pytest.approx(sum(pred[i] for i in items) / n)
     with pytest.raises(ValueError, match="outside"):
         rasch_fit({"m": {"i": 2.0}})
+
+
+def test_runs_stored_before_ci_method_resume_on_the_sequence_they_used() -> None:
+    from decimal import Decimal
+
+    from harness.run.plan import RunOptions, options_from_config, options_to_config
+
+    opts = RunOptions(suites=["demo"], models=["openai/o4-mini"], budget_usd=Decimal(1), target_ci=0.05)
+    stored = options_to_config(opts)
+    assert stored["ci_method"] == "betting" and options_from_config(stored).ci_method == "betting"
+    del stored["ci_method"]  # as written before #17
+    assert options_from_config(stored).ci_method == "eb"
+    plain = options_to_config(RunOptions(suites=["demo"], models=["openai/o4-mini"], budget_usd=Decimal(1)))
+    assert plain["ci_method"] is None and options_from_config(plain).ci_method == "betting"
