@@ -74,6 +74,27 @@ def _db_exists(db: str | None) -> bool:
 @click.option("--budget", metavar="USD", help="Check the forecast against this budget; the pilot's ceiling.")
 @click.option("--pilot", type=int, metavar="N", help="Spend on N sampled items per model and suite first.")
 @click.option("--sim", is_flag=True, help="Forecast (and pilot) a simulated run; uses simulated history.")
+@click.option(
+    "--target-ci",
+    type=float,
+    metavar="HALF_WIDTH",
+    help="Also forecast the items and dollars --target-ci HALF_WIDTH needs with each interval method.",
+)
+@click.option("--control", metavar="PROVIDER/MODEL", help="With --target-ci: include --control MODEL.")
+@click.option(
+    "--accuracy",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="With --target-ci: the accuracy assumed (0.5 needs the most items).",
+)
+@click.option(
+    "--rho",
+    type=float,
+    default=0.6,
+    show_default=True,
+    help="With --control: the correlation assumed between the two models' scores.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print JSON (amounts as decimal strings).")
 def estimate(
     suites: tuple[str, ...],
@@ -90,6 +111,10 @@ def estimate(
     budget: str | None,
     pilot: int | None,
     sim: bool,
+    target_ci: float | None,
+    control: str | None,
+    accuracy: float,
+    rho: float,
     json_output: bool,
 ) -> None:
     """Forecast what running SUITES against the models would cost, spending nothing.
@@ -114,6 +139,12 @@ def estimate(
             raise _fail("--pilot must be at least 1")
         if budget_usd is None:
             raise _fail("--pilot spends money: give its ceiling with --budget USD")
+    if target_ci is not None and not 0 < target_ci < 0.5:
+        raise _fail("--target-ci takes a half-width between 0 and 0.5, e.g. 0.02")
+    if control is not None and target_ci is None:
+        raise _fail("--control needs --target-ci")
+    if not 0 <= accuracy <= 1 or not -1 <= rho <= 1:
+        raise _fail("--accuracy takes a fraction in 0..1 and --rho a correlation in -1..1")
     try:
         profs = load_model_profiles(profiles)
     except ValueError as exc:
@@ -132,6 +163,13 @@ def estimate(
         models_file=models_file,
     )
     plan = prepare_run(base)  # ConfigError -> exit 2
+    control_plan = None
+    if control is not None:
+        from dataclasses import replace
+
+        control_plan = prepare_run(replace(base, target_ci=target_ci, control=control))
+        # the forecast covers the control's full run too
+        plan = prepare_run(replace(base, models=(*models, control)))
     store = None
     if pilot is not None or _db_exists(db):
         from harness.store.engine import Store
@@ -155,9 +193,27 @@ def estimate(
             profiles=profs,
             min_history=2 if pilot is not None else MIN_HISTORY,
         )
+        reused = False
+        if control_plan is not None and store is not None:
+            from harness.run.control import missing_controls
+
+            reused = not missing_controls(store, control_plan)
     finally:
         if store is not None:
             store.close()
+    targets: list[Any] = []
+    if target_ci is not None:
+        from harness.forecast.target import forecast_target_ci
+
+        targets = forecast_target_ci(
+            forecast,
+            half_width=target_ci,
+            populations=_populations(plan),
+            accuracy=accuracy,
+            control=control_plan.control if control_plan is not None else None,
+            rho=rho,
+            control_reused=reused,
+        )
     verdict = None
     if budget_usd is not None and pilot is None:
         verdict = check_budget(forecast, usd_to_nano(budget_usd))
@@ -166,13 +222,53 @@ def estimate(
         out["budget_usd"] = None if budget_usd is None else usd_str(usd_to_nano(budget_usd))
         out["fits_budget"] = None if verdict is None else verdict.ok
         out["pilot"] = pilot_info
+        if target_ci is not None:
+            out["target_ci"] = {
+                "half_width": target_ci,
+                "accuracy": accuracy,
+                "rows": [t.as_dict() for t in targets],
+            }
         click.echo(json.dumps(out, indent=2))
     else:
         _print(forecast, pilot_info, sim)
+        if target_ci is not None:
+            _print_targets(targets, target_ci, accuracy)
         if verdict is not None:
             click.echo(verdict.message or "The 95% upper bound fits the budget.", err=not verdict.ok)
     if pilot_info is not None and pilot_info["status"] in ("failed", "interrupted"):
         raise _exit(int(pilot_info["exit_code"]))
+
+
+def _populations(plan: Any) -> dict[str, int]:
+    """Items per suite of the plan (after --limit)."""
+    out: dict[str, int] = {}
+    for mp in plan.models.values():
+        for suite in plan.suites:
+            out[suite] = len({u.item.id for u in mp.units if u.suite == suite})
+        break
+    return out
+
+
+def _print_targets(targets: list[Any], half_width: float, accuracy: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness.pricing.money import format_usd
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    table = Table(title=f"--target-ci {half_width}: items and cost per method at accuracy {accuracy:.2f}")
+    for col in ("model", "suite", "method", "items", "expected", "95% upper", "note"):
+        table.add_column(col, justify="left" if col in ("model", "suite", "method", "note") else "right")
+    for t in targets:
+        table.add_row(
+            *map(Text, (t.model, t.suite, t.method)),
+            f"{t.items:,} of {t.population:,}",
+            format_usd(t.expected_nano),
+            format_usd(t.upper_nano),
+            Text(t.note),
+        )
+    console.print(table)
 
 
 def _run_pilot(base: Any, n: int, budget_usd: Decimal, sim: bool, store: Any) -> dict[str, Any]:

@@ -127,6 +127,20 @@ def cli() -> None:
     help="Stop each model and suite once its 95% interval is within +-HALF_WIDTH (e.g. 0.02).",
 )
 @click.option(
+    "--ci-method",
+    type=click.Choice(["betting", "eb"]),
+    default="betting",
+    show_default=True,
+    help="The anytime-valid interval --target-ci stops on (docs/statistics.md).",
+)
+@click.option(
+    "--control",
+    metavar="PROVIDER/MODEL",
+    help="With --target-ci: a cheap model answers every item first (or its earlier run is reused) and "
+    "narrows the interval as a control variate; `history`: item difficulty fitted on other models' "
+    "earlier runs of the suite instead (buys nothing).",
+)
+@click.option(
     "--split",
     metavar="MODEL=FRACTION,...",
     help="Budget shares per model [default: equal shares when several models run].",
@@ -162,6 +176,8 @@ def run(
     sim_url: str | None,
     allow_partial: bool,
     target_ci: float | None,
+    ci_method: str,
+    control: str | None,
     split: str | None,
     no_cache: bool,
 ) -> None:
@@ -223,6 +239,8 @@ def run(
         sim_faults=sim_faults,
         sim_url=sim_url,
         target_ci=target_ci,
+        ci_method=ci_method,
+        control=control,
         use_cache=not no_cache,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
@@ -241,6 +259,9 @@ def run(
         forecast = _check_forecast(
             plan, store, budget_usd, sim=sim, allow_partial=allow_partial or target_ci is not None
         )
+        if plan.control is not None:
+            plan = _run_control_first(plan, store, budget_usd, sim)
+            budget_usd = plan.options.budget_usd
         display = ProgressDisplay(sys.stderr, simulated=sim)
 
         def started(rid: str) -> None:
@@ -268,6 +289,60 @@ def run(
         raise _Exit(outcome.exit_code)
     finally:
         store.close()
+
+
+def _run_control_first(plan: Any, store: Any, budget_usd: Decimal, sim: bool) -> Any:
+    """--control: reuse the control model's earlier run on every suite, or run it now (inside the same
+    budget); return the plan with the controls filled and the budget that is left."""
+    from dataclasses import replace
+
+    from harness.pricing.money import nano_to_usd
+    from harness.run.control import HISTORY, MIN_HISTORY_MODELS, control_options, missing_controls
+    from harness.run.runner import prepare_run
+    from harness.run.session import run as run_plan
+
+    missing = missing_controls(store, plan)
+    for suite, info in plan.control_runs.items():
+        if info.get("history"):
+            h = info["history"]
+            click.echo(
+                f"control x {suite}: item difficulty from history ({len(h['models'])} models, "
+                f"runs {', '.join(h['runs'])})",
+                err=True,
+            )
+        else:
+            click.echo(f"control {plan.control} x {suite}: reusing run {info['run_id']}", err=True)
+    if missing and plan.control == HISTORY:
+        _fail(
+            f"--control history: fewer than {MIN_HISTORY_MODELS} other models have results on "
+            f"{', '.join(missing)} in {store.label} (same data and suite options)"
+        )
+    left = budget_usd
+    if missing:
+        base = control_options(plan.options, plan.control)
+        opts = replace(base, suites=[plan.suites[name] for name in missing], budget_usd=budget_usd)
+        control_plan = prepare_run(opts)
+        click.echo(
+            f"control {plan.control}: {control_plan.total_units} calls on every item of "
+            f"{', '.join(missing)} first",
+            err=True,
+        )
+        outcome = anyio.run(lambda: run_plan(control_plan, store))
+        row = store.get_run(outcome.run_id)
+        spent = int(row["spent_nano"]) if row else 0
+        left = budget_usd - nano_to_usd(spent)
+        if outcome.status != "done":
+            _fail(f"the control run {outcome.run_id} ended {outcome.status}; the expensive model was not run")
+        still = missing_controls(store, plan)
+        if still:
+            _fail(f"the control run {outcome.run_id} did not answer every item of {', '.join(still)}")
+        for suite in missing:
+            plan.control_runs[suite]["reused"] = False
+        click.echo(f"control run {outcome.run_id}: spent ${nano_to_usd(spent)}; ${left} left", err=True)
+    if left <= 0:
+        _fail("the control run used the whole budget; raise --budget")
+    plan.options = replace(plan.options, budget_usd=left)
+    return plan
 
 
 def _echo_errors(errors: list[str]) -> None:
@@ -350,6 +425,8 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
         return
     console = _stdout()
     print_run(report, console)
+    for summary in report["config"].get("target_ci") or []:  # --target-ci: n of N, interval, control
+        click.echo(summary["line"])
     if call_rows is not None:
         from rich.table import Table
 

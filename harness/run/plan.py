@@ -30,6 +30,7 @@ from harness.redact import check_key_length, strip_url_credentials
 from harness.run.cache import CachedAnswer
 from harness.run.retry import RetryPolicy
 from harness.stats.sampling import seeded_order, stratified_sample
+from harness.stats.sequential import CI_METHODS
 from harness.suite import Item, Suite
 from harness.types import ModelSpec
 
@@ -88,6 +89,11 @@ class RunOptions:
     sim_faults: Path | None = None
     target_ci: float | None = None
     """Stop each model and suite once its anytime-valid 95% interval is narrower than +-target_ci."""
+    ci_method: str = "betting"
+    """The anytime-valid interval ``--target-ci`` stops on (:data:`harness.stats.sequential.CI_METHODS`)."""
+    control: str | None = None
+    """``--control MODEL``: a cheap model whose answers on every item are a control variate for the
+    ``--target-ci`` interval (its run comes first; see :mod:`harness.run.control`)."""
     split: Mapping[str, Decimal] | None = None
     """Budget shares per model (fractions summing to 1); None = equal shares when several models run."""
     sim_url: str | None = None
@@ -143,6 +149,13 @@ class Plan:
     suites: dict[str, Suite]
     models: dict[str, ModelPlan]
     price_table: PriceTable
+    control: str | None = None
+    """The control model's resolved name (``--control``), None without one."""
+    controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Per suite: the control model's score of every item (None: no usable answer), filled by the
+    session from the control run before the runner starts."""
+    control_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per suite: the control run used (``run_id``, ``spent_nano``, ``reused``)."""
 
     @property
     def total_units(self) -> int:
@@ -222,6 +235,10 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         raise ConfigError("--repeats must be at least 1")
     if options.target_ci is not None and not 0 < options.target_ci < 0.5:
         raise ConfigError("--target-ci takes a half-width between 0 and 0.5, e.g. 0.02")
+    if options.ci_method not in CI_METHODS:
+        raise ConfigError(f"--ci-method takes one of {', '.join(CI_METHODS)}, got {options.ci_method!r}")
+    if options.control is not None and options.target_ci is None:
+        raise ConfigError("--control needs --target-ci (the control variate narrows that interval)")
     if options.max_output_tokens is not None and options.max_output_tokens < 1:
         raise ConfigError("--max-output-tokens must be at least 1")
     if not options.suites:
@@ -236,6 +253,16 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         if options.simulated:  # the simulator plays the provider's own API, wherever a URL pointed
             spec = replace(spec, dialect=dialect_for(spec.provider, None))
         specs[spec.name] = spec
+    control: str | None = None
+    if options.control == "history":  # item difficulty from earlier runs (harness.run.control)
+        control = "history"
+    elif options.control is not None:
+        control = resolve_model(options.control, aliases=aliases, base_url=options.base_url).name
+    if options.control is not None:
+        if control in specs:
+            raise ConfigError(f"--control {options.control}: the control must not be a model of the run")
+        if len(specs) != 1:
+            raise ConfigError("--control takes a run of one model (the expensive one)")
 
     suites: dict[str, Suite] = {}
     for sname in options.suites:
@@ -331,7 +358,7 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
                 for r in range(repeats):
                     units.append(Unit(spec.name, suite.name, item, r))
         models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
-    return Plan(options, suites, models, table)
+    return Plan(options, suites, models, table, control=control)
 
 
 def smallest_call_nano(plan: Plan, model: str) -> int | None:
@@ -432,6 +459,8 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "sim_profiles": _abs(options.sim_profiles),
         "sim_faults": _abs(options.sim_faults),
         "target_ci": options.target_ci,
+        "ci_method": options.ci_method if options.target_ci is not None else None,
+        "control": options.control,
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
     }
@@ -513,6 +542,9 @@ def options_from_config(
         "sim_profiles": path("sim_profiles"),
         "sim_faults": path("sim_faults"),
         "target_ci": stored.get("target_ci"),
+        # runs stored before --ci-method existed stopped on the empirical-Bernstein sequence
+        "ci_method": str(stored.get("ci_method") or ("eb" if stored.get("target_ci") else "betting")),
+        "control": stored.get("control"),
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
     }

@@ -44,14 +44,14 @@ from harness.errors import (
     StorageError,
 )
 from harness.forecast.projection import Projection, summarize_partial
-from harness.pricing.money import usd_to_nano
+from harness.pricing.money import format_usd, usd_str, usd_to_nano
 from harness.redact import strip_url_credentials
 from harness.run.attempt import Reservation, one_line
 from harness.run.cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
 from harness.run.limiter import AdaptiveLimiter
 from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from harness.run.retry import retrying
-from harness.stats.sequential import TargetCI
+from harness.stats.sequential import TargetCI, planned_items
 from harness.store.engine import Store
 from harness.suite import Score, score_answer
 from harness.types import Adapter, Completion, ModelSpec, Prompt, Request, RetryDecision, UnitKey
@@ -253,6 +253,8 @@ class Runner:
                             population=len(suite.items),
                             order=order,
                             repeats=max(1, len(units) // len(order)),
+                            method=opts.ci_method,
+                            control=plan.controls.get(sname) if plan.control else None,
                         )
         self.state.projection = Projection(plan.total_units)
         self._apply_prior()
@@ -470,8 +472,49 @@ class Runner:
                 spent_nano=sum(costs),
                 full_units=sum(1 for u in mp.units if u.suite == suite),
             )
-            out.append({**summary.as_dict(), "line": summary.line()})
+            entry = {**summary.as_dict(), "method": target.method, "line": summary.line()}
+            if target.method == "control":
+                entry["control"] = self._control_summary(target, suite, sum(costs))
+                entry["line"] += "; " + entry["control"]["line"]
+            out.append(entry)
         return out
+
+    def _control_summary(self, target: TargetCI, suite: str, spent_nano: int) -> dict[str, Any]:
+        """Both models' costs, the correlation and the items the control saved (--control)."""
+        info = dict(self.plan.control_runs.get(suite) or {})
+        stats = target.control_summary() or {}
+        iv = target.interval()
+        without = planned_items("betting", iv.estimate, target.half_width, target.population)
+        saved = max(0, without - iv.n) if without is not None else None
+        rho = stats.get("correlation")
+        control_nano = int(info.get("spent_nano") or 0)
+        paid = "reused, paid before" if info.get("reused") else "run first"
+        history = info.get("history")
+        source = (
+            f"control: item difficulty from history (Rasch fit on {len(history['models'])} models' "
+            f"{len(history['runs'])} earlier runs, {history['items_covered']:,} items covered)"
+            if history
+            else f"control {self.plan.control} (run {info.get('run_id')}, {paid}): "
+            f"{format_usd(control_nano)} on every item"
+        )
+        line = (
+            f"{source}; correlation {'n/a' if rho is None else f'{rho:.2f}'}; expensive model "
+            f"{format_usd(spent_nano)} on {iv.n:,} items, "
+            + (f"~{saved:,} fewer than without the control" if saved is not None else "")
+        )
+        return {
+            "model": self.plan.control,
+            "run_id": info.get("run_id"),
+            "reused": bool(info.get("reused")),
+            "control_spent_usd": usd_str(control_nano),
+            "expensive_spent_usd": usd_str(spent_nano),
+            "correlation": rho,
+            "beta": stats.get("beta"),
+            "items_without_control": without,
+            "items_saved": saved,
+            "history": history,
+            "line": line,
+        }
 
     def _all_failed(self) -> bool:
         return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())

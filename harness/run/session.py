@@ -93,6 +93,15 @@ async def run(
         "suite_options": dict(opts.suite_options),
         "options": options_to_config(opts),
     }
+    if plan.control is not None:  # before any row is written: the control's answers must exist
+        from harness.run.control import missing_controls
+
+        missing = await anyio.to_thread.run_sync(missing_controls, store, plan)
+        if missing:
+            raise ConfigError(
+                f"--control {plan.control}: no run of it answered every item of {', '.join(missing)}; "
+                "`tollbench run --control` runs it first"
+            )
     from harness.run.liveness import register_process, release, take_over
 
     if resume_run_id is not None:
@@ -222,6 +231,8 @@ PLAN_KEYS = (
     "models_file",
     "base_url",
     "target_ci",
+    "ci_method",
+    "control",
     "split",
     "sim_seed",
     "sim_profiles",
@@ -251,6 +262,8 @@ def plan_differences(existing: Mapping[str, Any], plan: Plan, config: Mapping[st
     for key in PLAN_KEYS:
         if key in stored or key in new:
             a, b = stored.get(key), new.get(key)
+            if key == "ci_method" and a is None and stored.get("target_ci") is not None:
+                a = "eb"  # a --target-ci run stored before --ci-method existed
             if (a or None) != (b or None) and not (a == 0 and b == 0):
                 diffs.append(f"{key} {_shown(a)} -> {_shown(b)}")
     for key, mine in (("suites", list(plan.suites)), ("models", list(plan.models))):

@@ -32,10 +32,18 @@ Everything here is statistics on scores, not money: floats are fine.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
-__all__ = ["ConfidenceSequence", "Interval", "TargetCI"]
+from harness.stats.betting import EARLY, MARGIN, ControlVariateCS, HorizonBettingCS, horizon
+
+__all__ = ["CI_METHODS", "FALLBACK_SHARE", "ConfidenceSequence", "Interval", "TargetCI", "planned_items"]
+
+#: ``--ci-method`` choices: the horizon-tuned betting sequence (default) and the empirical-Bernstein one.
+CI_METHODS = ("betting", "eb")
+#: With ``betting``: the share of alpha kept by the empirical-Bernstein sequence run beside the tickets.
+FALLBACK_SHARE = 0.1
 
 #: Largest bet: keeps ``psi`` small and every factor of the capital >= 1 - MAX_BET.
 MAX_BET = 0.5
@@ -187,6 +195,15 @@ class TargetCI:
     the confidence sequence strictly in that order: under concurrency, easy items tend to finish
     first, and feeding them in completion order would bias an early stop. An item finished out of
     order waits until every item before it has finished.
+
+    The interval (``method``):
+
+    - ``betting`` (default): :class:`~harness.stats.betting.HorizonBettingCS` at ``alpha * 0.9``
+      intersected with the empirical-Bernstein sequence at ``alpha * 0.1``. Needs 0/1 observations
+      and a population: with ``repeats > 1`` or no population it falls back to ``eb``.
+    - ``eb``: :class:`ConfidenceSequence` tuned to the target.
+    - with ``control`` (a cheap model's score per item id, None = no usable answer, counted 0):
+      :class:`~harness.stats.betting.ControlVariateCS` (``method`` is then ``control``).
     """
 
     def __init__(
@@ -197,6 +214,8 @@ class TargetCI:
         *,
         order: Sequence[str] | None = None,
         repeats: int = 1,
+        method: str = "betting",
+        control: Mapping[str, float | None] | None = None,
     ) -> None:
         """Set the target.
 
@@ -206,31 +225,62 @@ class TargetCI:
             population: items in the suite (defaults to ``len(order)``; None = infinite).
             order: item ids in the order the run draws them.
             repeats: scored units expected per item.
+            method: ``betting`` or ``eb`` (see the class docstring).
+            control: the control model's score of every item in ``order`` (needs ``order``).
 
         Raises:
-            ValueError: a parameter is out of range, or ``order`` repeats an id.
+            ValueError: a parameter is out of range, ``order`` repeats an id, or ``control`` lacks one.
         """
         if repeats < 1:
             raise ValueError("repeats must be at least 1")
+        if method not in CI_METHODS:
+            raise ValueError(f"unknown interval method {method!r} (choose from {', '.join(CI_METHODS)})")
         if order is not None and len(set(order)) != len(order):
             raise ValueError("order lists an item twice")
         if population is None and order is not None:
             population = len(order)
         self.half_width = half_width
         self.repeats = repeats
-        self.sequence = ConfidenceSequence(confidence, population, target_half_width=half_width)
+        self.confidence = confidence
         self._order = list(order) if order is not None else None
         self._index = {item: i for i, item in enumerate(self._order or ())}
+        self._control: list[float] | None = None
+        self._betting: HorizonBettingCS | None = None
+        self._cv: ControlVariateCS | None = None
+        self._eb: ConfidenceSequence | None = None
+        if control is not None:
+            if self._order is None:
+                raise ValueError("a control variate needs the sampling order")
+            missing = [i for i in self._order if i not in control]
+            if missing:
+                raise ValueError(f"the control has no score for item {missing[0]!r}")
+            self._control = [float(control[i] or 0.0) for i in self._order]
+            self._cv = ControlVariateCS(confidence, self._control, target_half_width=half_width)
+            self.method = "control"
+        elif method == "betting" and repeats == 1 and population is not None:
+            alpha = 1.0 - confidence
+            beside = ConfidenceSequence(
+                1.0 - alpha * FALLBACK_SHARE, population, target_half_width=half_width
+            )
+            self._betting = HorizonBettingCS(
+                1.0 - alpha * (1.0 - FALLBACK_SHARE), population, half_width, beside=beside
+            )
+            self.method = "betting"
+        else:
+            self._eb = ConfidenceSequence(confidence, population, target_half_width=half_width)
+            self.method = "eb"
+        self._population = population
         self._position = 0
         self._pending: dict[str, list[bool | None]] = {}
         self._completed: set[str] = set()
+        self._fresh = True
         self.items_seen = 0
         """Items whose every repeat has arrived (observed or not)."""
 
     @property
     def population(self) -> int | None:
         """Items in the population (None = infinite)."""
-        return self.sequence.population
+        return self._cv.population if self._cv is not None else self._population
 
     def add(self, item_id: str, correct: bool | None) -> None:
         """Record one unit of ``item_id``: True/False when scored, None when unusable or failed.
@@ -250,37 +300,122 @@ class TargetCI:
         if self._order is None:
             for item_id in [k for k, v in self._pending.items() if len(v) >= self.repeats]:
                 self._completed.add(item_id)
-                self._observe(self._pending.pop(item_id))
+                self._observe(self._pending.pop(item_id), None)
             return
         while self._position < len(self._order):
             got = self._pending.get(self._order[self._position])
             if got is None or len(got) < self.repeats:
                 return
             self._completed.add(self._order[self._position])
-            self._observe(self._pending.pop(self._order[self._position]))
+            self._observe(self._pending.pop(self._order[self._position]), self._position)
             self._position += 1
 
-    def _observe(self, outcomes: list[bool | None]) -> None:
+    def _observe(self, outcomes: list[bool | None], position: int | None) -> None:
         self.items_seen += 1
         scored = [o for o in outcomes if o is not None]
-        if scored:
-            self.sequence.update(sum(scored) / len(scored))
+        if self._cv is not None:
+            assert position is not None and self._control is not None
+            if scored:
+                self._cv.update(sum(scored) / len(scored), self._control[position])
+            else:  # no usable answer: the item leaves the population the accuracy is about
+                self._cv.skip(self._control[position])
+            return
+        if not scored:
+            return
+        x = sum(scored) / len(scored)
+        if self._betting is not None:
+            self._betting.update(x)
+            self._fresh = False
+        else:
+            assert self._eb is not None
+            self._eb.update(x)
 
     @property
     def n(self) -> int:
         """Items fed to the confidence sequence."""
-        return self.sequence.n
+        seq = self._cv or self._betting or self._eb
+        assert seq is not None
+        return seq.n
+
+    def _bounds(self) -> tuple[float, float, float]:
+        """(estimate, low, high) now."""
+        if self._betting is not None:
+            if not self._fresh:
+                self._betting.refresh()
+                self._fresh = True
+            seq: HorizonBettingCS | ControlVariateCS | ConfidenceSequence = self._betting
+        else:
+            found = self._cv or self._eb
+            assert found is not None
+            seq = found
+        return seq.mean, seq.low, seq.high
 
     @property
     def done(self) -> bool:
         """The interval is no wider than the target (or the whole population is known)."""
-        seq = self.sequence
-        if seq.n == 0:
+        if self.n == 0:
             return False
-        if seq.population is not None and self.items_seen >= seq.population:
+        population = self.population
+        if population is not None and self.items_seen >= population:
             return True
-        return (seq.high - seq.low) / 2.0 <= self.half_width
+        if self._betting is not None and self.n < 0.9 * self._betting.planned_size():
+            # The tickets around the estimate are cashed at their horizons (rarely much before):
+            # no need to scan the hypotheses yet.
+            beside = self._betting.beside
+            assert beside is not None
+            return (beside.high - beside.low) / 2.0 <= self.half_width
+        _, low, high = self._bounds()
+        return (high - low) / 2.0 <= self.half_width
 
     def interval(self) -> Interval:
         """The current anytime-valid interval."""
-        return self.sequence.interval()
+        estimate, low, high = self._bounds()
+        return Interval(estimate, low, high, self.n, self.population, self.confidence)
+
+    def control_summary(self) -> dict[str, float | int | None] | None:
+        """With a control: the correlation and the regression coefficient on the items seen."""
+        if self._cv is None:
+            return None
+        return {"correlation": self._cv.correlation, "beta": self._cv.beta, "population": self._cv.population}
+
+
+#: What the empirical-Bernstein sequences buy relative to ``2 log(2/alpha) sigma^2 / h^2`` with the
+#: finite-population correction (the predictable variance and the running intersection do a little
+#: better than the bound; measured by tests/benchmarks/bench_target_ci.py).
+EB_FACTOR = 0.85
+
+
+def planned_items(
+    method: str,
+    accuracy: float,
+    half_width: float,
+    population: int | None,
+    *,
+    confidence: float = 0.95,
+    rho: float = 0.0,
+) -> int | None:
+    """About how many items ``--target-ci half_width`` buys at ``accuracy`` with each interval.
+
+    ``betting``: where its tickets are cashed (the fixed-size size at ``z = 2.05``, finite-population
+    corrected); ``eb``: where the tuned empirical-Bernstein bound reaches the width; ``control``: the
+    same with the variance times ``1 - rho^2``; ``fixed``: the fixed-size Wilson sample (valid only at
+    a size fixed in advance; for comparison). None for an unknown method. A forecast, not a promise.
+    """
+    alpha = 1.0 - confidence
+    p = min(1.0, max(0.0, accuracy))
+    var = max(p * (1.0 - p), 1e-4)
+    if method == "betting":
+        level = alpha * (1.0 - FALLBACK_SHARE) / 2.0 * EARLY
+        z = NormalDist().inv_cdf(1.0 - level)
+        h = half_width * (1.0 - MARGIN)
+        return horizon(p - h, p + h, h, z, population)
+    if method == "fixed":
+        z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+        return horizon(p - half_width, p + half_width, half_width, z, None)
+    if method in ("eb", "control"):
+        if method == "control":
+            var *= max(1.0 - rho * rho, 0.0) + 1e-3
+        n0 = EB_FACTOR * 2.0 * math.log(2.0 / alpha) * var / half_width**2
+        n = n0 if population is None else n0 / (1.0 + n0 / population)
+        return max(1, math.ceil(min(n, population or n)))
+    return None

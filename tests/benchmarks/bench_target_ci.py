@@ -1,9 +1,9 @@
-"""Benchmark: ``--target-ci 0.02`` on a generated MMLU-Pro-sized suite (12,000 items, 14 strata).
+"""Benchmark: ``--target-ci 0.02`` on a generated MMLU-Pro-sized suite (12,000 items, 14 strata), per method.
 
 Run it directly (it is not part of the test suite)::
 
-    python tests/benchmarks/bench_target_ci.py [--items 12000] [--half-width 0.02] [--seeds 20]
-                                               [--accuracy 0.5 0.7 0.8 0.85] [--concurrency 16]
+    python tests/benchmarks/bench_target_ci.py [--items 12000] [--half-width 0.02] [--seeds 200]
+        [--accuracy 0.5 0.7 0.8 0.85] [--rho 0.3 0.6 0.8] [--concurrency 16] [--jobs 2]
 
 No HTTP: outcomes and costs are simulated, the statistics are the real ones.
 
@@ -11,18 +11,29 @@ No HTTP: outcomes and costs are simulated, the statistics are the real ones.
   answered correctly with probability ``accuracy_of_stratum`` (the strata's accuracies spread +-0.15
   around the target accuracy, the overall accuracy is then computed exactly from the drawn outcomes).
 - Each item's cost is what o4-mini would cost on it, drawn from the simulator's o4-mini profile
-  (reasoning tokens grow with the stratum's difficulty) and priced with tollbench's price table.
+  (reasoning tokens grow with the stratum's difficulty) and priced with tollbench's price table. The
+  control model is gpt-4o-mini (its profile and price), which answers *every* item.
+- The control's answer equals the expensive model's with probability ``rho`` and is otherwise an
+  independent draw at the stratum's accuracy, so the two scores correlate with coefficient ``rho``.
 - Items are drawn in the run's random stratified order (:func:`harness.stats.sampling.seeded_order`) and fed
-  to :class:`harness.stats.sequential.TargetCI`; the run stops when the 95% confidence sequence is no wider
-  than +-half-width. The items still in flight when it stops (``--concurrency - 1``) are paid too.
+  to :class:`harness.stats.sequential.TargetCI`; the run stops when the 95% interval is no wider than
+  +-half-width. The items still in flight when it stops (``--concurrency - 1``) are paid too.
 
-Printed per accuracy: the median and maximum items at the stop, the fraction of the full run's cost
-spent (median, max), the median interval half-width, and how often the interval covered the truth.
+Methods: ``eb`` (the empirical-Bernstein sequence, the default before #17), ``betting`` (the
+horizon-tuned betting sequence, the default now), ``cv rho`` (``--control``: regression estimator on the
+cheap model's answers). ``fixed`` is the fixed-size Wilson sample the same width needs at the true
+accuracy, ``z^2 p (1 - p) / h^2`` (valid only at a size fixed in advance).
+
+Printed per accuracy and method: items at the stop (median, max), the cost of what was bought (cheap
+model's full run included) as a share of the expensive model's full run (median, max), the median
+interval half-width, and how often the interval covered the truth.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import multiprocessing
 import random
 import statistics
 import sys
@@ -42,86 +53,146 @@ from harness.types import Usage
 STRATA = 14
 
 
-def _fixture(seed: int, n_items: int, accuracy: float) -> tuple[list[Item], dict[str, bool], dict[str, int]]:
+def _rates(provider: str, model: str) -> tuple[int, int]:
+    """Nano-dollars per million input and output tokens (the prices used have no tiers: linear)."""
+    price = PriceTable.load(user_default=False).lookup(provider, model)
+    assert not price.tiers
+    per_in = usd_to_nano(price.cost(Usage(input_uncached=1_000_000)))
+    per_out = usd_to_nano(price.cost(Usage(output=1_000_000)))
+    return per_in, per_out
+
+
+@functools.lru_cache(maxsize=4)
+def _costs(seed: int, n_items: int) -> tuple[list[Item], dict[str, float], dict[str, float], list[float]]:
+    """Items, the expensive and the cheap model's cost per item, and each stratum's difficulty."""
     rng = random.Random(seed)
     weights = [rng.uniform(0.5, 1.5) for _ in range(STRATA)]
     sizes = [int(n_items * w / sum(weights)) for w in weights]
     sizes[-1] += n_items - sum(sizes)
-    profile = load_profiles()["o4-mini"]
-    assert profile.reasoning_tokens is not None
-    price = PriceTable.load(user_default=False).lookup("openai", "o4-mini")
+    profiles = load_profiles()
+    big, small = profiles["o4-mini"], profiles["gpt-4o-mini"]
+    assert big.reasoning_tokens is not None
+    big_in, big_out = _rates("openai", "o4-mini")
+    small_in, small_out = _rates("openai", "gpt-4o-mini")
     items: list[Item] = []
-    correct: dict[str, bool] = {}
-    cost: dict[str, int] = {}
+    cost: dict[str, float] = {}
+    cheap: dict[str, float] = {}
     for s, size in enumerate(sizes):
-        acc = min(0.99, max(0.01, accuracy + 0.15 * (2 * s / (STRATA - 1) - 1)))
         difficulty = 1.0 - s / (STRATA - 1)  # the low-accuracy strata are the hard ones
         for i in range(size):
             iid = f"s{s:02d}-{i}"
             items.append(Item(iid, "q", "a", stratum=f"subject{s:02d}"))
-            correct[iid] = rng.random() < acc
-            reasoning = profile.reasoning_tokens.draw(rng, difficulty)
-            visible = profile.output_tokens.draw(rng)
-            usage = Usage(
-                input_uncached=rng.randint(150, 900), output=reasoning + visible, reasoning=reasoning
-            )
-            cost[iid] = usd_to_nano(price.cost(usage))
-    return items, correct, cost
+            prompt = rng.randint(150, 900)
+            out = big.reasoning_tokens.draw(rng, difficulty) + big.output_tokens.draw(rng)
+            cost[iid] = (prompt * big_in + out * big_out) / 1e6
+            cheap[iid] = (prompt * small_in + small.output_tokens.draw(rng) * small_out) / 1e6
+    return items, cost, cheap, [s / (STRATA - 1) for s in range(STRATA)]
 
 
-def _one(seed: int, n_items: int, accuracy: float, half_width: float, concurrency: int) -> dict[str, float]:
-    items, correct, cost = _fixture(seed, n_items, accuracy)
+def _stratum_accuracy(accuracy: float, stratum: str) -> float:
+    s = int(stratum[-2:])
+    return min(0.99, max(0.01, accuracy + 0.15 * (2 * s / (STRATA - 1) - 1)))
+
+
+def _one(
+    seed: int, n_items: int, accuracy: float, half_width: float, concurrency: int, rhos: tuple[float, ...]
+) -> dict[str, dict[str, float]]:
+    items, cost, cheap, _ = _costs(seed, n_items)
+    rng = random.Random(f"{seed}-{accuracy}")
+    acc = {it.id: _stratum_accuracy(accuracy, it.stratum) for it in items}
+    correct = {it.id: rng.random() < acc[it.id] for it in items}
     truth = sum(correct.values()) / n_items
     order = [it.id for it in seeded_order(items, seed)]
-    target = TargetCI(half_width, population=n_items, order=order)
-    stop = n_items
-    for n, iid in enumerate(order, 1):
-        target.add(iid, correct[iid])
-        if target.done:
-            stop = n
-            break
-    paid = order[: min(n_items, stop + concurrency - 1)]
-    iv = target.interval()
-    return {
-        "n": stop,
-        "cost_fraction": sum(cost[i] for i in paid) / sum(cost.values()),
-        "half_width": iv.half_width,
-        "covered": float(iv.low <= truth <= iv.high),
-        "truth": truth,
-        "full_usd": sum(cost.values()) / 1e9,
-    }
+    full = sum(cost.values())
+    full_cheap = sum(cheap.values())
+    out: dict[str, dict[str, float]] = {}
+    methods: list[tuple[str, dict[str, float | None] | None]] = [("eb", None), ("betting", None)]
+    for rho in rhos:
+        crng = random.Random(f"{seed}-{accuracy}-{rho}")
+        control: dict[str, float | None] = {
+            i: float(correct[i]) if crng.random() < rho else float(crng.random() < acc[i]) for i in order
+        }
+        methods.append((f"cv {rho}", control))
+    for name, control in methods:
+        method = "eb" if name == "eb" else "betting"
+        target = TargetCI(half_width, population=n_items, order=order, method=method, control=control)
+        stop = n_items
+        for n, iid in enumerate(order, 1):
+            target.add(iid, correct[iid])
+            if target.done:
+                stop = n
+                break
+        paid = order[: min(n_items, stop + concurrency - 1)]
+        iv = target.interval()
+        spent = sum(cost[i] for i in paid) + (full_cheap if control is not None else 0.0)
+        out[name] = {
+            "n": stop,
+            "cost_fraction": spent / full,
+            "half_width": iv.half_width,
+            "covered": float(iv.low <= truth <= iv.high),
+            "truth": truth,
+            "full_usd": full / 1e9,
+            "cheap_usd": full_cheap / 1e9,
+        }
+    return out
+
+
+def _task(args: tuple[int, int, float, float, int, tuple[float, ...]]) -> dict[str, dict[str, float]]:
+    return _one(*args)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=12000)
     ap.add_argument("--half-width", type=float, default=0.02)
-    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--accuracy", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.85])
+    ap.add_argument("--rho", type=float, nargs="*", default=[0.3, 0.6, 0.8])
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     args = ap.parse_args()
+    rhos = tuple(args.rho)
     print(
-        f"{args.items:,} items, {STRATA} strata, target +-{args.half_width}, 95% confidence sequence, "
-        f"{args.seeds} seeds, {args.concurrency - 1} in-flight items paid after the stop"
+        f"{args.items:,} items, {STRATA} strata, target +-{args.half_width}, 95% intervals, "
+        f"{args.seeds} seeds, {args.concurrency - 1} in-flight items paid after the stop; "
+        "cost % = bought / expensive model's full run (cv: the cheap model's full run included)"
     )
     print(
-        f"{'accuracy':>8} {'n stop (median, max)':>22} {'items %':>8} {'cost % (median, max)':>22} "
-        f"{'half-width':>10} {'coverage':>9} {'full run $':>10} {'s/run':>6}"
+        f"{'accuracy':>8} {'method':>8} {'fixed n':>7} {'n stop (median, max)':>21} "
+        f"{'cost % (median, max)':>21} {'half-width':>10} {'coverage':>8}"
     )
-    for acc in args.accuracy:
-        t0 = time.perf_counter()
-        runs = [_one(seed, args.items, acc, args.half_width, args.concurrency) for seed in range(args.seeds)]
-        per = (time.perf_counter() - t0) / len(runs)
-        ns = [r["n"] for r in runs]
-        fr = [r["cost_fraction"] for r in runs]
-        print(
-            f"{acc:>8.2f} {statistics.median(ns):>14,.0f}, {max(ns):>6,.0f} "
-            f"{100 * statistics.median(ns) / args.items:>7.1f}% "
-            f"{100 * statistics.median(fr):>13.1f}%, {100 * max(fr):>5.1f}% "
-            f"{statistics.median(r['half_width'] for r in runs):>10.4f} "
-            f"{statistics.mean(r['covered'] for r in runs):>9.2f} "
-            f"{statistics.mean(r['full_usd'] for r in runs):>10.2f} {per:>6.2f}"
-        )
+    t0 = time.perf_counter()
+    for accuracy in args.accuracy:
+        tasks = [
+            (seed, args.items, accuracy, args.half_width, args.concurrency, rhos)
+            for seed in range(args.seeds)
+        ]
+        # seeds in order per worker, so each worker's cost cache is reused across its runs
+        chunk = max(1, len(tasks) // (4 * max(1, args.jobs)))
+        if args.jobs > 1:
+            with multiprocessing.Pool(args.jobs) as pool:
+                runs = pool.map(_task, tasks, chunksize=chunk)
+        else:
+            runs = [_task(t) for t in tasks]
+        z2 = 1.959964**2
+        for name in runs[0]:
+            rs = [r[name] for r in runs]
+            truth = statistics.mean(r["truth"] for r in rs)
+            fixed = z2 * truth * (1 - truth) / args.half_width**2
+            ns = [r["n"] for r in rs]
+            fr = [r["cost_fraction"] for r in rs]
+            print(
+                f"{accuracy:>8.2f} {name:>8} {fixed:>7,.0f} "
+                f"{statistics.median(ns):>13,.0f}, {max(ns):>6,.0f} "
+                f"{100 * statistics.median(fr):>12.1f}%, {100 * max(fr):>5.1f}% "
+                f"{statistics.median(r['half_width'] for r in rs):>10.4f} "
+                f"{statistics.mean(r['covered'] for r in rs):>8.3f}"
+            )
+    first = _costs(0, args.items)
+    print(
+        f"full run: o4-mini ${sum(first[1].values()) / 1e9:,.2f}, gpt-4o-mini (control) "
+        f"${sum(first[2].values()) / 1e9:,.2f}; {time.perf_counter() - t0:,.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,170 @@
+"""``--control MODEL``: a cheap model's answers on every item, as a control variate for ``--target-ci``.
+
+The control variate sequence (:class:`harness.stats.betting.ControlVariateCS`) needs the cheap
+model's score of every item of the population *before* the expensive model is sampled. They come
+from a run of the control model on the same suite (same name, data file and suite options, simulated
+or not like this run) whose item results cover every item: the newest such run in the database is
+reused (its money is already spent), otherwise ``tollbench run`` runs the control first, as a run of
+its own, inside the same ``--budget``.
+
+``--control history`` buys nothing: where the database holds earlier runs of at least
+:data:`MIN_HISTORY_MODELS` other models on the same suite, a Rasch fit of their per-item results
+(:mod:`harness.stats.irt`) predicts each item's score, and that prediction is the control.
+
+Any fixed control scores keep the interval valid; scores that agree with the expensive model's make
+it narrower (docs/statistics.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from harness.run.plan import DONE_STATUSES, Plan, RunOptions
+from harness.store.engine import Store
+
+__all__ = [
+    "HISTORY",
+    "MIN_HISTORY_MODELS",
+    "control_options",
+    "find_control",
+    "find_history",
+    "missing_controls",
+]
+
+#: ``--control history``: item difficulty from earlier runs of other models instead of a cheap model.
+HISTORY = "history"
+#: Models with results on the suite that ``--control history`` needs.
+MIN_HISTORY_MODELS = 2
+
+
+def control_options(options: RunOptions, control: str) -> RunOptions:
+    """The control's own run: the same suites, items, seed and simulator, the control model alone, all
+    items, no stopping rule."""
+    return replace(
+        options,
+        models=[control],
+        target_ci=None,
+        control=None,
+        split=None,
+        run_id=None,
+    )
+
+
+def _same_suite_runs(store: Store, plan: Plan, suite: str) -> list[str]:
+    """Runs on ``suite`` with the same data file and suite options, simulated or not like ``plan``,
+    newest first."""
+    opts = plan.options
+    data = str(opts.data.expanduser().absolute()) if opts.data else None
+    out = []
+    for row in store.list_runs():
+        if suite not in row["suites"]:
+            continue
+        if bool(row["simulated"]) != opts.simulated:  # simulated answers never stand in for real ones
+            continue
+        run = store.get_run(row["id"])
+        stored = ((run or {}).get("config") or {}).get("options") or {}
+        if dict(stored.get("suite_options") or {}) != dict(opts.suite_options) or stored.get("data") != data:
+            continue
+        out.append(str(row["id"]))
+    return out
+
+
+def _per_item(results: list[dict[str, Any]], model: str, suite: str) -> tuple[dict[str, float | None], int]:
+    """A model's score per item (mean over scored repeats; None when only unusable) and the cost."""
+    per_item: dict[str, list[bool | None]] = {}
+    spent = 0
+    for r in results:
+        if r["model"] != model or r["suite"] != suite:
+            continue
+        spent += int(r["cost_nano"] or 0)
+        if r["status"] in DONE_STATUSES:
+            per_item.setdefault(r["item_id"], []).append(
+                bool(r["correct"]) if r["status"] == "scored" else None
+            )
+    scores: dict[str, float | None] = {}
+    for item_id, outcomes in per_item.items():
+        scored = [c for c in outcomes if c is not None]
+        scores[item_id] = sum(scored) / len(scored) if scored else None
+    return scores, spent
+
+
+def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
+    """``--control history``: the Rasch prediction of every item from other models' earlier runs.
+
+    Returns:
+        ``{"run_id": None, "history": {"models", "runs"}, "scores", "spent_nano": 0, "reused": True}``,
+        or None with fewer than :data:`MIN_HISTORY_MODELS` other models.
+    """
+    from harness.stats.irt import predicted_scores
+
+    own = set(plan.models)
+    wanted = sorted({u.item.id for mp in plan.models.values() for u in mp.units if u.suite == suite})
+    responses: dict[str, dict[str, float]] = {}
+    runs: list[str] = []
+    for run_id in _same_suite_runs(store, plan, suite):
+        results = store.item_results(run_id)
+        used = False
+        for model in sorted({r["model"] for r in results if r["suite"] == suite} - own):
+            seen, _ = _per_item(results, model, suite)
+            got = responses.setdefault(model, {})
+            for item_id, x in seen.items():
+                if x is not None and item_id not in got:  # the newest run's answer wins
+                    got[item_id] = x
+                    used = True
+        if used:
+            runs.append(run_id)
+    responses = {m: s for m, s in responses.items() if s}
+    if len(responses) < MIN_HISTORY_MODELS:
+        return None
+    predicted = predicted_scores(responses, wanted)
+    covered = sum(1 for i in wanted if any(i in s for s in responses.values()))
+    return {
+        "run_id": None,
+        "model": HISTORY,
+        "history": {"models": sorted(responses), "runs": runs, "items_covered": covered},
+        "scores": dict(predicted),
+        "spent_nano": 0,
+        "reused": True,
+    }
+
+
+def find_control(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
+    """The newest run of the plan's control model on ``suite`` that answered every item of the plan.
+
+    Returns:
+        ``{"run_id", "model", "scores": {item_id: score or None}, "spent_nano", "reused": True}``, or
+        None when no run covers every item.
+    """
+    control = plan.control
+    if control is None:
+        return None
+    wanted = {u.item.id for mp in plan.models.values() for u in mp.units if u.suite == suite}
+    for run_id in _same_suite_runs(store, plan, suite):
+        row = store.get_run(run_id)
+        if row is None or control not in row["models"]:
+            continue
+        scores, spent = _per_item(store.item_results(run_id), control, suite)
+        if not wanted <= scores.keys():
+            continue
+        picked = {i: scores[i] for i in wanted}
+        return {"run_id": run_id, "model": control, "scores": picked, "spent_nano": spent, "reused": True}
+    return None
+
+
+def missing_controls(store: Store, plan: Plan) -> list[str]:
+    """Fill ``plan.controls`` and ``plan.control_runs`` from the database; return the suites that have
+    no control run covering every item yet."""
+    missing = []
+    for suite in plan.suites:
+        if suite in plan.controls:
+            continue
+        found = (
+            find_history(store, plan, suite) if plan.control == HISTORY else find_control(store, plan, suite)
+        )
+        if found is None:
+            missing.append(suite)
+            continue
+        plan.controls[suite] = found.pop("scores")
+        plan.control_runs[suite] = found
+    return missing
