@@ -631,6 +631,10 @@ from harness.cli.ops import reprice_cmd, rescore_cmd  # noqa: E402
 cli.add_command(rescore_cmd)
 cli.add_command(reprice_cmd)
 
+from harness.cli.sandbox import sandbox as sandbox_group  # noqa: E402
+
+cli.add_command(sandbox_group)
+
 
 if __name__ == "__main__":  # pragma: no cover
     _entry()
