@@ -35,9 +35,18 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
     if run is None:
         raise KeyError(run_id)
     outcomes: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
+    # Code suites: known-bad problems (LiveCodeBench ERRATA) and the sandbox the code ran in.
+    errata: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    sandboxes: dict[tuple[str, str], set[str]] = defaultdict(set)
     for r in store.item_results(run_id):
         if r["status"] == "scored" and r["correct"] is not None:
             outcomes[(r["model"], r["suite"])].append((str(r["item_id"]), bool(r["correct"])))
+        meta = r.get("meta") or {}
+        if isinstance(meta, Mapping):
+            if meta.get("errata"):
+                errata[(r["model"], r["suite"])][str(meta["errata"])].add(str(r["item_id"]))
+            if meta.get("sandbox"):
+                sandboxes[(r["model"], r["suite"])].add(str(meta["sandbox"]))
     results: list[dict[str, Any]] = []
     for row in store.run_report(run_id):
         key = (row["model"], row["suite"])
@@ -75,6 +84,10 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 "saved_usd": usd_str(int(row.get("saved_nano") or 0)),
             }
         )
+        if key in errata:
+            results[-1]["errata"] = {k: sorted(v) for k, v in sorted(errata[key].items())}
+        if key in sandboxes:
+            results[-1]["sandbox"] = sorted(sandboxes[key])
     return {
         "id": run["id"],
         "status": run["status"],
@@ -188,6 +201,14 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
     if report["unsettled_usd"] not in ("0", "0.0"):
         line += f" (+ {_usd(report['unsettled_usd'])} unsettled, counted at worst case)"
     console.print(Text(line + sim))
+    for r in report["results"]:
+        if r.get("errata"):
+            tags = ", ".join(f"{len(ids)} {tag}" for tag, ids in r["errata"].items())
+            console.print(Text(f"{r['model']} {r['suite']}: known-bad problems kept and counted ({tags})"))
+        if r.get("sandbox"):
+            console.print(
+                Text(f"{r['model']} {r['suite']}: model code ran at isolation {', '.join(r['sandbox'])}")
+            )
     cached = sum(int(r.get("cached") or 0) for r in report["results"])
     if cached:
         from decimal import Decimal

@@ -96,7 +96,8 @@ def cli() -> None:
     "suite_option",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats).",
+    help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats; "
+    "livecodebench: release, start, end, unsafe_sandbox).",
 )
 @click.option("--attempt-timeout", default=900.0, show_default=True, help="Seconds per attempt.")
 @click.option("--stall-timeout", default=120.0, show_default=True, help="Seconds without a byte mid-stream.")
