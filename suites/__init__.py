@@ -7,6 +7,7 @@
 ``aime2025``       math-ai/aime25
 ``mmlu-pro``       TIGER-Lab/MMLU-Pro
 ``gpqa-diamond``   Idavidrein/gpqa (gated)
+``hle``            cais/hle (gated; scored by an LLM judge, ``--judge``)
 ``livecodebench``  livecodebench/code_generation_lite (code run in the sandbox; options)
 ``jsonl``          your own JSONL file (``data=``; a ``.jsonl`` path as the name works too);
                    reported as ``jsonl:<file stem>``
@@ -21,7 +22,7 @@ from pathlib import Path
 from harness.errors import ConfigError, UnknownSuite
 from harness.suite import Suite
 
-from . import aime, demo, gpqa, jsonl, livecodebench, math500, mmlu_pro
+from . import aime, demo, gpqa, hle, jsonl, livecodebench, math500, mmlu_pro
 from .base import SuiteInfo
 
 __all__ = ["SuiteInfo", "get_suite", "list_suites", "suite_names"]
@@ -43,6 +44,7 @@ _INFOS: tuple[SuiteInfo, ...] = (
     aime.INFO_2025,
     mmlu_pro.INFO,
     gpqa.INFO,
+    hle.INFO,
     livecodebench.INFO,
     jsonl.INFO,
 )
@@ -59,6 +61,7 @@ _ALIASES = {
     "gpqa": "gpqa-diamond",
     "gpqa_diamond": "gpqa-diamond",
     "lcb": "livecodebench",
+    "humanitys-last-exam": "hle",
     "live-code-bench": "livecodebench",
 }
 
@@ -67,6 +70,7 @@ _OPTION_LOADERS: dict[str, Callable[[Path | None, bool | None, Mapping[str, str]
     "livecodebench": lambda data, offline, options: livecodebench.load(
         data=data, offline=offline, options=options
     ),
+    "hle": lambda data, offline, options: hle.load(data=data, offline=offline, options=options),
 }
 
 

@@ -133,6 +133,11 @@ def cli() -> None:
     help="Budget shares per model [default: equal shares when several models run].",
 )
 @click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
+@click.option(
+    "--judge",
+    metavar="PROVIDER/MODEL",
+    help="LLM judge of judged suites (hle) [default: openai/gpt-4o-2024-08-06, temperature 0].",
+)
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -165,6 +170,7 @@ def run(
     target_ci: float | None,
     split: str | None,
     no_cache: bool,
+    judge: str | None,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -225,6 +231,7 @@ def run(
         sim_url=sim_url,
         target_ci=target_ci,
         use_cache=not no_cache,
+        judge=judge,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     check_smallest_call(plan)

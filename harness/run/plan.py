@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from harness.redact import check_key_length, strip_url_credentials
 from harness.run.cache import CachedAnswer
 from harness.run.retry import RetryPolicy
 from harness.stats.sampling import seeded_order, stratified_sample
-from harness.suite import Item, Suite
+from harness.suite import Item, JudgedSuite, Suite
 from harness.types import ModelSpec
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_BUDGET_USD",
     "MAX_REPEATS",
     "MAX_UNITS",
+    "JudgePlan",
     "ModelPlan",
     "Plan",
     "PriorUnit",
@@ -87,6 +89,8 @@ class RunOptions:
     use_cache: bool = True
     """Look answers up in the response cache before buying them (``--no-cache`` turns lookups off;
     answers are stored either way). See :mod:`harness.run.cache`."""
+    judge: str | None = None
+    """The LLM judge of judged suites (``hle``): ``PROVIDER/MODEL``; None: the suite's default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,16 @@ class ModelPlan:
 
 
 @dataclass
+class JudgePlan:
+    """The judge of a run with judged suites: its model, price and key (calls of role ``judge``)."""
+
+    spec: ModelSpec
+    price: Price
+    api_key: str
+    max_output_tokens: int = 4096
+
+
+@dataclass
 class Plan:
     """Everything resolved and validated before a cent is spent."""
 
@@ -135,6 +149,7 @@ class Plan:
     suites: dict[str, Suite]
     models: dict[str, ModelPlan]
     price_table: PriceTable
+    judge: JudgePlan | None = None
 
     @property
     def total_units(self) -> int:
@@ -240,6 +255,7 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         suites[suite.name] = suite
 
     table = PriceTable.load(options.prices)
+    judge = _judge_plan(options, suites, table, aliases, env)
     missing: list[str] = []
     prices: dict[str, Price] = {}
     for spec in specs.values():
@@ -307,7 +323,7 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
                 for r in range(repeats):
                     units.append(Unit(spec.name, suite.name, item, r))
         models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
-    return Plan(options, suites, models, table)
+    return Plan(options, suites, models, table, judge)
 
 
 def smallest_call_nano(plan: Plan, model: str) -> int | None:
@@ -352,6 +368,45 @@ def check_smallest_call(plan: Plan) -> None:
                 f"({plan.models[name].max_output_tokens:,} output tokens reserved), more than the budget "
                 f"{format_usd(budget, 6)}; lower --max-output-tokens or raise --budget"
             )
+
+
+#: The judge when a judged suite names none (suites.hle.DEFAULT_JUDGE, the cost study's choice).
+DEFAULT_JUDGE = "openai/gpt-4o-2024-08-06"
+
+
+def _judge_plan(
+    options: RunOptions,
+    suites: Mapping[str, Suite],
+    table: PriceTable,
+    aliases: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None,
+) -> JudgePlan | None:
+    """The judge of the run's judged suites (``--judge``, else :data:`DEFAULT_JUDGE`): an OpenAI chat
+    model (structured output) at temperature 0 unless it is a reasoning model; None without one.
+
+    Raises:
+        ConfigError: ``--judge`` without a judged suite, a judge of another provider, no price.
+    """
+    judged = [s.name for s in suites.values() if isinstance(s, JudgedSuite)]
+    if not judged:
+        if options.judge:
+            raise ConfigError("--judge is only for judged suites (hle); none of the suites is judged")
+        return None
+    spec = resolve_model(options.judge or DEFAULT_JUDGE, aliases=aliases, base_url=options.base_url)
+    if spec.provider != "openai":
+        raise ConfigError(
+            f"--judge {spec.name}: the judge answers in a JSON schema (structured output); use an "
+            "openai/ model (or an OpenAI-compatible server with --base-url)"
+        )
+    reasoning = bool(re.match(r"o\d|gpt-5", spec.model))
+    spec = replace(spec, api="chat", temperature=None if reasoning else 0.0)
+    if not table.has(spec.provider, spec.model):
+        raise PricingMissing(
+            f"No price for the judge {spec.provider}/{spec.model}. Add one with --prices FILE "
+            "(see docs/pricing.md), or pick another --judge."
+        )
+    key = "sim-key-not-secret" if options.simulated else require_api_key(spec.provider, env)
+    return JudgePlan(spec, table.lookup(spec.provider, spec.model), key)
 
 
 def _check_simulator_files(options: RunOptions) -> None:
@@ -410,6 +465,7 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "target_ci": options.target_ci,
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
+        "judge": options.judge,
     }
 
 
@@ -491,6 +547,7 @@ def options_from_config(
         "target_ci": stored.get("target_ci"),
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
+        "judge": stored.get("judge"),
     }
     values.update(overrides)
     return RunOptions(**values)

@@ -47,12 +47,13 @@ from harness.pricing.money import usd_to_nano
 from harness.redact import strip_url_credentials
 from harness.run.attempt import Reservation, one_line
 from harness.run.cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
+from harness.run.judge import judge_answer
 from harness.run.limiter import AdaptiveLimiter
 from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from harness.run.retry import retrying
 from harness.stats.sequential import TargetCI
 from harness.store.engine import Store
-from harness.suite import Score, score_answer
+from harness.suite import JudgedSuite, Score, score_answer
 from harness.types import Adapter, Completion, Prompt, Request, RetryDecision, UnitKey
 
 __all__ = [
@@ -67,6 +68,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("tollbench.runner")
+
+#: Where the judge's adapter is kept among the models' (closed with them).
+_JUDGE_KEY = "\x00judge"
 
 #: Seconds between heartbeats of a running run (``runs.heartbeat_at``); resume treats a run whose
 #: heartbeat is older than a few of these as abandoned.
@@ -360,9 +364,17 @@ class Runner:
                 stall_timeout_s=opts.stall_timeout_s,
             )
             provider_slots[mp.spec.provider] = provider_slots.get(mp.spec.provider, 0) + opts.concurrency
+        judge = self.plan.judge
+        if judge is not None:  # judged suites (harness.run.judge): the judge's own adapter and price
+            self._adapters[_JUDGE_KEY] = create_adapter(
+                judge.spec,
+                api_key=judge.api_key,
+                base_url=self.base_urls.get(judge.spec.provider) or judge.spec.base_url,
+                stall_timeout_s=opts.stall_timeout_s,
+            )
+            provider_slots.setdefault(judge.spec.provider, opts.concurrency)
         self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}
-        for mp in self.plan.models.values():
-            price = mp.price
+        for price in [mp.price for mp in self.plan.models.values()] + ([judge.price] if judge else []):
             await anyio.to_thread.run_sync(
                 self.store.ensure_price,
                 price.id,
@@ -770,7 +782,17 @@ class Runner:
     ) -> None:
         """Score an answer (bought now, cached or stored), count it, and record the item result."""
         progress = self.state.per_model[mp.spec.name]
-        score = await self._score(unit, prompt, text, finish_reason)
+        suite = self.plan.suites[unit.suite]
+        judged_suite = isinstance(suite, JudgedSuite) and self.plan.judge is not None
+        if judged_suite and text.strip() and finish_reason != "refusal":
+            judged = await judge_answer(self, mp, unit, prompt, text, costs)
+            if judged is None:
+                return  # the budget stopped the run before the judge: recorded not_run, kept for resume
+            score = judged
+        else:
+            score = await self._score(unit, prompt, text, finish_reason)
+        if score.meta:
+            prompt = replace(prompt, meta={**prompt.meta, **score.meta})
         progress.done += 1
         if score.status == "scored":
             progress.scored += 1
@@ -778,6 +800,34 @@ class Runner:
         await self._finish_item(
             unit, prompt, score.status, score.correct, score.extracted, text, score.reason, costs, last_call
         )
+
+    # -- what harness.run.judge uses of the runner ------------------------------------------------
+
+    @property
+    def gate(self) -> BudgetGate | None:
+        return self._gate
+
+    @property
+    def sent_to(self) -> str | None:
+        return self._sent_to
+
+    def judge_adapter(self) -> Adapter:
+        return self._adapters[_JUDGE_KEY]
+
+    def limiter_for(self, provider: str) -> AdaptiveLimiter:
+        return self._limiters[provider]
+
+    def share_hold(self, model: str, amount_nano: int) -> Any:
+        return self._share_hold(model, amount_nano)
+
+    def stop_model_at_share(self, model: str, detail: str) -> None:
+        self._stop_model(model, StopReason.SHARE, detail)
+
+    async def record_unjudged(
+        self, unit: Unit, prompt: Prompt, text: str, reason: str, costs: list[int]
+    ) -> None:
+        """An answer bought but not judged before a stop: ``not_run``, its answer kept for resume."""
+        await self._finish_item(unit, prompt, "not_run", None, None, text, reason, costs, [])
 
     async def _record_not_run(self, ledger: Ledger) -> None:
         for name, mp in self.plan.models.items():

@@ -224,6 +224,7 @@ class _Handlers:
             reasoning_cap=req.get("reasoning_cap"),
             effort=req.get("effort"),
             show_thinking=provider == "anthropic",
+            structured=bool(req.get("structured")),
         )
         body_id = s.body_id({"chat": "chat", "responses": "resp"}.get(api, "msg"))
         payload, rendered = render(profile, req, plan, cache, body_id)
