@@ -49,7 +49,7 @@ def _rows(db: Path, sql: str) -> list[sqlite3.Row]:
 async def test_scripted_solutions_score_exactly_and_the_meter_matches_the_invoice(tmp_path: Path) -> None:
     loaded = lcb.load(data=write_rows(tmp_path / "test5.jsonl", window_rows()))
     suite = Scripted(loaded.items, loaded.source, sandbox_level=loaded.sandbox_level, window=loaded.window)
-    suite.test_timeout_s = 1.0
+    suite.test_timeout_s = 3.0
     profiles = tmp_path / "profiles.toml"
     profiles.write_text('[models."gpt-4o-mini"]\naccuracy = 1.0\n')
     db = tmp_path / "runs.db"
