@@ -382,13 +382,17 @@ class LiveCodeBenchSuite(BaseSuite):
         """Run the extracted code on the tests in order; the first failing test ends the problem.
 
         ``extracted`` records the verdict (``pass 12/12``, ``wrong_answer 3/12``, ``time_limit``,
-        ``runtime_error``); a sandbox that could not start is ``unusable``/``sandbox_error``.
+        ``runtime_error``); a sandbox that could not start is ``unusable``/``sandbox_error``, tests
+        that can no longer be read from the data file ``unusable``/``tests_unreadable``.
         """
         code = extract_code(text)
         if code is None:
             return Score("scored", False, None)
         item = self.item(str(prompt.meta["item_id"]))
-        tests = await anyio.to_thread.run_sync(self.tests, item)
+        try:
+            tests = await anyio.to_thread.run_sync(self.tests, item)
+        except (OSError, ValueError, DataError):  # the data file changed or went away mid-run
+            return Score("unusable", None, None, "tests_unreadable")
         fn = str(item.data.get("func_name") or "")
         limits = Limits(timeout_s=self.test_timeout_s + STARTUP_S, cpu_s=int(self.test_timeout_s) + 2)
         solution = IMPORT_PREAMBLE + "\n" + code

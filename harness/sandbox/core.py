@@ -243,7 +243,7 @@ def _command(
             cmd += ["--ro-bind", d, d]
         cmd += ["--ro-bind", str(_LAUNCHER), "/launcher.py"]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", workdir, box]
-        cmd += ["--chdir", box, "--"]
+        cmd += ["--chdir", "/", "--"]  # the launcher enters the 0700 work directory as its uid
         launcher = [_host_python(), "-I", "-S", "/launcher.py"]
         return [*cmd, *launcher, json.dumps(config)], uid
     if level == "namespaces":
@@ -356,6 +356,7 @@ def run_python_sync(
         if uid is not None and _is_root():
             for path in [work, *work.rglob("*")]:
                 os.chown(path, uid, uid, follow_symlinks=False)
+        os.chmod(work, 0o700)  # runs side by side cannot read each other's files
         os.chmod(outer, 0o711)
         with (
             (base / "stdin").open("rb") as fin,
@@ -367,7 +368,7 @@ def run_python_sync(
                 stdin=fin,
                 stdout=fout,
                 stderr=ferr,
-                cwd=str(work),
+                cwd=outer,
                 env={**_ENV, "HOME": str(work)},
                 start_new_session=True,
                 close_fds=True,

@@ -261,3 +261,10 @@ def test_the_private_tests_are_read_again_from_the_file(data: Path) -> None:
     assert "private_test_cases" not in item.data
     assert [t.output for t in suite.tests(item)] == ["3\n", "30\n", "0\n"]
     assert [t.testtype for t in suite.tests(suite.items[1])] == ["functional", "functional"]
+
+
+async def test_tests_that_cannot_be_read_again_are_unusable_not_wrong(data: Path) -> None:
+    suite = get_suite("livecodebench", data=data)
+    os.unlink(data)  # the file went away mid-run
+    score = await _score(suite, 0, _fence("print(3)"))
+    assert (score.status, score.reason) == ("unusable", "tests_unreadable")
