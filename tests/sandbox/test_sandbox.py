@@ -200,3 +200,27 @@ async def test_runs_wait_off_the_event_loop_in_a_pool_of_cpu_count() -> None:
     took = time.monotonic() - t0
     assert ticks >= 10  # the loop kept running while the programs slept
     assert took >= 1.2  # two rounds: never more than pool_size at once
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_runs_side_by_side_cannot_read_each_others_files(level: core.IsolationLevel) -> None:
+    import threading
+
+    secret = f"secret-{time.monotonic_ns()}"
+    holder = "import time\nopen('s.txt', 'w').write(" + repr(secret) + ")\ntime.sleep(3)\n"
+    box: dict[str, core.Result] = {}
+    t = threading.Thread(
+        target=lambda: box.setdefault("a", run_python_sync({"a.py": holder}, "a.py", level=level))
+    )
+    t.start()
+    time.sleep(1.0)
+    reader = (
+        "import glob\nfound = []\n"
+        "for path in glob.glob('/tmp/tollbench-sbx-*/work/s.txt') + glob.glob('/tmp/*/*/s.txt'):\n"
+        "    try:\n        found.append(open(path).read())\n    except OSError:\n        pass\n"
+        "print(found)\n"
+    )
+    result = run_python_sync({"b.py": reader}, "b.py", level=level)
+    t.join()
+    assert box["a"].ok and result.ok, result.stderr
+    assert secret.encode() not in result.stdout
