@@ -337,12 +337,16 @@ class Runner:
 
     def units_to_send(self) -> int:
         """Units that need a provider call: not answered before, no stored answer to re-score, and
-        (once :meth:`load_cache` ran) no answer in the response cache."""
+        (once :meth:`load_cache` ran) no answer in the response cache; a judged suite's unit not
+        done yet always counts (its judge may have to be called)."""
         count = 0
         for mp in self.plan.models.values():
             for unit in mp.units:
                 key = unit_key(unit)
                 prior = self._prior.get(key)
+                if key not in self._done and self._judged(unit.suite):
+                    count += 1
+                    continue
                 if key in self._done or (prior is not None and prior.answer is not None):
                     continue
                 if self._cache and self.request_for(mp, unit)[2] in self._cache:
@@ -782,9 +786,7 @@ class Runner:
     ) -> None:
         """Score an answer (bought now, cached or stored), count it, and record the item result."""
         progress = self.state.per_model[mp.spec.name]
-        suite = self.plan.suites[unit.suite]
-        judged_suite = isinstance(suite, JudgedSuite) and self.plan.judge is not None
-        if judged_suite and text.strip() and finish_reason != "refusal":
+        if self._judged(unit.suite) and text.strip() and finish_reason != "refusal":
             judged = await judge_answer(self, mp, unit, prompt, text, costs)
             if judged is None:
                 return  # the budget stopped the run before the judge: recorded not_run, kept for resume
@@ -802,6 +804,9 @@ class Runner:
         )
 
     # -- what harness.run.judge uses of the runner ------------------------------------------------
+
+    def _judged(self, suite: str) -> bool:
+        return self.plan.judge is not None and isinstance(self.plan.suites[suite], JudgedSuite)
 
     @property
     def gate(self) -> BudgetGate | None:

@@ -206,3 +206,28 @@ async def test_resume_judges_the_kept_answers_without_buying_them_again(tmp_path
     assert sum(c["cost_nano"] for c in calls) == usd_to_nano(Decimal(invoice["total"]["usd"]))
     (result,) = report["results"]
     assert (result["correct"], result["scored"], result["not_run"]) == (4, 6, 0)
+
+
+async def test_resume_with_every_answer_bought_still_starts_a_simulator_for_the_judge(tmp_path: Path) -> None:
+    from harness.run.resume import plan_resume, resume_run
+
+    db = tmp_path / "runs.db"
+    suite = _suite(tmp_path)
+    with SimServer(seed=3, speed=0.0, profiles=_profiles(tmp_path)) as sim:
+        # Six answers (~$0.01 reserved each) fit one after another; no judge ($0.045) ever does.
+        first, _ = await _run(db, sim, suite, budget="0.04", concurrency=6)
+        assert first.status == "budget_exhausted"
+        assert all(line["model"].startswith("gpt-4o-mini") for line in sim.invoice()["requests"].values())
+    assert len(_rows(db, "select * from calls where role = 'target'")) == 6
+    store = Store.open(str(db))
+    try:
+        plan = plan_resume(store, first.run_id, suites=[suite])
+        # No simulator passed: the session must start its own, for the judge alone.
+        outcome = await resume_run(store, plan, add_budget_nano=usd_to_nano(Decimal("5")))
+        report = run_report_dict(store, first.run_id)
+    finally:
+        store.close()
+    assert outcome.status == "done"
+    (result,) = report["results"]
+    assert (result["correct"], result["scored"], result["unscored"]) == (4, 6, 0)
+    assert len(_rows(db, "select * from calls where role = 'target'")) == 6  # none bought twice
