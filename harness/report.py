@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.pricing.money import format_usd, usd_str
+from harness.stats.calibration import rms_calibration_error
 from harness.stats.intervals import accuracy_ci
 from harness.store.engine import Store
 
@@ -35,9 +36,27 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
     if run is None:
         raise KeyError(run_id)
     outcomes: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
+    # Code suites: known-bad problems (LiveCodeBench ERRATA) and the sandbox the code ran in.
+    errata: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    sandboxes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    # Judged suites: answers the judge could not judge, and the judge's confidence for calibration.
+    unscored: dict[tuple[str, str], int] = defaultdict(int)
+    calibration: dict[tuple[str, str], list[tuple[float, bool]]] = defaultdict(list)
     for r in store.item_results(run_id):
         if r["status"] == "scored" and r["correct"] is not None:
             outcomes[(r["model"], r["suite"])].append((str(r["item_id"]), bool(r["correct"])))
+        meta = r.get("meta") or {}
+        if isinstance(meta, Mapping):
+            if meta.get("errata"):
+                errata[(r["model"], r["suite"])][str(meta["errata"])].add(str(r["item_id"]))
+            if meta.get("sandbox"):
+                sandboxes[(r["model"], r["suite"])].add(str(meta["sandbox"]))
+            if r["status"] == "scored" and isinstance(meta.get("confidence"), int | float):
+                calibration[(r["model"], r["suite"])].append(
+                    (float(meta["confidence"]) / 100, bool(r["correct"]))
+                )
+        if r["status"] == "scored" and r.get("reason") == "unscored":
+            unscored[(r["model"], r["suite"])] += 1
     results: list[dict[str, Any]] = []
     for row in store.run_report(run_id):
         key = (row["model"], row["suite"])
@@ -76,6 +95,19 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 **_unknown_and_reported(row),
             }
         )
+        if key in errata:
+            results[-1]["errata"] = {k: sorted(v) for k, v in sorted(errata[key].items())}
+        if key in sandboxes:
+            results[-1]["sandbox"] = sorted(sandboxes[key])
+        if int(row.get("judge_calls") or 0) or key in unscored:
+            judge_nano = int(row.get("judge_nano") or 0)
+            results[-1].update(
+                judge_calls=int(row.get("judge_calls") or 0),
+                judge_spent_usd=usd_str(judge_nano),
+                target_spent_usd=usd_str(spent - judge_nano),
+                unscored=unscored.get(key, 0),
+                calibration_error=rms_calibration_error(calibration.get(key, [])),
+            )
     return {
         "id": run["id"],
         "status": run["status"],
@@ -206,6 +238,24 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
     if report["unsettled_usd"] not in ("0", "0.0"):
         line += f" (+ {_usd(report['unsettled_usd'])} unsettled, counted at worst case)"
     console.print(Text(line + sim))
+    for r in report["results"]:
+        if r.get("errata"):
+            tags = ", ".join(f"{len(ids)} {tag}" for tag, ids in r["errata"].items())
+            console.print(Text(f"{r['model']} {r['suite']}: known-bad problems kept and counted ({tags})"))
+        if r.get("judge_calls") or r.get("unscored"):
+            cal = r.get("calibration_error")
+            console.print(
+                Text(
+                    f"{r['model']} {r['suite']}: target {_usd(r['target_spent_usd'])}, judge "
+                    f"{_usd(r['judge_spent_usd'])} ({r['judge_calls']} judge calls); "
+                    f"{r['unscored']} unscored (counted as wrong)"
+                    + (f"; RMS calibration error {_pct(cal)}" if cal is not None else "")
+                )
+            )
+        if r.get("sandbox"):
+            console.print(
+                Text(f"{r['model']} {r['suite']}: model code ran at isolation {', '.join(r['sandbox'])}")
+            )
     cached = sum(int(r.get("cached") or 0) for r in report["results"])
     if cached:
         from decimal import Decimal

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from harness.types import Prompt
+from harness.types import Message, Prompt
 
-__all__ = ["Item", "Score", "ScoreStatus", "Suite", "score_answer"]
+__all__ = ["Item", "JudgeRequest", "JudgedSuite", "Score", "ScoreStatus", "Suite", "score_answer"]
 
 #: ``scored``: an answer was judged (``correct`` True or False). ``unusable``: paid for but cannot
 #: be scored (empty, cut at the output limit, refused); never counted as wrong.
@@ -44,7 +44,10 @@ class Score:
     extracted: str | None = None
     """The answer extracted from the model's text, if any."""
     reason: str | None = None
-    """For unusable answers: ``empty``, ``truncated`` or ``refused``."""
+    """For unusable answers: ``empty``, ``truncated`` or ``refused``; ``unscored`` when a judge
+    could not judge (counted as wrong, reported apart)."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """What the scorer adds to the item result's meta (a judge's extracted confidence, ...)."""
 
 
 @runtime_checkable
@@ -68,6 +71,32 @@ class Suite(Protocol):
     async def score(self, prompt: Prompt, text: str) -> Score:
         """Score a model's visible text against the rendered prompt. CPU-heavy scorers (math-verify)
         run in a process pool, never in a thread."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeRequest:
+    """What a judged suite asks its LLM judge about one answer (docs/suites.md, ``hle``)."""
+
+    messages: tuple[Message, ...]
+    response_format: Mapping[str, Any]
+    """The OpenAI ``response_format`` (a ``json_schema``) the judge answers in."""
+    max_output_tokens: int = 4096
+
+
+@runtime_checkable
+class JudgedSuite(Suite, Protocol):
+    """A suite scored by an LLM judge. The runner sends :meth:`judge_request` as a call of role
+    ``judge``: reserved under the run's budget before it is sent, metered, cached and resumed like
+    the model's own calls; then :meth:`judged_score` turns the judge's text into the score."""
+
+    def judge_request(self, prompt: Prompt, text: str) -> JudgeRequest:
+        """The judge's request for the model's answer ``text`` to ``prompt``."""
+        ...
+
+    def judged_score(self, prompt: Prompt, text: str, judge_text: str | None) -> Score:
+        """The score from the judge's reply; ``judge_text`` None: the judge failed (no answer after
+        its retries), which is ``unscored``."""
         ...
 
 

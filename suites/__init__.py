@@ -7,6 +7,8 @@
 ``aime2025``       math-ai/aime25
 ``mmlu-pro``       TIGER-Lab/MMLU-Pro
 ``gpqa-diamond``   Idavidrein/gpqa (gated)
+``hle``            cais/hle (gated; scored by an LLM judge, ``--judge``)
+``livecodebench``  livecodebench/code_generation_lite (code run in the sandbox; options)
 ``jsonl``          your own JSONL file (``data=``; a ``.jsonl`` path as the name works too);
                    reported as ``jsonl:<file stem>``
 =================  ========================================================
@@ -20,7 +22,7 @@ from pathlib import Path
 from harness.errors import ConfigError, UnknownSuite
 from harness.suite import Suite
 
-from . import aime, demo, gpqa, jsonl, math500, mmlu_pro
+from . import aime, demo, gpqa, hle, jsonl, livecodebench, math500, mmlu_pro
 from .base import SuiteInfo
 
 __all__ = ["SuiteInfo", "get_suite", "list_suites", "suite_names"]
@@ -42,6 +44,8 @@ _INFOS: tuple[SuiteInfo, ...] = (
     aime.INFO_2025,
     mmlu_pro.INFO,
     gpqa.INFO,
+    hle.INFO,
+    livecodebench.INFO,
     jsonl.INFO,
 )
 
@@ -56,6 +60,17 @@ _ALIASES = {
     "mmlupro": "mmlu-pro",
     "gpqa": "gpqa-diamond",
     "gpqa_diamond": "gpqa-diamond",
+    "lcb": "livecodebench",
+    "humanitys-last-exam": "hle",
+    "live-code-bench": "livecodebench",
+}
+
+#: Suites that take options: name -> loader(data, offline, options).
+_OPTION_LOADERS: dict[str, Callable[[Path | None, bool | None, Mapping[str, str]], Suite]] = {
+    "livecodebench": lambda data, offline, options: livecodebench.load(
+        data=data, offline=offline, options=options
+    ),
+    "hle": lambda data, offline, options: hle.load(data=data, offline=offline, options=options),
 }
 
 
@@ -85,7 +100,7 @@ def get_suite(
         data: A local data file (parquet, JSONL or CSV in the dataset's schema); wins over the hub.
         offline: True: never touch the network (the huggingface_hub cache still counts); None:
             offline when ``HF_HUB_OFFLINE=1`` or when the hub cannot be reached.
-        options: Suite options (only the ``jsonl`` suite takes any).
+        options: Suite options (``jsonl`` and ``livecodebench`` take some; see their modules).
 
     Raises:
         UnknownSuite: no such suite (the message lists the names).
@@ -100,6 +115,8 @@ def get_suite(
         if data is None:
             raise ConfigError("the jsonl suite needs its file: pass --data FILE.jsonl")
         return jsonl.load(data, options, name=f"jsonl:{Path(data).stem}")
+    if key in _OPTION_LOADERS:
+        return _OPTION_LOADERS[key](data, offline, options or {})
     if key not in _LOADERS and key != "demo":
         raise UnknownSuite(f"unknown suite {name!r}; known suites: {', '.join(suite_names())}")
     if options:

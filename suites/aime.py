@@ -37,6 +37,8 @@ SOURCES: dict[int, HubSource] = {
         filename="test.jsonl",
         revision="563bb8404243c5f09de6ec262f2db674fe5bce9b",
         schema="math-ai/aime25 (id, problem, answer)",
+        sha256="b4e273c02d3e7fe1b74b59eae768fc8230bfb0f79539890cb56f4361caac0331",
+        size=15_813,
     ),
 }
 

@@ -31,6 +31,9 @@ SOURCE = HubSource(
     revision="83022cefff930aea54f654c0b282e74b9eeda5c6",
     schema="Idavidrein/gpqa gpqa_diamond.csv (Question, Correct Answer, Incorrect Answer 1-3, Record ID)",
     gated=True,
+    # The same bytes as simple-evals' ungated copy, which Inspect pins by this hash (BENCHMARKS.md 13).
+    sha256="41d1213cd7a4998605a26c2798500652572007161b3a92817ba46b35befcd305",
+    size=1_373_492,
 )
 
 INFO = SuiteInfo(

@@ -9,6 +9,7 @@ revision; the download is cached by huggingface_hub (``HF_HOME``), so a second r
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -37,10 +38,12 @@ __all__ = [
     "MAX_DEPTH",
     "check_row",
     "fetch_hub_file",
+    "file_sha256",
     "hub_offline",
     "load_rows",
     "read_rows",
     "unique_ids",
+    "verify_pin",
 ]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -79,6 +82,10 @@ class HubSource:
     schema: str
     """Human name of the schema, for messages (usually the repo id)."""
     gated: bool = False
+    sha256: str | None = None
+    """The file's SHA-256 (hex) at the pinned revision; a download that differs is refused."""
+    size: int | None = None
+    """The file's size in bytes at the pinned revision."""
 
 
 #: The deepest nesting of lists and objects a data record may have (real records have 2 or 3).
@@ -273,7 +280,51 @@ def fetch_hub_file(suite: str, source: HubSource, *, offline: bool | None) -> Pa
         raise DataError(f"{_needs_data(suite, source)} ({type(exc).__name__})") from None
     if not isinstance(path, (str, os.PathLike)):
         raise DataError(f"{suite}: unexpected download result for {source.repo_id}")
+    verify_pin(suite, Path(path), source)
     return Path(path)
+
+
+_verified: set[tuple[str, int, int, str, int | None]] = set()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_pin(suite: str, path: Path, source: HubSource) -> None:
+    """Check a downloaded file against its pin's size and SHA-256 (once per process and file).
+
+    Raises:
+        DataError: the file differs from the pinned one, with what to do.
+    """
+    if source.size is None and source.sha256 is None:
+        return
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, source.sha256 or "", source.size)
+    if key in _verified:
+        return
+    fix = (
+        f"delete it from the huggingface_hub cache (`hf cache rm` or remove {path}) and run again, or "
+        "pass --data FILE with a copy you trust"
+    )
+    if source.size is not None and stat.st_size != source.size:
+        raise DataError(
+            f"{suite}: {source.repo_id}@{source.revision[:8]}/{source.filename} is {stat.st_size:,} bytes, "
+            f"the pin says {source.size:,}: the download is incomplete or not the pinned file; {fix}"
+        )
+    if source.sha256 is not None:
+        got = file_sha256(path)
+        if got != source.sha256.lower():
+            raise DataError(
+                f"{suite}: {source.repo_id}@{source.revision[:8]}/{source.filename} has SHA-256 {got}, "
+                f"the pin says {source.sha256}: not the pinned file; {fix}"
+            )
+    _verified.add(key)
 
 
 def _gated(suite: str, source: HubSource) -> str:

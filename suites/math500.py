@@ -23,6 +23,8 @@ SOURCE = HubSource(
     filename="test.jsonl",
     revision="6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be",
     schema="HuggingFaceH4/MATH-500",
+    sha256="35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132",
+    size=446_564,
 )
 
 INFO = SuiteInfo(

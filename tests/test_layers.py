@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "adapters": 1,
     "suites": 1,
     "harness.sim": 1,
+    "harness.sandbox": 1,
     "harness.models": 1,
     "harness.pricing": 1,
     "harness.budget": 2,

@@ -13,7 +13,8 @@ Works on any run, bought here or imported from a bundle. For each item result th
    differ from the request the call stored, the answer is still re-scored (against today's prompt)
    and counted as a prompt mismatch;
 3. the answer is scored with :func:`harness.suite.score_answer`, the runner's rules (a refusal or an
-   empty answer is unusable; a cut answer without an extractable answer is unusable ``truncated``).
+   empty answer is unusable; a cut answer without an extractable answer is unusable ``truncated``);
+   a judged suite's answer (``hle``) is scored from its stored judge reply (none: ``unscored``).
 
 Item results ``not_run`` and ``error`` have no answer and are only counted. A suite whose data cannot
 be loaded here (an imported run whose data file is elsewhere) is a :class:`~harness.errors.DataError`
@@ -35,7 +36,7 @@ from harness.errors import ConfigError, DataError
 from harness.run.plan import DONE_STATUSES, options_from_config
 from harness.stats.intervals import accuracy_ci
 from harness.store.engine import Store, calls_table
-from harness.suite import Item, Score, Suite, score_answer
+from harness.suite import Item, JudgedSuite, Score, Suite, score_answer
 from harness.types import Prompt
 
 __all__ = [
@@ -198,6 +199,8 @@ class _Answer:
     prompt: Prompt
     from_item_text: bool
     prompt_mismatch: bool
+    judge_text: str | None = None
+    """For a judged suite (hle): the stored reply of the unit's last judge call, None if none."""
 
 
 @dataclass
@@ -352,6 +355,9 @@ def prepare_rescore(
             )
             for row in conn.execute(stmt):
                 calls[row.id] = row
+    judge_replies = (
+        _judge_replies(store, run_id) if any(isinstance(loaded[name], JudgedSuite) for name in needed) else {}
+    )
     answers: list[_Answer] = []
     for r in answered:
         suite = loaded[r["suite"]]
@@ -378,9 +384,27 @@ def prepare_rescore(
                 prompt=prompt,
                 from_item_text=from_item,
                 prompt_mismatch=mismatch,
+                judge_text=judge_replies.get((r["model"], r["suite"], str(r["item_id"]), int(r["repeat"]))),
             )
         )
     return RescoreJob(run_id, bool(run["simulated"]), imported_from, loaded, answers, groups)
+
+
+def _judge_replies(store: Store, run_id: str) -> dict[tuple[str, str, str, int], str]:
+    """Per unit, the text of its last answered judge call (role ``judge``, bought or cached)."""
+    c = calls_table
+    stmt = (
+        sa.select(c.c.model, c.c.suite, c.c.item_id, c.c.repeat, c.c.response)
+        .where(c.c.run_id == run_id, c.c.role == "judge", c.c.response.is_not(None))
+        .order_by(c.c.started_at, c.c.id)
+    )
+    out: dict[tuple[str, str, str, int], str] = {}
+    with store.begin_read("reading a run's judge replies") as conn:
+        for row in conn.execute(stmt):
+            response = _json(row.response)
+            if isinstance(response, Mapping) and isinstance(response.get("text"), str):
+                out[(row.model, row.suite, str(row.item_id), int(row.repeat))] = response["text"]
+    return out
 
 
 async def score_job(job: RescoreJob) -> RescoreResult:
@@ -389,10 +413,13 @@ async def score_job(job: RescoreJob) -> RescoreResult:
     limiter = anyio.CapacityLimiter(_CONCURRENCY)
 
     async def one(index: int, answer: _Answer) -> None:
+        suite = job.suites[answer.suite]
         async with limiter:
-            scores[index] = await score_answer(
-                job.suites[answer.suite], answer.prompt, answer.text, answer.finish_reason
-            )
+            if isinstance(suite, JudgedSuite) and answer.text.strip() and answer.finish_reason != "refusal":
+                # Judged again from the stored judge reply: rescore sends nothing, not even to the judge.
+                scores[index] = suite.judged_score(answer.prompt, answer.text, answer.judge_text)
+            else:
+                scores[index] = await score_answer(suite, answer.prompt, answer.text, answer.finish_reason)
 
     async with anyio.create_task_group() as tg:
         for index, answer in enumerate(job.answers):

@@ -96,7 +96,8 @@ def cli() -> None:
     "suite_option",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats).",
+    help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats; "
+    "livecodebench: release, start, end, unsafe_sandbox).",
 )
 @click.option("--attempt-timeout", default=900.0, show_default=True, help="Seconds per attempt.")
 @click.option("--stall-timeout", default=120.0, show_default=True, help="Seconds without a byte mid-stream.")
@@ -146,6 +147,11 @@ def cli() -> None:
     help="Budget shares per model [default: equal shares when several models run].",
 )
 @click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
+@click.option(
+    "--judge",
+    metavar="PROVIDER/MODEL",
+    help="LLM judge of judged suites (hle) [default: openai/gpt-4o-2024-08-06, temperature 0].",
+)
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -180,6 +186,7 @@ def run(
     control: str | None,
     split: str | None,
     no_cache: bool,
+    judge: str | None,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -242,6 +249,7 @@ def run(
         ci_method=ci_method,
         control=control,
         use_cache=not no_cache,
+        judge=judge,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     check_smallest_call(plan)
@@ -765,6 +773,10 @@ cli.add_command(reprice_cmd)
 from harness.cli.report_cmd import report  # noqa: E402
 
 cli.add_command(report)
+
+from harness.cli.sandbox import sandbox as sandbox_group  # noqa: E402
+
+cli.add_command(sandbox_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -170,7 +170,13 @@ def answers_of_run(store: Store, run_id: str) -> dict[UnitKey, CachedAnswer]:
     c = calls_table
     stmt = (
         sa.select(*_COLUMNS, c.c.model, c.c.suite, c.c.item_id, c.c.repeat)
-        .where(c.c.run_id == run_id, c.c.status == "ok", c.c.cached.is_(False), c.c.response.is_not(None))
+        .where(
+            c.c.run_id == run_id,
+            c.c.status == "ok",
+            c.c.cached.is_(False),
+            c.c.response.is_not(None),
+            c.c.role == "target",  # a judge's answer (harness.run.judge) is not the unit's answer
+        )
         .order_by(c.c.started_at, c.c.id)
     )
     out: dict[UnitKey, CachedAnswer] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -31,7 +32,7 @@ from harness.run.cache import CachedAnswer
 from harness.run.retry import RetryPolicy
 from harness.stats.sampling import seeded_order, stratified_sample
 from harness.stats.sequential import CI_METHODS
-from harness.suite import Item, Suite
+from harness.suite import Item, JudgedSuite, Suite
 from harness.types import ModelSpec
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_BUDGET_USD",
     "MAX_REPEATS",
     "MAX_UNITS",
+    "JudgePlan",
     "ModelPlan",
     "Plan",
     "PriorUnit",
@@ -101,6 +103,8 @@ class RunOptions:
     use_cache: bool = True
     """Look answers up in the response cache before buying them (``--no-cache`` turns lookups off;
     answers are stored either way). See :mod:`harness.run.cache`."""
+    judge: str | None = None
+    """The LLM judge of judged suites (``hle``): ``PROVIDER/MODEL``; None: the suite's default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,16 @@ class ModelPlan:
 
 
 @dataclass
+class JudgePlan:
+    """The judge of a run with judged suites: its model, price and key (calls of role ``judge``)."""
+
+    spec: ModelSpec
+    price: Price
+    api_key: str
+    max_output_tokens: int = 4096
+
+
+@dataclass
 class Plan:
     """Everything resolved and validated before a cent is spent."""
 
@@ -149,6 +163,7 @@ class Plan:
     suites: dict[str, Suite]
     models: dict[str, ModelPlan]
     price_table: PriceTable
+    judge: JudgePlan | None = None
     control: str | None = None
     """The control model's resolved name (``--control``), None without one."""
     controls: dict[str, dict[str, float | None]] = field(default_factory=dict)
@@ -277,6 +292,7 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         suites[suite.name] = suite
 
     table = PriceTable.load(options.prices)
+    judge = _judge_plan(options, suites, table, aliases, env)
     missing: list[str] = []
     prices: dict[str, Price] = {}
     for spec in specs.values():
@@ -358,7 +374,7 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
                 for r in range(repeats):
                     units.append(Unit(spec.name, suite.name, item, r))
         models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
-    return Plan(options, suites, models, table, control=control)
+    return Plan(options, suites, models, table, judge, control=control)
 
 
 def smallest_call_nano(plan: Plan, model: str) -> int | None:
@@ -403,6 +419,47 @@ def check_smallest_call(plan: Plan) -> None:
                 f"({plan.models[name].max_output_tokens:,} output tokens reserved), more than the budget "
                 f"{format_usd(budget, 6)}; lower --max-output-tokens or raise --budget"
             )
+
+
+#: The judge when a judged suite names none (suites.hle.DEFAULT_JUDGE, the cost study's choice).
+DEFAULT_JUDGE = "openai/gpt-4o-2024-08-06"
+
+
+def _judge_plan(
+    options: RunOptions,
+    suites: Mapping[str, Suite],
+    table: PriceTable,
+    aliases: Mapping[str, Mapping[str, Any]],
+    env: Mapping[str, str] | None,
+) -> JudgePlan | None:
+    """The judge of the run's judged suites (``--judge``, else :data:`DEFAULT_JUDGE`): an OpenAI chat
+    model (structured output) at temperature 0 unless it is a reasoning model; None without one.
+
+    Raises:
+        ConfigError: ``--judge`` without a judged suite, a judge of another provider, no price.
+    """
+    judged = [s.name for s in suites.values() if isinstance(s, JudgedSuite)]
+    if not judged:
+        if options.judge:
+            raise ConfigError("--judge is only for judged suites (hle); none of the suites is judged")
+        return None
+    spec = resolve_model(options.judge or DEFAULT_JUDGE, aliases=aliases, base_url=options.base_url)
+    if options.simulated:  # the simulator plays the provider's own API
+        spec = replace(spec, dialect=dialect_for(spec.provider, None))
+    if spec.provider != "openai":
+        raise ConfigError(
+            f"--judge {spec.name}: the judge answers in a JSON schema (structured output); use an "
+            "openai/ model (or an OpenAI-compatible server with --base-url)"
+        )
+    reasoning = bool(re.match(r"o\d|gpt-5", spec.model))
+    spec = replace(spec, api="chat", temperature=None if reasoning else 0.0)
+    if not table.has(spec.provider, spec.model):
+        raise PricingMissing(
+            f"No price for the judge {spec.provider}/{spec.model}. Add one with --prices FILE "
+            "(see docs/pricing.md), or pick another --judge."
+        )
+    key = "sim-key-not-secret" if options.simulated else require_api_key(spec.provider, env)
+    return JudgePlan(spec, table.lookup(price_provider(spec.provider), spec.model), key)
 
 
 def _check_simulator_files(options: RunOptions) -> None:
@@ -463,6 +520,7 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "control": options.control,
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
+        "judge": options.judge,
     }
 
 
@@ -547,6 +605,7 @@ def options_from_config(
         "control": stored.get("control"),
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
+        "judge": stored.get("judge"),
     }
     values.update(overrides)
     return RunOptions(**values)

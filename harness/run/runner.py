@@ -48,12 +48,13 @@ from harness.pricing.money import format_usd, usd_str, usd_to_nano
 from harness.redact import strip_url_credentials
 from harness.run.attempt import Reservation, one_line
 from harness.run.cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
+from harness.run.judge import judge_answer
 from harness.run.limiter import AdaptiveLimiter
 from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from harness.run.retry import retrying
 from harness.stats.sequential import TargetCI, planned_items
 from harness.store.engine import Store
-from harness.suite import Score, score_answer
+from harness.suite import JudgedSuite, Score, score_answer
 from harness.types import Adapter, Completion, ModelSpec, Prompt, Request, RetryDecision, UnitKey
 
 __all__ = [
@@ -68,6 +69,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("tollbench.runner")
+
+#: Where the judge's adapter is kept among the models' (closed with them).
+_JUDGE_KEY = "\x00judge"
 
 #: Seconds between heartbeats of a running run (``runs.heartbeat_at``); resume treats a run whose
 #: heartbeat is older than a few of these as abandoned.
@@ -346,12 +350,16 @@ class Runner:
 
     def units_to_send(self) -> int:
         """Units that need a provider call: not answered before, no stored answer to re-score, and
-        (once :meth:`load_cache` ran) no answer in the response cache."""
+        (once :meth:`load_cache` ran) no answer in the response cache; a judged suite's unit not
+        done yet always counts (its judge may have to be called)."""
         count = 0
         for mp in self.plan.models.values():
             for unit in mp.units:
                 key = unit_key(unit)
                 prior = self._prior.get(key)
+                if key not in self._done and self._judged(unit.suite):
+                    count += 1
+                    continue
                 if key in self._done or (prior is not None and prior.answer is not None):
                     continue
                 if self._cache and self.request_for(mp, unit)[2] in self._cache:
@@ -380,9 +388,17 @@ class Runner:
                 if facts.get("no_stream_usage") == "true":
                     self._adapters[name].no_stream_usage = True
                     self._learned.add(name)
+        judge = self.plan.judge
+        if judge is not None:  # judged suites (harness.run.judge): the judge's own adapter and price
+            self._adapters[_JUDGE_KEY] = create_adapter(
+                judge.spec,
+                api_key=judge.api_key,
+                base_url=self._base_url(judge.spec),
+                stall_timeout_s=opts.stall_timeout_s,
+            )
+            provider_slots.setdefault(judge.spec.provider, opts.concurrency)
         self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}
-        for mp in self.plan.models.values():
-            price = mp.price
+        for price in [mp.price for mp in self.plan.models.values()] + ([judge.price] if judge else []):
             await anyio.to_thread.run_sync(
                 self.store.ensure_price,
                 price.id,
@@ -860,7 +876,15 @@ class Runner:
     ) -> None:
         """Score an answer (bought now, cached or stored), count it, and record the item result."""
         progress = self.state.per_model[mp.spec.name]
-        score = await self._score(unit, prompt, text, finish_reason)
+        if self._judged(unit.suite) and text.strip() and finish_reason != "refusal":
+            judged = await judge_answer(self, mp, unit, prompt, text, costs)
+            if judged is None:
+                return  # the budget stopped the run before the judge: recorded not_run, kept for resume
+            score = judged
+        else:
+            score = await self._score(unit, prompt, text, finish_reason)
+        if score.meta:
+            prompt = replace(prompt, meta={**prompt.meta, **score.meta})
         progress.done += 1
         if score.status == "scored":
             progress.scored += 1
@@ -868,6 +892,37 @@ class Runner:
         await self._finish_item(
             unit, prompt, score.status, score.correct, score.extracted, text, score.reason, costs, last_call
         )
+
+    # -- what harness.run.judge uses of the runner ------------------------------------------------
+
+    def _judged(self, suite: str) -> bool:
+        return self.plan.judge is not None and isinstance(self.plan.suites[suite], JudgedSuite)
+
+    @property
+    def gate(self) -> BudgetGate | None:
+        return self._gate
+
+    @property
+    def sent_to(self) -> str | None:
+        return self._sent_to
+
+    def judge_adapter(self) -> Adapter:
+        return self._adapters[_JUDGE_KEY]
+
+    def limiter_for(self, provider: str) -> AdaptiveLimiter:
+        return self._limiters[provider]
+
+    def share_hold(self, model: str, amount_nano: int) -> Any:
+        return self._share_hold(model, amount_nano)
+
+    def stop_model_at_share(self, model: str, detail: str) -> None:
+        self._stop_model(model, StopReason.SHARE, detail)
+
+    async def record_unjudged(
+        self, unit: Unit, prompt: Prompt, text: str, reason: str, costs: list[int]
+    ) -> None:
+        """An answer bought but not judged before a stop: ``not_run``, its answer kept for resume."""
+        await self._finish_item(unit, prompt, "not_run", None, None, text, reason, costs, [])
 
     async def _record_not_run(self, ledger: Ledger) -> None:
         for name, mp in self.plan.models.items():

@@ -261,6 +261,7 @@ class _Handlers:
             reasoning_cap=req.get("reasoning_cap"),
             effort=req.get("effort"),
             show_thinking=req.get("show_thinking", provider != "openai"),
+            structured=bool(req.get("structured")),
         )
         body_id = (
             rid if provider == "google" else s.body_id({"chat": "chat", "responses": "resp"}.get(api, "msg"))

@@ -275,6 +275,7 @@ def plan_output(
     reasoning_cap: int | None = None,
     effort: str | None = None,
     show_thinking: bool = False,
+    structured: bool = False,
 ) -> OutputPlan:
     """Draw the answer and the lengths, then cut at ``limit`` the way the real APIs do.
 
@@ -284,7 +285,11 @@ def plan_output(
             thinking enabled).
         reasoning_cap: Anthropic ``budget_tokens``.
         show_thinking: build ``thinking_text`` (Anthropic streams its thinking).
+        structured: a json_schema response format: the visible text is exactly the JSON object of
+            :func:`harness.sim.judge.structured_reply` (no prose around it).
     """
+    if structured:
+        return _structured_plan(profile, rng, limit, user_text, reasoning_enabled, reasoning_cap, effort)
     entry = answer_key.get(user_text) if answer_key is not None else None
     answer, fmt, correct, difficulty = choose_answer(entry, user_text, profile, rng)
     if difficulty is None:
@@ -311,3 +316,31 @@ def plan_output(
         text = ""
     thinking_text = filler(4 * reasoning, rng) if show_thinking and reasoning else ""
     return OutputPlan(reasoning, thinking_text, text, visible, finish, answer, fmt, correct)
+
+
+def _structured_plan(
+    profile: ModelProfile,
+    rng: random.Random,
+    limit: int,
+    user_text: str,
+    reasoning_enabled: bool,
+    reasoning_cap: int | None,
+    effort: str | None,
+) -> OutputPlan:
+    from harness.sim.judge import structured_reply
+
+    text = structured_reply(user_text)
+    visible = text_tokens(text)
+    reasoning = 0
+    if reasoning_enabled and profile.reasoning_tokens is not None:
+        reasoning = profile.reasoning_tokens.draw(rng, 0.3, profile.effort_scale(effort))
+        if reasoning_cap is not None:
+            reasoning = min(reasoning, reasoning_cap)
+    text = _fit(text, visible)
+    if reasoning + visible > limit:
+        reasoning = min(reasoning, limit)
+        visible = max(0, limit - reasoning)
+        return OutputPlan(
+            reasoning, "", _fit(text, visible) if visible else "", visible, "length", "", "text", None
+        )
+    return OutputPlan(reasoning, "", text, visible, "stop", "", "text", None)

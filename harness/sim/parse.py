@@ -207,6 +207,8 @@ def parse_chat(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
         "include_usage": bool(opts.get("include_usage")),
         "include_obfuscation": opts.get("include_obfuscation", True) is not False,
         "stream": bool(body.get("stream")),
+        # A json_schema response format: answered with exactly one JSON object (harness.sim.judge).
+        "structured": isinstance(rf := body.get("response_format"), dict) and rf.get("type") == "json_schema",
     }
 
 

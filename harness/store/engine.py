@@ -824,6 +824,9 @@ class Store:
                 _count_if(c.c.status == "error").label("errors"),
                 _count_if(c.c.cached.is_(True)).label("cached"),
                 sa.func.sum(sa.case((c.c.cached.is_(True), c.c.reproduce_nano), else_=0)).label("saved_nano"),
+                # A judged suite's judge calls (role ``judge``, harness.run.judge), shown apart.
+                _count_if(c.c.role == "judge").label("judge_calls"),
+                sa.func.sum(sa.case((c.c.role == "judge", c.c.cost_nano), else_=0)).label("judge_nano"),
             )
             .where(c.c.run_id == run_id)
             .group_by(c.c.model, c.c.suite)
@@ -1018,6 +1021,8 @@ def _empty_report(model: str, suite: str) -> dict[str, Any]:
         "cached": 0,
         "saved_nano": 0,
         **dict.fromkeys(_UNKNOWN_AND_REPORTED, 0),
+        "judge_calls": 0,
+        "judge_nano": 0,
     }
 
 

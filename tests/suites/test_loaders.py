@@ -67,6 +67,7 @@ def test_hub_path_taken_when_available(monkeypatch: pytest.MonkeyPatch, fixtures
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(loaders, "hf_hub_download", fake_download)
+    monkeypatch.setattr(loaders, "verify_pin", lambda *a: None)  # a fixture, not the pinned bytes
     suite = get_suite("math500")
     assert len(suite.items) == 10
     assert calls == [
@@ -100,6 +101,7 @@ def test_hub_sources_are_pinned(
         return str(fixtures / fixture)
 
     monkeypatch.setattr(loaders, "hf_hub_download", fake_download)
+    monkeypatch.setattr(loaders, "verify_pin", lambda *a: None)  # fixtures, not the pinned bytes
     assert get_suite(name, offline=False).items
     assert seen[0][:2] == (repo, filename)
     assert len(seen[0][2]) == 40 and all(c in "0123456789abcdef" for c in seen[0][2])
