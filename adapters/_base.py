@@ -44,6 +44,9 @@ class AdapterBase:
         self._api_key = api_key
         self.no_stream_usage = False
         """The endpoint was seen to end a stream without its usage (see ``ModelSpec.streaming``)."""
+        self.cuts_streams = False
+        """The endpoint was seen to cut a stream short (no finish reason): llama.cpp's server does this to
+        the running stream when the next request arrives, and answers whole requests one by one."""
 
     @property
     def provider(self) -> str:

@@ -183,7 +183,7 @@ class OpenAIChatAdapter(AdapterBase):
         mode = self._spec.streaming
         if mode == "never":
             return False
-        return mode == "always" or not self.no_stream_usage
+        return mode == "always" or not (self.no_stream_usage or self.cuts_streams)
 
     def request_params(self, request: Request, *, stream: bool = True) -> dict[str, Any]:
         """The keyword arguments passed to ``chat.completions.create`` (the JSON body's fields)."""
@@ -344,6 +344,8 @@ class OpenAIChatAdapter(AdapterBase):
         if cut:
             raw_finish = "client_output_limit"
         elif raw_finish is None:
+            if self._dialect != "openai":
+                self.cuts_streams = True  # remembered: with streaming = "auto", the next calls ask whole
             raise no_finish_reason(
                 provider=provider,
                 request_id=request_id_from_headers(headers),

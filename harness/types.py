@@ -232,6 +232,9 @@ class Adapter(Protocol):
     no_stream_usage: bool
     """The endpoint is known to end streams without usage: with ``ModelSpec.streaming == "auto"`` the
     adapter then sends non-streaming requests, whose answers carry usage."""
+    cuts_streams: bool
+    """The endpoint (not OpenAI's own) is known to cut streams short: with ``streaming == "auto"`` the
+    adapter then sends non-streaming requests too."""
 
     @property
     def provider(self) -> str:

@@ -235,8 +235,8 @@ class Runner:
         self._cache_loaded = False
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
         self._adapters: dict[str, Adapter] = {}
-        self._learned: set[str] = set()
-        """Models whose endpoint was seen (and recorded) to stream without usage during this run."""
+        self._learned: set[tuple[str, str]] = set()
+        """(model, fact) its endpoint was seen (and recorded) to do: ``no_stream_usage``, ``cuts_streams``."""
         self._limiters: dict[str, AdaptiveLimiter] = {}
         opts = plan.options
         # A budget across several models is split into shares (equal by default); leftover share flows
@@ -385,9 +385,10 @@ class Runner:
                 facts = await anyio.to_thread.run_sync(
                     self.store.endpoint_facts, self.endpoint(mp.spec), mp.spec.model
                 )
-                if facts.get("no_stream_usage") == "true":
-                    self._adapters[name].no_stream_usage = True
-                    self._learned.add(name)
+                for fact in ("no_stream_usage", "cuts_streams"):
+                    if facts.get(fact) == "true":
+                        setattr(self._adapters[name], fact, True)
+                        self._learned.add((name, fact))
         judge = self.plan.judge
         if judge is not None:  # judged suites (harness.run.judge): the judge's own adapter and price
             self._adapters[_JUDGE_KEY] = create_adapter(
@@ -701,8 +702,10 @@ class Runner:
                             charge = max(charge, bound_charge(completion.output_bound))
                         attempt.answered(completion, charge, provider_cost_nano=reported)
                         if completion.streamed and adapter.no_stream_usage:
-                            await self._remember_no_stream_usage(mp)
+                            await self._remember(mp, "no_stream_usage")
             except ProviderError as exc:
+                if exc.error_type == "no_finish_reason" and getattr(adapter, "cuts_streams", False):
+                    await self._remember(mp, "cuts_streams")
                 self.state.per_model[spec.name].failed_calls += 1
                 self.state.errors[
                     (spec.name, exc.error_type or type(exc).__name__, one_line(exc.message)[:200])
@@ -713,18 +716,17 @@ class Runner:
             limiter.on_success(completion.rate_limits)
             return completion
 
-    async def _remember_no_stream_usage(self, mp: ModelPlan) -> None:
-        """Remember (once per model per run) that this endpoint streams without usage, so later runs
-        make its calls without streaming from the start."""
-        if mp.spec.name in self._learned:
+    async def _remember(self, mp: ModelPlan, fact: str) -> None:
+        """Remember (once per model and fact per run) that this endpoint streams without usage
+        (``no_stream_usage``) or cuts streams short (``cuts_streams``), so that later runs make its
+        calls without streaming from the start."""
+        if (mp.spec.name, fact) in self._learned:
             return
-        self._learned.add(mp.spec.name)
+        self._learned.add((mp.spec.name, fact))
         endpoint, model = self.endpoint(mp.spec), mp.spec.model
-        log.info("%s: %s sends no usage on streams; its next calls are not streamed", mp.spec.name, endpoint)
+        log.info("%s: %s %s; its next calls are not streamed", mp.spec.name, endpoint, fact)
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(
-                self.store.set_endpoint_fact, endpoint, model, "no_stream_usage", "true"
-            )
+            await anyio.to_thread.run_sync(self.store.set_endpoint_fact, endpoint, model, fact, "true")
 
     @asynccontextmanager
     async def _share_hold(self, model: str, amount_nano: int) -> AsyncIterator[ShareHold | None]:
