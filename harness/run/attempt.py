@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from types import TracebackType
 
 import anyio
@@ -31,6 +32,7 @@ from harness.budget.gate import BudgetGate
 from harness.budget.ledger import CallEnd, CallStart
 from harness.budget.shares import ShareHold
 from harness.errors import ProviderError
+from harness.pricing.money import usd_to_nano
 from harness.run.cache import response_record
 from harness.types import Completion
 
@@ -177,3 +179,13 @@ class Reservation:
 def one_line(text: str) -> str:
     """``text`` on one line, at most 500 characters (for stored error messages)."""
     return " ".join(text.split())[:500]
+
+
+def provider_cost_nano(usd: str | None) -> int | None:
+    """A provider-reported cost (a decimal string of dollars) in nano-dollars, or None."""
+    if usd is None:
+        return None
+    try:
+        return usd_to_nano(Decimal(usd))
+    except (InvalidOperation, ValueError, ArithmeticError):
+        return None

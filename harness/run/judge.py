@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ import anyio.to_thread
 from harness.budget.ledger import CachedCall, CallStart
 from harness.errors import BudgetExhausted, CallTimeout, ProviderError, RateLimited, ShareExhausted
 from harness.pricing.money import usd_to_nano
-from harness.run.attempt import Reservation, one_line
+from harness.run.attempt import Reservation, one_line, provider_cost_nano
 from harness.run.cache import canonical_request, find_cached, request_key, response_record
 from harness.run.plan import JudgePlan, ModelPlan, Unit
 from harness.run.retry import retrying
@@ -95,13 +96,17 @@ async def judge_answer(
     adapter = runner.judge_adapter()
     upper = adapter.input_tokens_upper_bound(request) + schema_bytes
     reserve_nano = usd_to_nano(jp.price.worst_case(upper, request.max_output_tokens))
+
+    def bound_charge(output_bound: int) -> int:  # as for the model's own calls (runner._process)
+        return usd_to_nano(jp.price.worst_case(upper, max(request.max_output_tokens, output_bound)))
+
     completion: Completion | None = None
     try:
         async for attempt in retrying(runner.plan.options.retry):
             with attempt:
                 completion = await _attempt(
                     runner, jp, unit, request, adapter, reserve_nano, attempt.retry_state.attempt_number,
-                    costs, canonical, rkey,
+                    costs, canonical, rkey, bound_charge,
                 )  # fmt: skip
     except BudgetExhausted as stop:
         if isinstance(stop, ShareExhausted):
@@ -158,6 +163,7 @@ async def _attempt(
     costs: list[int],
     canonical: dict[str, object],
     rkey: str,
+    bound_charge: Callable[[int], int],
 ) -> Completion:
     """One judge attempt: the model's share, the judge provider's slot, a durable reservation."""
     gate = runner.gate
@@ -176,7 +182,9 @@ async def _attempt(
                 runner.state.projection.call_settled(cost_nano)
 
         try:
-            async with Reservation(gate, start, hold=hold, on_settled=settled) as reservation:
+            async with Reservation(
+                gate, start, hold=hold, on_settled=settled, bound_charge=bound_charge
+            ) as reservation:
                 runner.state.calls += 1
                 try:
                     with anyio.fail_after(timeout_s):
@@ -189,11 +197,13 @@ async def _attempt(
                         error_type="attempt_timeout",
                         generation_started=True,
                     ) from None
+                reported = provider_cost_nano(completion.provider_cost_usd)
                 if completion.usage_known:
                     price = jp.price.cost(completion.usage, service_tier=completion.service_tier)
-                    reservation.answered(completion, usd_to_nano(price))
-                else:
-                    reservation.answered(completion, reserve_nano)
+                    reservation.answered(completion, usd_to_nano(price), provider_cost_nano=reported)
+                else:  # usage unknown: its worst case for what was seen
+                    charge = max(reserve_nano, bound_charge(completion.output_bound))
+                    reservation.answered(completion, charge, provider_cost_nano=reported)
         except ProviderError as exc:
             kind = exc.error_type or type(exc).__name__
             runner.state.errors[(f"judge {jp.spec.name}", kind, one_line(exc.message)[:200])] += 1

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -46,7 +45,7 @@ from harness.errors import (
 from harness.forecast.projection import Projection, summarize_partial
 from harness.pricing.money import format_usd, usd_str, usd_to_nano
 from harness.redact import strip_url_credentials
-from harness.run.attempt import Reservation, one_line
+from harness.run.attempt import Reservation, one_line, provider_cost_nano
 from harness.run.cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
 from harness.run.judge import judge_answer
 from harness.run.limiter import AdaptiveLimiter
@@ -691,7 +690,7 @@ class Runner:
                             error_type="attempt_timeout",
                             generation_started=True,
                         ) from None
-                    reported = _provider_cost_nano(completion.provider_cost_usd)
+                    reported = provider_cost_nano(completion.provider_cost_usd)
                     if completion.usage_known:
                         price = mp.price.cost(completion.usage, service_tier=completion.service_tier)
                         attempt.answered(completion, usd_to_nano(price), provider_cost_nano=reported)
@@ -983,13 +982,3 @@ class Runner:
 def unit_key(unit: Unit) -> UnitKey:
     """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
     return (unit.model, unit.suite, unit.item.id, unit.repeat)
-
-
-def _provider_cost_nano(usd: str | None) -> int | None:
-    """A provider-reported cost (a decimal string of dollars) in nano-dollars, or None."""
-    if usd is None:
-        return None
-    try:
-        return usd_to_nano(Decimal(usd))
-    except (InvalidOperation, ValueError, ArithmeticError):
-        return None
