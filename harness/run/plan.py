@@ -87,6 +87,10 @@ class RunOptions:
     use_cache: bool = True
     """Look answers up in the response cache before buying them (``--no-cache`` turns lookups off;
     answers are stored either way). See :mod:`harness.run.cache`."""
+    pool: str | None = None
+    """The budget pool the run also draws from (``tollbench pool create``; see docs/workers.md)."""
+    lease_s: float = 60.0
+    """How long this worker's claim on a unit lasts without a heartbeat (docs/workers.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +414,7 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "target_ci": options.target_ci,
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
+        "pool": options.pool,
     }
 
 
@@ -491,6 +496,7 @@ def options_from_config(
         "target_ci": stored.get("target_ci"),
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
+        "pool": stored.get("pool"),
     }
     values.update(overrides)
     return RunOptions(**values)
