@@ -38,6 +38,7 @@ from harness.cli.common import (
     db_option,
     probe_sim_url,
 )
+from harness.cli.workers import lease_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,6 +133,8 @@ def cli() -> None:
     help="Budget shares per model [default: equal shares when several models run].",
 )
 @click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
+@click.option("--pool", help="Also draw the run's spend from this budget pool (`tollbench pool create`).")
+@lease_option
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -164,6 +167,8 @@ def run(
     target_ci: float | None,
     split: str | None,
     no_cache: bool,
+    pool: str | None,
+    lease_s: float,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -189,6 +194,8 @@ def run(
         budget_usd = DEFAULT_SIM_BUDGET
     if max_attempts < 1:
         _fail("--max-attempts must be at least 1")
+    if lease_s <= 0:
+        _fail("--lease must be more than 0 seconds")
     suite_options = {
         k: v
         for k, v in {"scorer": scorer, "prompt_field": prompt_field, "answer_field": answer_field}.items()
@@ -224,6 +231,8 @@ def run(
         sim_url=sim_url,
         target_ci=target_ci,
         use_cache=not no_cache,
+        pool=pool,
+        lease_s=lease_s,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     check_smallest_call(plan)
@@ -325,6 +334,7 @@ def runs(db: str | None, json_output: bool, csv_output: bool) -> None:
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
     """Show one run: status, spend, and per model and suite the score and cost."""
+    from harness.cli.workers import print_workers, workers_dict
     from harness.report import print_run, run_report_dict
 
     store = _open_store(db, create=False)
@@ -333,15 +343,19 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
             _fail(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
         report = run_report_dict(store, run_id)
         call_rows = [_jsonable(c) for c in store.calls(run_id)] if calls else None
+        workers = workers_dict(store, run_id)
     finally:
         store.close()
     if json_output:
+        if workers is not None:
+            report["workers"] = workers
         if call_rows is not None:
             report["calls"] = call_rows
         click.echo(json.dumps(report, indent=2, default=str))
         return
     console = _stdout()
     print_run(report, console)
+    print_workers(workers, console)
     if call_rows is not None:
         from rich.table import Table
 
@@ -630,6 +644,11 @@ from harness.cli.ops import reprice_cmd, rescore_cmd  # noqa: E402
 
 cli.add_command(rescore_cmd)
 cli.add_command(reprice_cmd)
+
+from harness.cli.workers import pool, worker  # noqa: E402
+
+cli.add_command(worker)
+cli.add_command(pool)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,8 +84,9 @@ class UnitClaims:
 
     # -- joining and claiming -------------------------------------------------------------------------
 
-    async def join(self, units: Sequence[tuple[UnitKey, bool]]) -> None:
-        """Register this worker and make sure the run's units have claim rows (``done`` flags)."""
+    async def join(self, units: Sequence[tuple[UnitKey, bool]], *, retry_errors: bool = False) -> None:
+        """Register this worker and make sure the run's units have claim rows (``done`` flags; a
+        resume also sends failed units again: ``retry_errors``)."""
         _LIVE.add(self.worker_id)
         await anyio.to_thread.run_sync(
             lambda: w.register_worker(
@@ -97,7 +98,9 @@ class UnitClaims:
                 lease_s=self.lease_s,
             )
         )
-        await anyio.to_thread.run_sync(w.seed_units, self.store, self.run_id, list(units))
+        await anyio.to_thread.run_sync(
+            lambda: w.seed_units(self.store, self.run_id, list(units), retry_errors=retry_errors)
+        )
         await self.sweep()
 
     async def claim(self, model: str, n: int) -> list[tuple[UnitKey, bool]]:

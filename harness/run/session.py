@@ -167,7 +167,7 @@ async def run(
             for mp in plan.models.values()
             for u in mp.units
         ]
-        await claims.join(units)
+        await claims.join(units, retry_errors=resume_run_id is not None)
         in_claims = True
         try:
             status = await runner.execute()

@@ -118,14 +118,17 @@ def _insert_ignore(store: Store, table: sa.Table) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def seed_units(store: Store, run_id: str, units: Sequence[tuple[UnitKey, bool]]) -> None:
+def seed_units(
+    store: Store, run_id: str, units: Sequence[tuple[UnitKey, bool]], *, retry_errors: bool = False
+) -> None:
     """Make sure every unit of the run has its claim row (``done`` if already answered); rows that
-    exist are left as they are, so every worker may call this."""
-    u = unit_claims_table
+    exist are kept, so every worker may call this. The database's item results win over the rows, in
+    the same transaction: a ``done`` row without a finishing item result (deleted, or written by an
+    older tollbench) is free again, a ``free`` row with one is done. ``retry_errors`` (a resume, which
+    sends failed units again) frees the units whose item result is an error too."""
+    u, it = unit_claims_table, item_results_table
     with store.begin_read("reading a run's units") as conn:
-        have = conn.execute(sa.select(sa.func.count()).where(u.c.run_id == run_id)).scalar_one()
-    if int(have) >= len(units):
-        return
+        have = int(conn.execute(sa.select(sa.func.count()).where(u.c.run_id == run_id)).scalar_one())
     rows = [
         {
             "run_id": run_id,
@@ -138,10 +141,30 @@ def seed_units(store: Store, run_id: str, units: Sequence[tuple[UnitKey, bool]])
         }
         for seq, (key, done) in enumerate(units)
     ]
-    stmt = _insert_ignore(store, u)
+
+    def finished(statuses: Sequence[str]) -> Any:
+        return (
+            sa.select(it.c.run_id)
+            .where(it.c.run_id == u.c.run_id, *(it.c[k] == u.c[k] for k in _KEY), it.c.status.in_(statuses))
+            .exists()
+        )
+
+    answered = [s for s in DONE_STATUSES if s != "error"] if retry_errors else DONE_STATUSES
     with store.begin_write("recording a run's units") as conn:
-        for i in range(0, len(rows), 1000):
-            conn.execute(stmt, rows[i : i + 1000])
+        if have < len(rows):
+            stmt = _insert_ignore(store, u)
+            for i in range(0, len(rows), 1000):
+                conn.execute(stmt, rows[i : i + 1000])
+        conn.execute(
+            sa.update(u)
+            .where(u.c.run_id == run_id, u.c.state == "done", ~finished(answered))
+            .values(state="free", lease_until=None)
+        )
+        conn.execute(
+            sa.update(u)
+            .where(u.c.run_id == run_id, u.c.state == "free", finished(answered))
+            .values(state="done")
+        )
 
 
 def claim_units(
