@@ -272,7 +272,8 @@ def run(
                 click.echo(summary["line"])
         _echo_errors(outcome.errors)
         if outcome.status == "budget_exhausted":
-            click.echo("Stopped at the budget: the items not run are recorded as not run.", err=True)
+            why = f" ({outcome.stop})" if outcome.stop else ""
+            click.echo(f"Stopped at the budget{why}: the items not run are recorded as not run.", err=True)
         raise _Exit(outcome.exit_code)
     finally:
         store.close()

@@ -50,6 +50,8 @@ class RunOutcome:
     exit_code: int
     errors: list[str] = field(default_factory=list)
     """The most frequent failed-attempt errors, one line each with what to do (empty if none)."""
+    stop: str = ""
+    """Why this session stopped early, one line (the budget or pool arithmetic), if it did."""
 
 
 async def run(
@@ -206,7 +208,8 @@ async def run(
                 await anyio.to_thread.run_sync(sim.stop)
     code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
     errors = runner.state.error_summary() if runner is not None else []
-    return RunOutcome(run_id, status, code, errors)
+    stopped = runner.state.run_stop if runner is not None else None
+    return RunOutcome(run_id, status, code, errors, stopped.detail if stopped is not None else "")
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
