@@ -128,7 +128,8 @@ def main() -> None:
             r = _one(n, args, url)
             rate = r["units"] / r["seconds"] if r["seconds"] > 0 else float("nan")
             base = base or rate
-            once = "each bought once" if r["calls"] == r["units"] else f"{r['calls']} calls, {r['units']} units"
+            calls, units = r["calls"], r["units"]
+            once = "each bought once" if calls == units else f"{calls} calls for {units} units"
             print(
                 f"{n} worker(s): {r['units']} units in {r['seconds']:.1f}s = {rate:.1f} units/s "
                 f"(x{rate / base:.2f}); split {r['split']}; {once}"
