@@ -9,9 +9,9 @@ It prints figures; it asserts nothing about speed (these machines are shared and
 
 1. Starts the simulator in its own process (``tollbench sim serve``), with ``--speed`` latency so a
    call takes about as long as a short real one.
-2. For each worker count N: a fresh PostgreSQL schema; ``tollbench run demo --run-id R`` in one process
-   and ``tollbench worker R`` in N-1 more, each with ``-c`` concurrent calls; all of them buy the run's
-   40 x ``--repeats`` units between them.
+2. For each worker count N: a fresh PostgreSQL schema; ``tollbench run demo --run-id R`` started in N
+   processes at once (one creates the run, the others join it), each with ``-c`` concurrent calls; they
+   buy the run's 40 x ``--repeats`` units between them. (``tollbench worker R`` joins the same way.)
 3. Units/s is measured from the run's own call rows (first start to last finish); it also prints how
    the units were split, and checks that each unit was bought once.
 """
@@ -23,7 +23,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +63,12 @@ def _one(n: int, args: argparse.Namespace, sim_url: str) -> dict[str, Any]:
     try:
         run_id = f"bench-{n}"
         common = ["--sim-url", sim_url, "--db", db, "-c", str(args.concurrency)]
-        first = _tollbench(
+        run_args = [
             "run", "demo", "-m", "openai/gpt-4o-mini", "--budget", "50", "--repeats", str(args.repeats),
             "--max-output-tokens", "400", "--run-id", run_id, "--allow-partial", *common,
-        )  # fmt: skip
-        with engine.connect() as conn:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if conn.execute(sa.text(f"SELECT count(*) FROM {schema}.runs")).scalar():
-                        break
-                except sa.exc.ProgrammingError:
-                    conn.rollback()
-                assert time.monotonic() < deadline, "the run was never created"
-                time.sleep(0.02)
-        others = [_tollbench("worker", run_id, *common) for _ in range(n - 1)]
+        ]  # fmt: skip
+        # All N start together (one creates the run, the others join it), so none joins late.
+        first, *others = [_tollbench(*run_args) for _ in range(n)]
         for proc in [first, *others]:
             _, err = proc.communicate(timeout=1800)
             if proc.returncode != 0:
