@@ -251,30 +251,31 @@ def test_a_lease_expires_and_another_worker_takes_the_unit(db: str) -> None:
             suites=["tiny"], models=["m"], budget_nano=10, simulated=True, config={}, price_table_sha256="x"
         )
         keys = [("m", "tiny", f"q{i}", 0) for i in range(5)]
-        w.seed_units(store, run_id, [(k, k[2] == "q0") for k in keys])
-        w.seed_units(store, run_id, [(k, False) for k in keys])  # a second worker: rows kept as they are
+        w.seed_units(store, run_id, [(k, k[2] == "q4") for k in keys])
+        # A second worker: existing rows are kept, but the item results win: q4 has none, so it is free.
+        w.seed_units(store, run_id, [(k, False) for k in keys])
         for name in ("a", "b"):
             w.register_worker(store, run_id, name, host="h", pid=1, lease_s=0.5)
         got_a = w.claim_units(store, run_id, "a", "m", 2, lease_s=0.5)
-        assert [k for k, _ in got_a] == keys[1:3] and not any(t for _, t in got_a)  # q0 is done
+        assert [k for k, _ in got_a] == keys[:2] and not any(t for _, t in got_a)  # plan order
         got_b = w.claim_units(store, run_id, "b", "m", 10, lease_s=0.5)
-        assert [k for k, _ in got_b] == keys[3:] and w.claim_units(store, run_id, "b", "m", 10, 0.5) == []
+        assert [k for k, _ in got_b] == keys[2:] and w.claim_units(store, run_id, "b", "m", 10, 0.5) == []
         assert w.units_left(store, run_id, "m", "b") == (0, 2)
         # b renews its leases; a does not: after the lease, a's units are b's, marked as taken.
         time.sleep(0.6)
         alive, held = w.renew(store, run_id, "b", 0.5)
-        assert alive and held == set(keys[3:])
+        assert alive and held == set(keys[2:])
         taken = w.claim_units(store, run_id, "b", "m", 10, lease_s=0.5)
-        assert [k for k, _ in taken] == keys[1:3] and all(t for _, t in taken)
+        assert [k for k, _ in taken] == keys[:2] and all(t for _, t in taken)
         assert w.renew(store, run_id, "a", 0.5) == (True, set())  # a lost them
         # A worker ended by another one learns it on its next heartbeat; its units are free at once.
         w.mark_gone(store, run_id, ["b"])
         assert w.renew(store, run_id, "b", 0.5)[0] is False
-        assert w.units_left(store, run_id, "m", "a") == (4, 0)
-        assert len(w.claim_units(store, run_id, "a", "m", 10, 0.5)) == 4
-        assert w.release_units(store, run_id, "a") == 4
+        assert w.units_left(store, run_id, "m", "a") == (5, 0)
+        assert len(w.claim_units(store, run_id, "a", "m", 10, 0.5)) == 5
+        assert w.release_units(store, run_id, "a") == 5
         info = w.worker_progress(store, run_id)
-        assert info["total"] == 5 and info["units"] == {"done": 1, "free": 4}
+        assert info["total"] == 5 and info["units"] == {"free": 5}
     finally:
         store.close()
 
