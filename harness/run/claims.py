@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +79,10 @@ class UnitClaims:
         self.lost: set[UnitKey] = set()
         """Units this worker claimed and lost (another took them after its lease expired)."""
         self._mine: set[UnitKey] = set()
+        self._lease_base: float | None = None
+        """Monotonic time at or before which every lease this worker holds was last set (the start of
+        its last renewal, or of its first claim): they all last until ``_lease_base + lease_s``."""
+        self._on_ended: Callable[[], None] | None = None
         self.claimed = 0
         self.taken = 0
         """Units taken over from a worker that was gone."""
@@ -107,6 +112,7 @@ class UnitClaims:
         """Claim up to ``n`` units of ``model`` (``(unit, taken from a gone worker)`` pairs)."""
         if not self.alive:
             return []
+        started = time.monotonic()
         got = await anyio.to_thread.run_sync(
             w.claim_units, self.store, self.run_id, self.worker_id, model, n, self.lease_s
         )
@@ -115,7 +121,17 @@ class UnitClaims:
             self.lost.discard(key)
             self.taken += int(taken)
         self.claimed += len(got)
+        if got and self._lease_base is None:
+            self._lease_base = started
         return got
+
+    async def still_mine(self, key: UnitKey) -> bool:
+        """Whether this worker may start ``key``: it was not lost, and its lease has time left (if its
+        leases are about to run out, as after a pause of the process, they are renewed first)."""
+        base = self._lease_base
+        if base is not None and time.monotonic() > base + self.lease_s - self.heartbeat_s:
+            await self.renew()
+        return self.alive and key not in self.lost
 
     def finished(self, key: UnitKey) -> None:
         """The unit's item result is queued in the ledger (its claim is marked done with it)."""
@@ -149,31 +165,34 @@ class UnitClaims:
     async def keep_alive(self, on_ended: Callable[[], None]) -> None:
         """Renew this worker's leases every :attr:`heartbeat_s`; ``on_ended`` is called once if another
         worker ended this one (it must start nothing new)."""
+        self._on_ended = on_ended
         while True:
             await anyio.sleep(self.heartbeat_s)
-            before = set(self._mine)
             try:
-                alive, held = await anyio.to_thread.run_sync(
-                    w.renew, self.store, self.run_id, self.worker_id, self.lease_s
-                )
+                await self.renew()
                 await self.sweep()
             except StorageError as exc:  # the ledger reports database trouble where it matters
                 log.warning("worker heartbeat: %s", exc)
-                continue
-            lost = before - held - self._done_since(before)
-            if lost:
-                log.warning(
-                    "run %s: %d unit lease(s) lost; they are not started here", self.run_id, len(lost)
-                )
-                self.lost |= lost
-                self._mine -= lost
-            if not alive and self.alive:
-                self.alive = False
-                log.warning("run %s: this worker was ended by another (heartbeat too late)", self.run_id)
-                on_ended()
 
-    def _done_since(self, before: set[UnitKey]) -> set[UnitKey]:
-        return before - self._mine
+    async def renew(self) -> None:
+        """Renew this worker's leases now; note the units it lost and whether it was ended."""
+        before = set(self._mine)
+        started = time.monotonic()
+        alive, held = await anyio.to_thread.run_sync(
+            w.renew, self.store, self.run_id, self.worker_id, self.lease_s
+        )
+        if alive:
+            self._lease_base = started
+        lost = before - held - (before - self._mine)  # not held, and not finished meanwhile
+        if lost:
+            log.warning("run %s: %d unit lease(s) lost; they are not started here", self.run_id, len(lost))
+            self.lost |= lost
+            self._mine -= lost
+        if not alive and self.alive:
+            self.alive = False
+            log.warning("run %s: this worker was ended by another (heartbeat too late)", self.run_id)
+            if self._on_ended is not None:
+                self._on_ended()
 
     # -- leaving --------------------------------------------------------------------------------------
 

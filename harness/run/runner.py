@@ -496,7 +496,7 @@ class Runner:
                 if (unit.model, unit.suite) in self.state.target_reached:
                     continue  # recorded as not run (target reached) at the end
                 claims = self._claims
-                if claims is not None and unit_key(unit) in claims.lost:
+                if claims is not None and not await claims.still_mine(unit_key(unit)):
                     continue  # another worker took it after this one's lease expired
                 await self._process(mp, unit)
                 if claims is not None:

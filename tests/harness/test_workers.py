@@ -9,6 +9,7 @@ as ``x-client-request-id``).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -80,11 +81,14 @@ def _billed_by_unit(db: str, invoice: dict[str, Any]) -> dict[tuple[str, int], l
     return out
 
 
-def _start_workers(db: str, sim: SimServer, run_id: str, *extra: str) -> list[subprocess.Popen[bytes]]:
+def _start_workers(
+    db: str, sim: SimServer, run_id: str, *extra: str, worker_extra: tuple[str, ...] = ()
+) -> list[subprocess.Popen[bytes]]:
     """Two `run --run-id` processes started together, and one `worker RUN_ID` once the run exists."""
     procs = [_child(_run_args(db, sim, run_id, *extra)) for _ in range(2)]
     _wait_for(lambda: _count(db, f"SELECT count(*) FROM runs WHERE id = '{run_id}'") == 1)
-    procs.append(_child(["worker", run_id, "--sim-url", sim.base_url, "--db", db, "-c", "4", *extra]))
+    args = ["worker", run_id, "--sim-url", sim.base_url, "--db", db, "-c", "4", *extra, *worker_extra]
+    procs.append(_child(args))
     return procs
 
 
@@ -183,6 +187,48 @@ def test_kill_9_of_one_of_three_workers_the_others_finish_every_unit(pg_url: str
         run = _q(db, "SELECT * FROM runs")[0]
         assert run["spent_nano"] == run["committed_nano"] == invoice_nano
     print(f"\nkill -9 of a worker: {len(open_calls)} calls in flight at the kill, {rebought} units re-bought")
+
+
+@pytest.mark.timeout(300)
+def test_a_paused_worker_loses_its_leases_and_starts_none_of_its_units_after(db: str) -> None:
+    """SIGSTOP (a frozen process on another machine looks like this): its heartbeat stops, its leases
+    expire after --lease seconds, the others take its units; woken up, it starts none of them."""
+    with SimServer(seed=53, speed=0.05) as sim:
+        # Only the victim has a short lease (a loaded machine can delay any heartbeat by seconds).
+        procs = _start_workers(db, sim, "paused", worker_extra=("--lease", "5"))
+        victim = procs[2]
+        _wait_for(lambda: _count(db, "SELECT count(*) FROM item_results") >= 10)
+        held = (
+            "SELECT count(*) FROM unit_claims u JOIN run_workers w ON w.worker_id = u.worker_id "
+            f"WHERE u.state = 'claimed' AND w.pid = {victim.pid}"
+        )
+        _wait_for(lambda: _count(db, held) > 0)
+        victim.send_signal(signal.SIGSTOP)
+        try:
+            survivors = [procs[0], procs[1]]
+            results = [p.communicate(timeout=200) for p in survivors]
+        finally:
+            victim.send_signal(signal.SIGCONT)
+        _, victim_err = victim.communicate(timeout=120)
+        invoice = _quiet(sim)
+    assert [p.returncode for p in survivors] == [0, 0], [e.decode()[-2000:] for _, e in results]
+    assert victim.returncode == 0, victim_err.decode()[-2000:]
+    units = DEMO_ITEMS * 3
+    items = _q(db, "SELECT * FROM item_results")
+    assert len(items) == units and {i["status"] for i in items} <= {"scored", "unusable"}
+    billed = _billed_by_unit(db, invoice)
+    assert len(billed) == units
+    # Only the calls the victim had in flight when it froze can be bought twice (at most its -c 4).
+    twice = [k for k, v in billed.items() if len(v) > 1]
+    assert len(twice) <= 4 and all(len(v) == 2 for k, v in billed.items() if k in twice)
+    victim_row = _q(db, f"SELECT * FROM run_workers WHERE pid = {victim.pid}")[0]
+    assert victim_row["status"] == "lost"
+    run = _q(db, "SELECT * FROM runs")[0]
+    assert run["status"] == "done"
+    # Its in-flight calls settled when it woke up: the meter equals the invoice.
+    assert _count(db, "SELECT count(*) FROM calls WHERE status = 'reserved'") == 0
+    assert run["spent_nano"] == run["committed_nano"] == usd_to_nano(Decimal(invoice["total"]["usd"]))
+    print(f"\npaused worker: {len(twice)} units bought twice (in flight when it froze)")
 
 
 def _pool_args(db: str, sim: SimServer, run_id: str) -> list[str]:
