@@ -130,7 +130,12 @@ class UnitClaims:
         leases are about to run out, as after a pause of the process, they are renewed first)."""
         base = self._lease_base
         if base is not None and time.monotonic() > base + self.lease_s - self.heartbeat_s:
-            await self.renew()
+            try:
+                await self.renew()
+            except StorageError as exc:  # not renewed: start it only while the lease surely holds
+                log.warning("worker heartbeat: %s", exc)
+                if time.monotonic() > base + self.lease_s:
+                    return False
         return self.alive and key not in self.lost
 
     def finished(self, key: UnitKey) -> None:

@@ -82,12 +82,12 @@ def _billed_by_unit(db: str, invoice: dict[str, Any]) -> dict[tuple[str, int], l
 
 
 def _start_workers(
-    db: str, sim: SimServer, run_id: str, *extra: str, worker_extra: tuple[str, ...] = ()
+    db: str, sim: SimServer, run_id: str, *extra: str, first_extra: tuple[str, ...] = ()
 ) -> list[subprocess.Popen[bytes]]:
     """Two `run --run-id` processes started together, and one `worker RUN_ID` once the run exists."""
-    procs = [_child(_run_args(db, sim, run_id, *extra)) for _ in range(2)]
+    procs = [_child(_run_args(db, sim, run_id, *extra, *(first_extra if k == 0 else ()))) for k in range(2)]
     _wait_for(lambda: _count(db, f"SELECT count(*) FROM runs WHERE id = '{run_id}'") == 1)
-    args = ["worker", run_id, "--sim-url", sim.base_url, "--db", db, "-c", "4", *extra, *worker_extra]
+    args = ["worker", run_id, "--sim-url", sim.base_url, "--db", db, "-c", "4", *extra]
     procs.append(_child(args))
     return procs
 
@@ -189,14 +189,18 @@ def test_kill_9_of_one_of_three_workers_the_others_finish_every_unit(pg_url: str
     print(f"\nkill -9 of a worker: {len(open_calls)} calls in flight at the kill, {rebought} units re-bought")
 
 
+@pytest.mark.postgres
 @pytest.mark.timeout(300)
-def test_a_paused_worker_loses_its_leases_and_starts_none_of_its_units_after(db: str) -> None:
+def test_a_paused_worker_loses_its_leases_and_starts_none_of_its_units_after(pg_url: str) -> None:
     """SIGSTOP (a frozen process on another machine looks like this): its heartbeat stops, its leases
-    expire after --lease seconds, the others take its units; woken up, it starts none of them."""
+    expire after --lease seconds, the others take its units; woken up, it starts none of them.
+    PostgreSQL ends a transaction the frozen process left open (its row locks), so the others go on;
+    on SQLite a process frozen inside a write transaction holds the file's lock until it wakes."""
+    db = pg_url
     with SimServer(seed=53, speed=0.05) as sim:
         # Only the victim has a short lease (a loaded machine can delay any heartbeat by seconds).
-        procs = _start_workers(db, sim, "paused", worker_extra=("--lease", "5"))
-        victim = procs[2]
+        procs = _start_workers(db, sim, "paused", first_extra=("--lease", "5"))
+        victim = procs[0]
         _wait_for(lambda: _count(db, "SELECT count(*) FROM item_results") >= 10)
         held = (
             "SELECT count(*) FROM unit_claims u JOIN run_workers w ON w.worker_id = u.worker_id "
@@ -205,14 +209,16 @@ def test_a_paused_worker_loses_its_leases_and_starts_none_of_its_units_after(db:
         _wait_for(lambda: _count(db, held) > 0)
         victim.send_signal(signal.SIGSTOP)
         try:
-            survivors = [procs[0], procs[1]]
+            survivors = [procs[1], procs[2]]
             results = [p.communicate(timeout=200) for p in survivors]
         finally:
             victim.send_signal(signal.SIGCONT)
         _, victim_err = victim.communicate(timeout=120)
         invoice = _quiet(sim)
     assert [p.returncode for p in survivors] == [0, 0], [e.decode()[-2000:] for _, e in results]
-    assert victim.returncode == 0, victim_err.decode()[-2000:]
+    # Woken up, the victim stops: with 0, or with 1 when the server had ended the transaction it
+    # froze in (idle_in_transaction_session_timeout) and that batch's reservations failed.
+    assert victim.returncode in (0, 1), victim_err.decode()[-2000:]
     units = DEMO_ITEMS * 3
     items = _q(db, "SELECT * FROM item_results")
     assert len(items) == units and {i["status"] for i in items} <= {"scored", "unusable"}
