@@ -6,4 +6,5 @@ import sys
 
 from harness.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a process worker (anyio.to_process) imports it as __mp_main__
+    sys.exit(main())

@@ -36,6 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from harness.budget import pools
 from harness.errors import ConfigError, StorageError
 from harness.pricing.money import usd_to_nano
 from harness.store.engine import Store, calls_table, runs_table
@@ -129,6 +130,7 @@ def reconcile_run(
         if row is None:
             raise ConfigError(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
         committed, spent = int(row.committed_nano), int(row.spent_nano)
+        before = (committed, spent)
         open_calls = conn.execute(
             sa.select(c.c.id, c.c.reserved_nano, c.c.sent_to, c.c.started_at)
             .where(c.c.run_id == run_id, c.c.status == "reserved")
@@ -194,6 +196,8 @@ def reconcile_run(
             else:
                 result.left_open += 1
             result.calls.append(entry)
+        # A run in a pool moves the pool by the same amounts, in this transaction (after the run row).
+        pools.adjust(conn, run_id, committed - before[0], spent - before[1])
         conn.execute(sa.update(r).where(r.c.id == run_id).values(committed_nano=committed, spent_nano=spent))
     return result
 

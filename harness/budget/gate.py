@@ -87,12 +87,24 @@ class BudgetGate:
         if self.stopped is not None:
             return
         ledger = self.ledger
-        self.stopped = BudgetExhausted(
-            spent=ledger.spent_nano,
-            reserved=ledger.committed_nano - ledger.spent_nano,
-            limit=ledger.budget_nano,
-            attempted=attempted_nano,
-        )
+        books = getattr(ledger, "pool_books", None)
+        fits_run = ledger.committed_nano + attempted_nano <= ledger.budget_nano
+        if books is not None and fits_run and books[1] + attempted_nano > books[0]:
+            # The run's own budget had room: its pool is what ran out.
+            self.stopped = BudgetExhausted(
+                spent=books[2],
+                reserved=books[1] - books[2],
+                limit=books[0],
+                attempted=attempted_nano,
+                what=f"pool {getattr(ledger, 'pool', '')}",
+            )
+        else:
+            self.stopped = BudgetExhausted(
+                spent=ledger.spent_nano,
+                reserved=ledger.committed_nano - ledger.spent_nano,
+                limit=ledger.budget_nano,
+                attempted=attempted_nano,
+            )
         self._notify()
         if self.on_stop is not None:
             self.on_stop(self.stopped)

@@ -36,11 +36,13 @@ import anyio
 import sqlalchemy as sa
 from anyio.abc import TaskGroup
 
+from harness.budget import pools
 from harness.errors import StorageError
 from harness.store.engine import Store, _json_dumps, calls_table, item_results_table, runs_table
+from harness.store.workers import DONE_STATUSES, unit_claims_table
 from harness.types import Usage
 
-__all__ = ["ITEM_STATUSES", "CachedCall", "CallEnd", "CallStart", "ItemResult", "Ledger"]
+__all__ = ["ITEM_STATUSES", "CachedCall", "CallEnd", "CallStart", "ItemResult", "Ledger", "item_row"]
 
 log = logging.getLogger("tollbench.ledger")
 
@@ -180,6 +182,7 @@ class _Outcome:
     spent: int
     admitted: set[int]
     problems: list[str]
+    pool_books: tuple[int, int, int] | None = None
 
 
 class Ledger:
@@ -196,7 +199,13 @@ class Ledger:
     """
 
     def __init__(
-        self, store: Store, run_id: str, *, batch_window_s: float = 0.002, max_batch: int = 512
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        batch_window_s: float = 0.002,
+        max_batch: int = 512,
+        claims: bool = False,
     ) -> None:
         if max_batch < 1 or batch_window_s < 0:
             raise ValueError("max_batch must be >= 1 and batch_window_s >= 0")
@@ -217,6 +226,13 @@ class Ledger:
         self.batches = 0
         """Transactions committed so far (for measurements)."""
         self._last_error: StorageError | None = None
+        self._claims = claims
+        """The run's units are claimed (:mod:`harness.store.workers`): an item result that finishes a
+        unit marks its claim ``done`` in the same transaction."""
+        self.pool: str | None = None
+        """The budget pool the run also draws from (:mod:`harness.budget.pools`), read on entry."""
+        self.pool_books: tuple[int, int, int] | None = None
+        """The pool's (budget, committed, spent) as of the last committed batch."""
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -255,6 +271,7 @@ class Ledger:
             row = conn.execute(
                 sa.select(r.c.budget_nano, r.c.committed_nano, r.c.spent_nano).where(r.c.id == self.run_id)
             ).one_or_none()
+            self.pool = pools.pool_of_run(conn, self.run_id) if row is not None else None
         return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
     def _simulate_crash(self) -> None:
@@ -436,6 +453,7 @@ class Ledger:
     def _deliver(self, batch: list[_Op], outcome: _Outcome) -> None:
         self.batches += 1
         self._budget, self._committed, self._spent = outcome.budget, outcome.committed, outcome.spent
+        self.pool_books = outcome.pool_books
         for problem in outcome.problems:
             log.warning("%s", problem)
         self.problems.extend(outcome.problems)
@@ -479,6 +497,11 @@ class Ledger:
             if row is None:
                 raise StorageError(f"{self._store.label}: run {self.run_id!r} is missing from the database")
             budget, committed, spent = int(row[0]), int(row[1]), int(row[2])
+            # The pool's row is locked after the run's, in every transaction (no deadlock between runs);
+            # its totals move by exactly what the run's move by.
+            pool = self.pool
+            p_budget, p_committed, p_spent = pools.lock_pool(conn, pool) if pool else (0, 0, 0)
+            p_start = (p_committed, p_spent)
             known: dict[str, tuple[int, str, str]] = {}  # call id -> (reserved, status, run id)
             ids = list({op.end.call_id for op in batch if isinstance(op, _Settle)})
             for i in range(0, len(ids), 500):
@@ -492,8 +515,10 @@ class Ledger:
             for op in batch:
                 if isinstance(op, _Reserve):
                     s = op.start
-                    if committed + s.reserved_nano <= budget:
+                    fits_pool = pool is None or p_committed + s.reserved_nano <= p_budget
+                    if committed + s.reserved_nano <= budget and fits_pool:
                         committed += s.reserved_nano
+                        p_committed += s.reserved_nano
                         admitted.add(id(op))
                         known[s.call_id] = (s.reserved_nano, "reserved", s.run_id)
                         inserts.append(_call_row(s, red.json))
@@ -516,13 +541,15 @@ class Ledger:
                         )
                     spent += e.cost_nano
                     committed += e.cost_nano - reserved
+                    p_spent += e.cost_nano
+                    p_committed += e.cost_nano - reserved
                     known[e.call_id] = (reserved, e.status, self.run_id)
                     updates.append(_settle_row(e, red.text, red.json))
                 elif isinstance(op, _Cached):
                     inserts.append(_cached_row(op.call, red.text, red.json))
                 elif isinstance(op, _Item):
                     res = op.result
-                    items[(res.model, res.suite, res.item_id, res.repeat)] = _item_row(
+                    items[(res.model, res.suite, res.item_id, res.repeat)] = item_row(
                         res, now, red.text, red.json
                     )
                 elif op.kind == "budget":
@@ -535,12 +562,34 @@ class Ledger:
                 conn.execute(_settle_stmt(tuple(k[2:] for k in group[0] if k != "b_id")), group)
             if items:
                 conn.execute(self._upsert_items(), list(items.values()))
+                done = [
+                    {"b_model": k[0], "b_suite": k[1], "b_item_id": k[2], "b_repeat": k[3]}
+                    for k, v in items.items()
+                    if v["status"] in DONE_STATUSES
+                ]
+                if self._claims and done:
+                    u = unit_claims_table
+                    conn.execute(
+                        sa.update(u)
+                        .where(
+                            u.c.run_id == self.run_id,
+                            *(
+                                u.c[n] == sa.bindparam(f"b_{n}")
+                                for n in ("model", "suite", "item_id", "repeat")
+                            ),
+                        )
+                        .values(state="done", lease_until=None),
+                        done,
+                    )
+            if pool and (p_committed, p_spent) != p_start:
+                pools.write_pool(conn, pool, p_committed, p_spent)
             conn.execute(
                 sa.update(r)
                 .where(r.c.id == self.run_id)
                 .values(budget_nano=budget, committed_nano=committed, spent_nano=spent, heartbeat_at=now)
             )
-        return _Outcome(budget, committed, spent, admitted, problems)
+        books = (p_budget, p_committed, p_spent) if pool else None
+        return _Outcome(budget, committed, spent, admitted, problems, books)
 
     def _upsert_items(self) -> Any:
         t = item_results_table
@@ -680,7 +729,7 @@ def _settle_row(e: CallEnd, text: Any, js: Any) -> dict[str, Any]:
     return {"b_id": e.call_id, **{f"b_{k}": v for k, v in values.items()}}
 
 
-def _item_row(res: ItemResult, now: datetime, text: Any, js: Any) -> dict[str, Any]:
+def item_row(res: ItemResult, now: datetime, text: Any, js: Any) -> dict[str, Any]:
     return {
         "run_id": res.run_id,
         "model": res.model,

@@ -38,6 +38,7 @@ from harness.cli.common import (
     db_option,
     probe_sim_url,
 )
+from harness.cli.workers import lease_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,6 +153,8 @@ def cli() -> None:
     metavar="PROVIDER/MODEL",
     help="LLM judge of judged suites (hle) [default: openai/gpt-4o-2024-08-06, temperature 0].",
 )
+@click.option("--pool", help="Also draw the run's spend from this budget pool (`tollbench pool create`).")
+@lease_option
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -187,6 +190,8 @@ def run(
     split: str | None,
     no_cache: bool,
     judge: str | None,
+    pool: str | None,
+    lease_s: float,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -212,6 +217,8 @@ def run(
         budget_usd = DEFAULT_SIM_BUDGET
     if max_attempts < 1:
         _fail("--max-attempts must be at least 1")
+    if lease_s <= 0:
+        _fail("--lease must be more than 0 seconds")
     suite_options = {
         k: v
         for k, v in {"scorer": scorer, "prompt_field": prompt_field, "answer_field": answer_field}.items()
@@ -250,6 +257,8 @@ def run(
         control=control,
         use_cache=not no_cache,
         judge=judge,
+        pool=pool,
+        lease_s=lease_s,
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     check_smallest_call(plan)
@@ -293,7 +302,8 @@ def run(
                 click.echo(summary["line"])
         _echo_errors(outcome.errors)
         if outcome.status == "budget_exhausted":
-            click.echo("Stopped at the budget: the items not run are recorded as not run.", err=True)
+            why = f" ({outcome.stop})" if outcome.stop else ""
+            click.echo(f"Stopped at the budget{why}: the items not run are recorded as not run.", err=True)
         raise _Exit(outcome.exit_code)
     finally:
         store.close()
@@ -416,6 +426,7 @@ def runs(db: str | None, json_output: bool, csv_output: bool) -> None:
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
     """Show one run: status, spend, and per model and suite the score and cost."""
+    from harness.cli.workers import print_workers, workers_dict
     from harness.report import print_run, run_report_dict
 
     store = _open_store(db, create=False)
@@ -424,9 +435,12 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
             _fail(f"no run {run_id!r} in {store.label} (see `tollbench runs`)")
         report = run_report_dict(store, run_id)
         call_rows = [_jsonable(c) for c in store.calls(run_id)] if calls else None
+        workers = workers_dict(store, run_id)
     finally:
         store.close()
     if json_output:
+        if workers is not None:
+            report["workers"] = workers
         if call_rows is not None:
             report["calls"] = call_rows
         click.echo(json.dumps(report, indent=2, default=str))
@@ -435,6 +449,7 @@ def show(run_id: str, db: str | None, calls: bool, json_output: bool) -> None:
     print_run(report, console)
     for summary in report["config"].get("target_ci") or []:  # --target-ci: n of N, interval, control
         click.echo(summary["line"])
+    print_workers(workers, console)
     if call_rows is not None:
         from rich.table import Table
 
@@ -777,6 +792,10 @@ cli.add_command(report)
 from harness.cli.sandbox import sandbox as sandbox_group  # noqa: E402
 
 cli.add_command(sandbox_group)
+from harness.cli.workers import pool, worker  # noqa: E402
+
+cli.add_command(worker)
+cli.add_command(pool)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ __all__ = [
     "STALE_AFTER_S",
     "RunBusyError",
     "busy_message",
+    "forget",
     "hold",
     "register_process",
     "release",
@@ -138,6 +139,13 @@ def release(store: Store, run_id: str, status: str, owner: RunOwner | None) -> b
         if owner is not None:
             _HELD.discard(owner.token)
             store.forget_ownership(run_id)
+
+
+def forget(store: Store, run_id: str, owner: RunOwner | None) -> None:
+    """Forget ``owner`` in this process (its session ended; the run row was updated elsewhere)."""
+    if owner is not None:
+        _HELD.discard(owner.token)
+    store.forget_ownership(run_id)
 
 
 def register_process(store: Store, run_id: str) -> None:

@@ -105,6 +105,10 @@ class RunOptions:
     answers are stored either way). See :mod:`harness.run.cache`."""
     judge: str | None = None
     """The LLM judge of judged suites (``hle``): ``PROVIDER/MODEL``; None: the suite's default."""
+    pool: str | None = None
+    """The budget pool the run also draws from (``tollbench pool create``; see docs/workers.md)."""
+    lease_s: float = 60.0
+    """How long this worker's claim on a unit lasts without a heartbeat (docs/workers.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +525,7 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "split": {k: str(v) for k, v in options.split.items()} if options.split else None,
         "use_cache": options.use_cache,
         "judge": options.judge,
+        "pool": options.pool,
     }
 
 
@@ -606,6 +611,7 @@ def options_from_config(
         "split": {k: Decimal(v) for k, v in split.items()} if split else None,
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
         "judge": stored.get("judge"),
+        "pool": stored.get("pool"),
     }
     values.update(overrides)
     return RunOptions(**values)

@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import sqlalchemy as sa
 
 from harness.errors import ConfigError
-from harness.run.cache import answers_of_run
 from harness.run.liveness import (
     STALE_AFTER_S,
     RunBusyError,
@@ -41,10 +39,11 @@ from harness.run.liveness import (
     take_over,
 )
 from harness.run.plan import Plan, PriorUnit, options_from_config, prepare_run
+from harness.run.prior import prior_units
 from harness.run.runner import RunState, unit_key
 from harness.run.session import RunOutcome
 from harness.run.session import run as run_plan
-from harness.store.engine import RunOwner, Store, calls_table
+from harness.store.engine import RunOwner, Store
 from harness.suite import Suite
 from harness.types import UnitKey
 
@@ -61,46 +60,6 @@ __all__ = [
     "run_activity",
     "take_over",
 ]
-
-
-def prior_units(store: Store, run_id: str) -> dict[UnitKey, PriorUnit]:
-    """What earlier sessions of ``run_id`` did, per unit: item status, cost and attempts so far, and an
-    answer bought but not recorded."""
-    prior: dict[UnitKey, dict[str, Any]] = {}
-    for r in store.item_results(run_id):
-        key = (r["model"], r["suite"], r["item_id"], int(r["repeat"]))
-        prior[key] = {"status": r["status"], "correct": r["correct"], "cost_nano": 0, "attempts": 0}
-    c = calls_table
-    stmt = (
-        sa.select(
-            c.c.model,
-            c.c.suite,
-            c.c.item_id,
-            c.c.repeat,
-            sa.func.count().label("attempts"),
-            sa.func.sum(sa.func.coalesce(c.c.cost_nano, 0)).label("cost"),
-        )
-        .where(c.c.run_id == run_id, c.c.cached.is_(False))
-        .group_by(c.c.model, c.c.suite, c.c.item_id, c.c.repeat)
-    )
-    with store.begin_read("reading a run's calls") as conn:
-        for row in conn.execute(stmt):
-            key = (row.model, row.suite, row.item_id, int(row.repeat))
-            entry = prior.setdefault(key, {"status": None, "correct": None, "cost_nano": 0, "attempts": 0})
-            entry["cost_nano"] = int(row.cost or 0)
-            entry["attempts"] = int(row.attempts or 0)
-    answers = answers_of_run(store, run_id)
-    out: dict[UnitKey, PriorUnit] = {}
-    for key, e in prior.items():
-        done = e["status"] in ("scored", "unusable")
-        out[key] = PriorUnit(
-            status=e["status"],
-            correct=e["correct"],
-            cost_nano=e["cost_nano"],
-            attempts=e["attempts"],
-            answer=None if done else answers.get(key),
-        )
-    return out
 
 
 @dataclass

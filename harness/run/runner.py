@@ -47,9 +47,11 @@ from harness.pricing.money import format_usd, usd_str, usd_to_nano
 from harness.redact import strip_url_credentials
 from harness.run.attempt import Reservation, one_line, provider_cost_nano
 from harness.run.cache import CachedAnswer, canonical_request, find_cached, request_key, response_record
+from harness.run.claims import UnitClaims
 from harness.run.judge import judge_answer
 from harness.run.limiter import AdaptiveLimiter
 from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
+from harness.run.prior import prior_units
 from harness.run.retry import retrying
 from harness.stats.sequential import TargetCI, planned_items
 from harness.store.engine import Store
@@ -200,6 +202,7 @@ class Runner:
         handle_signals: bool = False,
         prior: Mapping[UnitKey, PriorUnit] | None = None,
         sim_instance: str | None = None,
+        claims: UnitClaims | None = None,
     ) -> None:
         """Prepare to execute ``plan`` as run ``run_id``.
 
@@ -213,8 +216,11 @@ class Runner:
             prior: For a resumed run: what earlier sessions did per unit. Units with a usable answer
                 are not sent again; answers bought but not recorded are re-scored from the database.
             sim_instance: The simulator's invoice instance (recorded as ``calls.sent_to``).
+            claims: This process's worker on the run: units are bought only once claimed there, so
+                several workers split the run (:mod:`harness.run.claims`).
         """
         self.plan = plan
+        self._claims = claims
         self.handle_signals = handle_signals
         self.store = store
         self.run_id = run_id
@@ -412,7 +418,7 @@ class Runner:
 
         status = "done"
         try:
-            async with Ledger(self.store, self.run_id) as ledger:
+            async with Ledger(self.store, self.run_id, claims=self._claims is not None) as ledger:
                 self.state.ledger = ledger
                 self.state.budget_nano = ledger.budget_nano
                 self._gate = BudgetGate(ledger)
@@ -427,14 +433,19 @@ class Runner:
                             tg.start_soon(self._watch_signals, tg)
                         tg.start_soon(self._report_progress)
                         tg.start_soon(self._heartbeat)
+                        if self._claims is not None:
+                            tg.start_soon(self._claims.keep_alive, self._worker_ended)
                         async with anyio.create_task_group() as work:
                             for name, mp in self.plan.models.items():
                                 self._start_model(work, name, mp)
                         tg.cancel_scope.cancel()
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self._record_not_run(ledger)
+                        if self._claims is None:
+                            await self._record_not_run(ledger)
                         await ledger.flush()
+                        if self._claims is not None:  # after the flush: finished units are done
+                            await self._claims.release()
         finally:
             with anyio.CancelScope(shield=True):
                 for adapter in self._adapters.values():
@@ -537,10 +548,15 @@ class Runner:
 
     def _start_model(self, tg: TaskGroup, name: str, mp: ModelPlan) -> None:
         units = [u for u in mp.units if unit_key(u) not in self._done]
-        send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(units) or 1)
-        for unit in units:
-            send.send_nowait(unit)
-        send.close()
+        if self._claims is not None:
+            # Units come from the run's claims, a few at a time (other workers buy the others).
+            send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=0)
+            tg.start_soon(self._feed, mp, send)
+        else:
+            send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(units) or 1)
+            for unit in units:
+                send.send_nowait(unit)
+            send.close()
         workers = min(self.plan.options.concurrency, max(1, len(units)))
         if self._shares is not None:
             self._shares.add_workers(name, workers)  # before any runs, so no model looks stuck early
@@ -556,7 +572,12 @@ class Runner:
                     return
                 if (unit.model, unit.suite) in self.state.target_reached:
                     continue  # recorded as not run (target reached) at the end
+                claims = self._claims
+                if claims is not None and not await claims.still_mine(unit_key(unit)):
+                    continue  # another worker took it after this one's lease expired
                 await self._process(mp, unit)
+                if claims is not None:
+                    claims.finished(unit_key(unit))
 
     @asynccontextmanager
     async def _worker_life(self, model: str) -> AsyncIterator[None]:
@@ -944,6 +965,71 @@ class Runner:
                 why = one_line(reason)[:200]
                 result = self._item_result(unit, prompt, "not_run", None, None, "", why, [], [])
                 await ledger.record_item(result)
+
+    async def _feed(self, mp: ModelPlan, send: anyio.abc.ObjectSendStream[Unit]) -> None:
+        """Claim this model's units from the run (a batch at a time, in plan order) and hand them to
+        the workers; when none is left to claim, wait while other workers hold some (they may give
+        them back, or die), then stop."""
+        claims = self._claims
+        assert claims is not None
+        name = mp.spec.name
+        by_key = {unit_key(u): u for u in mp.units}
+        batch = max(1, self.plan.options.concurrency)
+        async with send:
+            while self.state.stop_of(name) is None and claims.alive:
+                got = await claims.claim(name, batch)
+                if not got:
+                    if not await claims.others_hold(name):
+                        return
+                    await anyio.sleep(claims.poll_s)
+                    continue
+                taken = [key for key, was_held in got if was_held]
+                if taken:  # another worker held them: what did it buy before it went?
+                    fresh = await anyio.to_thread.run_sync(prior_units, self.store, self.run_id)
+                    self._prior.update({k: fresh[k] for k in taken if k in fresh})
+                for key, _ in got:
+                    unit = by_key.get(key)
+                    prior = self._prior.get(key)
+                    if unit is None or key in self._done or (prior is not None and prior.done):
+                        claims.finished(key)
+                        continue
+                    try:
+                        await send.send(unit)
+                    except anyio.BrokenResourceError:
+                        return  # every worker of this model stopped
+
+    def not_run_rows(self) -> dict[UnitKey, dict[str, Any]]:
+        """For the worker that ends a run with several workers: the ``not_run`` item result of every
+        unit (the units no worker finished get theirs; see :func:`harness.store.workers.leave`)."""
+        from harness.budget.ledger import item_row
+
+        now = datetime.now(UTC)
+        red = self.store.redactor
+        out: dict[UnitKey, dict[str, Any]] = {}
+        for name, mp in self.plan.models.items():
+            stop = self.state.stop_of(name)
+            model_reason = (
+                "not_run"
+                if stop is None
+                else stop.detail
+                if stop.reason is StopReason.UNAVAILABLE
+                else stop.reason.value
+            )
+            for unit in mp.units:
+                reached = (unit.model, unit.suite) in self.state.target_reached
+                why = one_line("target_ci_reached" if reached else model_reason)[:200]
+                result = self._item_result(
+                    unit, self.prompt_for(unit), "not_run", None, None, "", why, [], []
+                )
+                out[unit_key(unit)] = item_row(result, now, red.text, red.json)
+        return out
+
+    def _worker_ended(self) -> None:
+        """Another worker ended this one (its heartbeat was too late): start nothing new."""
+        if self.state.run_stop is None:
+            self.state.run_stop = Stop(StopReason.TAKEN_OVER, "another worker ended this one")
+        if self._shares is not None:
+            self._shares.stop_all()
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -51,6 +51,8 @@ class RunOutcome:
     exit_code: int
     errors: list[str] = field(default_factory=list)
     """The most frequent failed-attempt errors, one line each with what to do (empty if none)."""
+    stop: str = ""
+    """Why this session stopped early, one line (the budget or pool arithmetic), if it did."""
 
 
 async def run(
@@ -102,14 +104,23 @@ async def run(
                 f"--control {plan.control}: no run of it answered every item of {', '.join(missing)}; "
                 "`tollbench run --control` runs it first"
             )
-    from harness.run.liveness import register_process, release, take_over
+    from harness.run.claims import UnitClaims
+    from harness.run.liveness import forget, register_process, release, take_over
+    from harness.run.prior import prior_units
+    from harness.run.runner import unit_key
 
+    joined = False
     if resume_run_id is not None:
         run_id = resume_run_id
         if owner is None:
             owner = await anyio.to_thread.run_sync(lambda: take_over(store, run_id))
     else:
-        run_id, owner = await anyio.to_thread.run_sync(_create_or_join, store, plan, budget_nano, config)
+        run_id, owner, joined = await anyio.to_thread.run_sync(
+            _create_or_join, store, plan, budget_nano, config
+        )
+    # Every session is one worker of the run: it buys only the units it claims (docs/workers.md).
+    claims = UnitClaims(store, run_id, lease_s=opts.lease_s)
+    in_claims = False
 
     sim = simulator
     own_sim = False
@@ -117,6 +128,8 @@ async def run(
     status = "failed"
     try:
         await anyio.to_thread.run_sync(register_process, store, run_id)
+        if joined and prior is None:  # what the run's other workers did already
+            prior = await anyio.to_thread.run_sync(prior_units, store, run_id)
         if on_start:
             await anyio.to_thread.run_sync(on_start, run_id)  # callers may read the database
         runner = Runner(
@@ -127,6 +140,7 @@ async def run(
             on_progress=on_progress,
             handle_signals=handle_signals,
             prior=prior,
+            claims=claims,
         )
         await runner.load_cache()
         if opts.simulated and sim is None and opts.sim_url:
@@ -159,6 +173,14 @@ async def run(
                 await anyio.to_thread.run_sync(sim.add_answer_key, key)
             else:
                 sim.answer_key.update(key)
+        known = prior or {}
+        units = [
+            (unit_key(u), bool((p := known.get(unit_key(u))) is not None and p.done))
+            for mp in plan.models.values()
+            for u in mp.units
+        ]
+        await claims.join(units, retry_errors=resume_run_id is not None)
+        in_claims = True
         try:
             status = await runner.execute()
         except BaseExceptionGroup as group:
@@ -176,7 +198,17 @@ async def run(
             if runner is not None and runner.state.interrupted:
                 status = "interrupted"
             try:
-                if not await anyio.to_thread.run_sync(release, store, run_id, status, owner):
+                if in_claims and runner is not None:
+                    # The last live worker ends the run, once; the others only leave.
+                    rows = runner.not_run_rows()
+                    token = owner.token if owner is not None else None
+                    try:
+                        left = await claims.leave(status, owner_token=token, not_run_rows=rows)
+                    finally:
+                        forget(store, run_id, owner)
+                    if left.final and left.status is not None:
+                        status = left.status
+                elif not await anyio.to_thread.run_sync(release, store, run_id, status, owner):
                     log.warning("run %s: another session owns it now; it sets the final status", run_id)
             except StorageError as exc:
                 # The database is unusable (full, locked): the run stays `running`; its heartbeat goes
@@ -186,7 +218,8 @@ async def run(
                 await anyio.to_thread.run_sync(sim.stop)
     code = {"done": 0, "budget_exhausted": 3, "interrupted": 130}.get(status, 1)
     errors = runner.state.error_summary() if runner is not None else []
-    return RunOutcome(run_id, status, code, errors)
+    stopped = runner.state.run_stop if runner is not None else None
+    return RunOutcome(run_id, status, code, errors, stopped.detail if stopped is not None else "")
 
 
 def _live_base_urls(base_url: str | None) -> dict[str, str | None]:
@@ -236,6 +269,7 @@ PLAN_KEYS = (
     "split",
     "sim_seed",
     "sim_profiles",
+    "pool",
 )
 
 
@@ -282,7 +316,7 @@ def plan_differences(existing: Mapping[str, Any], plan: Plan, config: Mapping[st
 
 def _create_or_join(
     store: Store, plan: Plan, budget_nano: int, config: dict[str, Any]
-) -> tuple[str, RunOwner | None]:
+) -> tuple[str, RunOwner | None, bool]:
     """Create the run owned by this session, or join it when ``--run-id`` names one that exists and
     has the same plan (several processes then share its budget through the ledger's transactions).
     A joined run that nobody owns is taken over; one a live session owns is worked on beside it.
@@ -291,6 +325,7 @@ def _create_or_join(
     Raises:
         ConfigError: The existing run has another plan or another ``--sim`` setting.
     """
+    from harness.budget.pools import attach_run, check_pool
     from harness.run.liveness import RunBusyError, hold, take_over
 
     opts = plan.options
@@ -310,9 +345,11 @@ def _create_or_join(
                     "same options, or start a new run without --run-id"
                 )
             try:
-                return run_id, take_over(store, run_id)
+                return run_id, take_over(store, run_id), True
             except RunBusyError:
-                return run_id, None  # a live session owns it: work beside it
+                return run_id, None, True  # a live session owns it: work beside it (claims split units)
+        if opts.pool:
+            check_pool(store, opts.pool)  # before the run exists: a wrong name creates nothing
         owner = RunOwner.new()
         try:
             run_id = store.create_run(
@@ -329,7 +366,9 @@ def _create_or_join(
             if not opts.run_id:
                 raise
             continue
-        return run_id, hold(owner)
+        if opts.pool:
+            attach_run(store, run_id, opts.pool)
+        return run_id, hold(owner), False
     raise ConfigError(f"could not create or join run {opts.run_id!r}")
 
 

@@ -1153,5 +1153,10 @@ def _postgres_events(engine: Engine, busy_timeout_s: float) -> None:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SET TIME ZONE 'UTC'")
                 cur.execute(f"SET lock_timeout = {int(busy_timeout_s * 1000)}")
+                # A frozen client (a paused process, a suspended machine) must not hold the run's row
+                # locks for ever: the server ends a transaction left idle this long, so other
+                # workers' waits (``lock_timeout``) end first in success (docs/workers.md).
+                idle_ms = max(1000, int(busy_timeout_s * 500))
+                cur.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
         finally:
             dbapi_conn.autocommit = autocommit

@@ -286,6 +286,73 @@ def m005_provider_cost_and_endpoints(conn: Connection) -> None:
     ).create(conn)
 
 
+@migration
+def m006_workers_pools(conn: Connection) -> None:
+    """Several workers on one run, and budget pools across runs (issue 14; self-contained, renumber
+    freely at a merge).
+
+    ``run_workers``: one row per worker process of a run (its host, pid, lease, heartbeat, and how it
+    ended). ``unit_claims``: one row per unit of a run (``seq`` is the plan's order); a unit is
+    ``free``, ``claimed`` by one worker until ``lease_until`` (renewed by that worker's heartbeat), or
+    ``done`` (its item result is committed, in the same transaction). ``pools``: a budget shared by
+    runs, with its own ``committed_nano`` and ``spent_nano``; ``run_pools`` says which pool a run draws
+    from (at most one).
+    """
+    md = sa.MetaData()
+    ts = sa.DateTime(timezone=True)
+    big = sa.BigInteger
+    sa.Table("runs", md, sa.Column("id", sa.String(64), primary_key=True))  # only for the foreign keys
+    sa.Table(
+        "run_workers",
+        md,
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("worker_id", sa.String(64), primary_key=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("lease_s", sa.Float, nullable=False),
+        sa.Column("started_at", ts, nullable=False),
+        sa.Column("heartbeat_at", ts, nullable=False),
+        sa.Column("ended_at", ts, nullable=True),
+        sa.Column("status", sa.String(32), nullable=False),
+        sa.Column("closed", sa.Boolean, nullable=False),
+    )
+    sa.Table(
+        "unit_claims",
+        md,
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("suite", sa.String(200), primary_key=True),
+        sa.Column("item_id", sa.String(200), primary_key=True),
+        sa.Column("repeat", sa.Integer, primary_key=True),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("worker_id", sa.String(64), nullable=True),
+        sa.Column("lease_until", ts, nullable=True),
+        sa.Column("claims", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "pools",
+        md,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("created_at", ts, nullable=False),
+        sa.Column("budget_nano", big, nullable=False),
+        sa.Column("committed_nano", big, nullable=False),
+        sa.Column("spent_nano", big, nullable=False),
+    )
+    sa.Table(
+        "run_pools",
+        md,
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("pool", sa.String(200), sa.ForeignKey("pools.name"), nullable=False),
+    )
+    md.create_all(conn, tables=[md.tables[n] for n in ("run_workers", "unit_claims", "pools", "run_pools")])
+    claims = md.tables["unit_claims"]
+    sa.Index("ix_unit_claims_next", claims.c.run_id, claims.c.model, claims.c.state, claims.c.seq).create(
+        conn
+    )
+    sa.Index("ix_unit_claims_worker", claims.c.run_id, claims.c.worker_id).create(conn)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this tollbench writes (number of the newest migration it knows)."""
 

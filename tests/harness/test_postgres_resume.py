@@ -617,6 +617,9 @@ async def test_a_run_row_locked_by_another_process_ends_the_run_clearly_and_resu
                 while len(_rows(other, "SELECT id FROM calls")) < 4:  # noqa: ASYNC110 (another process)
                     await anyio.sleep(0.01)
                 with locker.begin():
+                    # Held while this test waits (a slow batch of another process): the server's
+                    # idle-in-transaction timeout, which frees a frozen worker's locks, must not end it.
+                    locker.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
                     locker.execute(sa.text("SELECT id FROM runs WHERE id = 'locked-run' FOR UPDATE"))
                     with anyio.fail_after(30):
                         await failed.wait()
