@@ -396,8 +396,8 @@ def _check_images(spec: ModelSpec, suites: Mapping[str, Suite], units: list[Unit
         n = sum(1 for u in units if u.suite == suite.name and u.item.id in ids) if ids else 0
         if n:
             raise ConfigError(
-                f"{spec.name} takes no images (tollbench's model registry), but {suite.name} has {n} "
-                "image calls in this run: drop --suite-option images=true for the text-only items, run "
+                f"{spec.name} takes no images (tollbench's model registry), but {n} of {suite.name}'s "
+                "calls in this run carry an image: drop --suite-option images=true for the text-only items, run "
                 "a model that takes images, or declare image_tokens = N (one image's most input tokens) "
                 "in the model's alias (docs/providers.md)"
             )
