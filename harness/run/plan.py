@@ -397,9 +397,9 @@ def _check_images(spec: ModelSpec, suites: Mapping[str, Suite], units: list[Unit
         if n:
             raise ConfigError(
                 f"{spec.name} takes no images (tollbench's model registry), but {n} of {suite.name}'s "
-                "calls in this run carry an image: drop --suite-option images=true for the text-only items, run "
-                "a model that takes images, or declare image_tokens = N (one image's most input tokens) "
-                "in the model's alias (docs/providers.md)"
+                "calls in this run carry an image: drop --suite-option images=true for the text-only "
+                "items, run a model that takes images, or declare image_tokens = N (one image's most "
+                "input tokens) in the model's alias (docs/providers.md)"
             )
 
 

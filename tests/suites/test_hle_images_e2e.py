@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -121,11 +122,12 @@ def test_a_text_only_model_is_refused_before_anything_is_written(
 ) -> None:
     suite = _suite(tmp_path)
     opts = RunOptions(suites=[suite], models=["openai/o3-mini"], budget_usd=Decimal("5"), simulated=True)
-    with pytest.raises(ConfigError, match=r"openai/o3-mini takes no images .* 2 of hle's calls in this run carry an image: drop"):
+    needle = r"openai/o3-mini takes no images .* 2 of hle's calls in this run carry an image: drop"
+    with pytest.raises(ConfigError, match=needle):
         prepare_run(opts)
     # Without the image items (the default) the same model runs.
     text_only = hle.load(data=tmp_path / "hle.jsonl")
-    prepare_run(RunOptions(suites=[text_only], models=["openai/o3-mini"], budget_usd=Decimal("5"), simulated=True))
+    prepare_run(replace(opts, suites=[text_only]))
     # An alias that declares the model's image bound lets it take them.
     models = tmp_path / "models.toml"
     models.write_text('[models."my/vision"]\nmodel = "openai/o3-mini"\nimage_tokens = 2000\n')
@@ -137,8 +139,8 @@ def test_a_text_only_model_is_refused_before_anything_is_written(
 
     db = str(tmp_path / "runs.db")
     data = str(tmp_path / "hle.jsonl")
-    code = main(["run", "hle", "--data", data, "--suite-option", "images=true", "--sim", "-m", "openai/o3-mini",
-                 "--db", db])  # fmt: skip
+    code = main(["run", "hle", "--data", data, "--suite-option", "images=true", "--sim",
+                 "-m", "openai/o3-mini", "--db", db])  # fmt: skip
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "takes no images" in lines[0], err
