@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -247,61 +248,101 @@ ALIAS_KEYS: dict[str, tuple[type, ...]] = {
 }
 
 _TILES_4O = ImageRule("tiles", base=85, per_unit=170)
+_TILES_4O_MINI = ImageRule("tiles", base=2833, per_unit=5667)
 _TILES_O = ImageRule("tiles", base=75, per_unit=150)
 _TILES_5 = ImageRule("tiles", base=70, per_unit=140)
 _CLAUDE = ImageRule("pixels", cap=1750)
+_GEMINI_2 = ImageRule("gemini", cap=258)
+_GEMINI_3 = ImageRule("gemini", cap=1120)
 
 #: Which models take images, and how each bills one (an upper bound; docs/providers.md, images), by
-#: price provider and model-id prefix (the longest prefix wins, so dated snapshots match their
-#: family). ``None``: text only. A model no prefix matches is treated as text only; an alias's
-#: ``image_tokens = N`` declares that it takes images at most N tokens each. Sources: OpenAI's
-#: vision guide (tile and patch rules per model), Anthropic's vision guide (``width * height / 750``,
-#: images resized below about 1.15 megapixels: at most 784x1568 = 1,640 tokens; 1,750 kept), Gemini's
-#: token guide (258 per 768-pixel tile; Gemini 3 ``media_resolution`` high: 1,120).
+#: price provider and model id. An id matches an entry when it is the entry, or the entry plus a
+#: snapshot suffix (``-2024-08-06``, ``-20250514``, ``-latest``, ``-preview``). ``None``: text only.
+#: An id that only starts with an entry (``gpt-5.3-mini``, ``o3-pro``) takes images at its provider's
+#: worst case (:data:`_WORST_RULE`: a new variant may bill more); an id that matches nothing is text
+#: only. An alias's ``image_tokens = N`` declares that a model takes images at most N tokens each.
+#: Sources: OpenAI's vision guide (tile and patch rules per model), Anthropic's vision guide
+#: (``width * height / 750``, images resized below about 1.15 megapixels: at most 784x1568 = 1,640
+#: tokens; 1,750 kept), Gemini's token guide (258 per 768-pixel tile; Gemini 3 media resolution
+#: high: 1,120).
 IMAGE_RULES: dict[str, dict[str, ImageRule | None]] = {
     "openai": {
         "gpt-4o": _TILES_4O,
         "chatgpt-4o": _TILES_4O,
-        "gpt-4o-mini": ImageRule("tiles", base=2833, per_unit=5667),
+        "gpt-4o-mini": _TILES_4O_MINI,
         "gpt-4o-audio": None,
         "gpt-4o-realtime": None,
-        "gpt-4o-search": None,
+        "gpt-4o-mini-audio": None,
+        "gpt-4o-mini-realtime": None,
         "gpt-4.1": _TILES_4O,
         "gpt-4.1-mini": ImageRule("patches", per_unit=1.62),
         "gpt-4.1-nano": ImageRule("patches", per_unit=2.46),
         "gpt-4.5": _TILES_4O,
         "gpt-4-turbo": _TILES_4O,
         "o1": _TILES_O,
+        "o1-pro": _TILES_O,
         "o1-mini": None,
         "o1-preview": None,
         "o3": _TILES_O,
         "o3-mini": None,
         "o4-mini": ImageRule("patches", per_unit=1.72),
         "gpt-5": _TILES_5,
+        "gpt-5-pro": _TILES_5,
+        "gpt-5-chat": _TILES_5,
+        "gpt-5.1": _TILES_5,
+        "gpt-5.2": _TILES_5,
         "gpt-5-mini": ImageRule("patches", per_unit=1.62),
         "gpt-5-nano": ImageRule("patches", per_unit=2.46),
     },
     "anthropic": {
-        "claude-3": _CLAUDE,
-        "claude-haiku-4": _CLAUDE,
+        "claude-3-opus": _CLAUDE,
+        "claude-3-sonnet": _CLAUDE,
+        "claude-3-haiku": _CLAUDE,
+        "claude-3-5-sonnet": _CLAUDE,
+        "claude-3-5-haiku": _CLAUDE,
+        "claude-3-7-sonnet": _CLAUDE,
         "claude-sonnet-4": _CLAUDE,
+        "claude-sonnet-4-0": _CLAUDE,
         "claude-opus-4": _CLAUDE,
-        # Newer Claude models read larger images (up to about 4,800 tokens each).
-        "claude-": ImageRule("pixels", cap=4800),
+        "claude-opus-4-0": _CLAUDE,
+        "claude-opus-4-1": _CLAUDE,
+        "claude-sonnet-4-5": _CLAUDE,
+        "claude-haiku-4-5": _CLAUDE,
+        "claude-": ImageRule("pixels", cap=4800),  # newer Claude models read larger images
     },
     "google": {
-        "gemini-2": ImageRule("gemini", cap=258),
-        "gemini-3": ImageRule("gemini", cap=1120),
+        "gemini-2.0-flash": _GEMINI_2,
+        "gemini-2.0-flash-lite": _GEMINI_2,
+        "gemini-2.5-pro": _GEMINI_2,
+        "gemini-2.5-flash": _GEMINI_2,
+        "gemini-2.5-flash-lite": _GEMINI_2,
+        "gemini-3-pro": _GEMINI_3,
+        "gemini-3-flash": _GEMINI_3,
+        "gemini-3.1-pro": _GEMINI_3,
         "gemini-": ImageRule("gemini", cap=2240),
     },
 }
+
+#: What a model that only starts with a known family's id is reserved at, per provider.
+_WORST_RULE: dict[str, ImageRule] = {
+    "openai": _TILES_4O_MINI,
+    "anthropic": ImageRule("pixels", cap=4800),
+    "google": ImageRule("gemini", cap=2240),
+}
+
+_SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-preview)*")
 
 
 def image_rule_for(provider: str, model: str) -> ImageRule | None:
     """The image rule of a model (``provider`` is the price provider), or None: text only."""
     rules = IMAGE_RULES.get(provider, {})
     best = max((p for p in rules if model.startswith(p)), key=len, default=None)
-    return rules[best] if best is not None else None
+    if best is None:
+        return None
+    rule = rules[best]
+    if rule is None or best.endswith("-") or _SNAPSHOT.fullmatch(model[len(best) :]):
+        return rule
+    return _WORST_RULE.get(provider, rule)
 
 
 #: Values of the ``streaming`` alias key (see :attr:`harness.types.ModelSpec.streaming`).

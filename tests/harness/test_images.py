@@ -127,7 +127,18 @@ def test_which_models_take_images() -> None:
     assert image_rule_for("openai", "gpt-4o-mini-2024-07-18") == ImageRule("tiles", base=2833, per_unit=5667)
     assert image_rule_for("openai", "gpt-4.1-mini") == ImageRule("patches", per_unit=1.62)
     assert image_rule_for("openai", "o1") is not None and image_rule_for("openai", "o1-pro") is not None
-    for text_only in ("o3-mini", "o1-mini", "gpt-3.5-turbo", "some-local-model"):
+    # A snapshot of a family has its rule; a new variant that only starts with one, the worst.
+    assert image_rule_for("anthropic", "claude-sonnet-4-20250514") == ImageRule("pixels", cap=1750)
+    assert image_rule_for("openai", "gpt-5.9-mini") == image_rule_for("openai", "gpt-4o-mini")
+    assert image_rule_for("google", "gemini-2.5-flash-preview-05-20") == ImageRule("gemini", cap=2240)
+    for text_only in (
+        "o3-mini",
+        "o3-mini-2025-01-31",
+        "o1-mini",
+        "o1-preview",
+        "gpt-3.5-turbo",
+        "local-model",
+    ):
         assert image_rule_for("openai", text_only) is None, text_only
     assert image_rule_for("anthropic", "claude-sonnet-4-5") == ImageRule("pixels", cap=1750)
     assert image_rule_for("anthropic", "claude-future-9") == ImageRule("pixels", cap=4800)
