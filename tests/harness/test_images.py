@@ -170,3 +170,14 @@ def test_the_cache_key_holds_the_image_bytes_hash() -> None:
     plain = canonical_request(spec, Request("gpt-4o", (Message("user", "Q"),), 100), repeat=0, run_seed=0,
                               endpoint="simulator")  # fmt: skip
     assert plain["messages"] == [{"role": "user", "content": "Q"}]  # text-only keys are unchanged
+
+
+def test_the_forecast_estimate_counts_images_by_the_models_rule() -> None:
+    from harness.forecast.estimate import estimate_input_tokens
+
+    image = Image("image/png", png(100, 100))
+    text = (Message("user", "What is drawn?"),)
+    with_image = (Message("user", "What is drawn?", (image,)),)
+    rule = ImageRule("tiles", base=85, per_unit=170)
+    assert estimate_input_tokens(with_image, rule) == estimate_input_tokens(text) + 85 + 170 * 4
+    assert estimate_input_tokens(with_image) == estimate_input_tokens(text) + WORST_IMAGE_TOKENS
