@@ -77,9 +77,11 @@ class AdapterBase:
 
     def input_tokens_upper_bound(self, request: Request) -> int:
         """UTF-8 bytes of every message plus framing (see :func:`harness.types.input_tokens_upper_bound`),
-        plus everything ``extra_body`` sends (see :func:`extra_body_tokens_upper_bound`)."""
+        each image's bound under the model's image rule (the worst case when it has none), plus
+        everything ``extra_body`` sends (see :func:`extra_body_tokens_upper_bound`)."""
         extra: dict[str, Any] = {**self._spec.extra_body, **request.extra_body}
-        return input_tokens_upper_bound(request.messages) + extra_body_tokens_upper_bound(extra)
+        bound = input_tokens_upper_bound(request.messages, self._spec.image_rule)
+        return bound + extra_body_tokens_upper_bound(extra)
 
     async def aclose(self) -> None:
         """Close the SDK client's connection pool."""

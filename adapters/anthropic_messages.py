@@ -24,7 +24,7 @@ import anyio
 import httpx2
 
 from harness.errors import ConfigError, ProviderError
-from harness.types import Completion, ModelSpec, Request, Usage
+from harness.types import Completion, Message, ModelSpec, Request, Usage
 
 from ._base import AdapterBase, nonneg
 from ._common import (
@@ -66,6 +66,18 @@ def usage_from_anthropic(raw: Mapping[str, Any]) -> Usage:
         output=nonneg(raw.get("output_tokens")),
         reasoning=thinking,
     )
+
+
+def messages_content(m: Message) -> str | list[dict[str, Any]]:
+    """A message's Messages ``content``: its text, or a text block and ``image`` blocks (base64)."""
+    if not m.images:
+        return m.content
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    blocks += [
+        {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.b64}}
+        for image in m.images
+    ]
+    return blocks
 
 
 def map_anthropic_error(
@@ -171,7 +183,9 @@ class AnthropicMessagesAdapter(AdapterBase):
             "model": request.model or spec.model,
             "max_tokens": request.max_output_tokens,
             "messages": [
-                {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+                {"role": m.role, "content": messages_content(m)}
+                for m in request.messages
+                if m.role != "system"
             ],
             "stream": True,
         }

@@ -52,7 +52,7 @@ from harness.errors import (
     RateLimited,
     StreamInterrupted,
 )
-from harness.types import Completion, FinishReason, ModelSpec, Request, RetryDecision, Usage
+from harness.types import Completion, FinishReason, Message, ModelSpec, Request, RetryDecision, Usage
 
 from ._base import AdapterBase, nonneg
 from ._common import (
@@ -351,6 +351,13 @@ class _AsyncClient(httpx2.AsyncClient):
         return super().build_request(method, url, **kwargs)
 
 
+def gemini_parts(m: Message) -> list[dict[str, Any]]:
+    """A message's Gemini ``parts``: its text, then an ``inline_data`` part (bytes) per image."""
+    parts: list[dict[str, Any]] = [{"text": m.content}] if m.content or not m.images else []
+    parts += [{"inline_data": {"mime_type": image.media_type, "data": image.data}} for image in m.images]
+    return parts
+
+
 def check_gemini_extra_body(extra: Mapping[str, Any], *, model: str) -> None:
     """Refuse the Gemini-specific ``extra_body`` content that changes what a call can be billed.
 
@@ -436,7 +443,7 @@ class GoogleGenAIAdapter(AdapterBase):
         """
         spec = self._spec
         contents = [
-            {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+            {"role": "model" if m.role == "assistant" else "user", "parts": gemini_parts(m)}
             for m in request.messages
             if m.role != "system"
         ]

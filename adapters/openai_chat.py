@@ -22,7 +22,7 @@ import openai
 from openai.types import CompletionUsage
 
 from harness.errors import ProviderError
-from harness.types import Completion, ModelSpec, Request, Usage
+from harness.types import Completion, Message, ModelSpec, Request, Usage
 
 from ._base import AdapterBase
 from ._common import (
@@ -54,6 +54,15 @@ def merged_extra_body(spec: ModelSpec, request: Request) -> dict[str, Any] | Non
     if not spec.extra_body and not request.extra_body:
         return None
     return {**spec.extra_body, **request.extra_body}
+
+
+def chat_content(m: Message) -> str | list[dict[str, Any]]:
+    """A message's Chat Completions ``content``: its text, or text and ``image_url`` parts (data URLs)."""
+    if not m.images:
+        return m.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+    parts += [{"type": "image_url", "image_url": {"url": image.data_url}} for image in m.images]
+    return parts
 
 
 def map_openai_error(
@@ -190,7 +199,7 @@ class OpenAIChatAdapter(AdapterBase):
         spec = self._spec
         params: dict[str, Any] = {
             "model": request.model or spec.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [{"role": m.role, "content": chat_content(m)} for m in request.messages],
             "max_completion_tokens": request.max_output_tokens,
         }
         if self._dialect != "openai":

@@ -21,7 +21,7 @@ import openai
 from openai.types.responses import Response, ResponseUsage
 
 from harness.errors import ProviderError
-from harness.types import Completion, ModelSpec, Request, Usage
+from harness.types import Completion, Message, ModelSpec, Request, Usage
 
 from ._base import AdapterBase, nonneg
 from ._common import (
@@ -59,6 +59,15 @@ def usage_from_openai_responses(usage: ResponseUsage) -> Usage:
         output=nonneg(usage.output_tokens),
         reasoning=nonneg(out_details.reasoning_tokens) if out_details is not None else 0,
     )
+
+
+def responses_content(m: Message) -> str | list[dict[str, Any]]:
+    """A message's Responses ``content``: its text, or ``input_text`` and ``input_image`` parts."""
+    if not m.images:
+        return m.content
+    parts: list[dict[str, Any]] = [{"type": "input_text", "text": m.content}] if m.content else []
+    parts += [{"type": "input_image", "image_url": image.data_url, "detail": "auto"} for image in m.images]
+    return parts
 
 
 class OpenAIResponsesAdapter(AdapterBase):
@@ -99,7 +108,11 @@ class OpenAIResponsesAdapter(AdapterBase):
         system = [m.content for m in request.messages if m.role == "system"]
         params: dict[str, Any] = {
             "model": request.model or spec.model,
-            "input": [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"],
+            "input": [
+                {"role": m.role, "content": responses_content(m)}
+                for m in request.messages
+                if m.role != "system"
+            ],
             "max_output_tokens": request.max_output_tokens,
             "store": False,
             "stream": True,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, DataError, MissingApiKey, UnknownModel
-from harness.types import ModelSpec
+from harness.types import ImageRule, ModelSpec
 
 __all__ = [
     "ALIAS_KEYS",
@@ -37,6 +38,7 @@ __all__ = [
     "BUILTIN_ALIASES",
     "PROVIDERS",
     "DIALECTS",
+    "IMAGE_RULES",
     "LOCAL_PLACEHOLDER_KEY",
     "STREAMING_MODES",
     "ProviderInfo",
@@ -44,6 +46,7 @@ __all__ = [
     "base_url_env",
     "default_base_url",
     "dialect_for",
+    "image_rule_for",
     "price_provider",
     "provider_info",
     "check_extra_body",
@@ -241,7 +244,106 @@ ALIAS_KEYS: dict[str, tuple[type, ...]] = {
     "base_url": (str,),
     "extra_body": (dict,),
     "streaming": (str,),
+    "image_tokens": (int,),
 }
+
+_TILES_4O = ImageRule("tiles", base=85, per_unit=170)
+_TILES_4O_MINI = ImageRule("tiles", base=2833, per_unit=5667)
+_TILES_O = ImageRule("tiles", base=75, per_unit=150)
+_TILES_5 = ImageRule("tiles", base=70, per_unit=140)
+_CLAUDE = ImageRule("pixels", cap=1750)
+_GEMINI_2 = ImageRule("gemini", cap=258)
+_GEMINI_3 = ImageRule("gemini", cap=1120)
+
+#: Which models take images, and how each bills one (an upper bound; docs/providers.md, images), by
+#: price provider and model id. An id matches an entry when it is the entry, or the entry plus a
+#: snapshot suffix (``-2024-08-06``, ``-20250514``, ``-latest``, ``-preview``). ``None``: text only.
+#: An id that only starts with an entry (``gpt-5.3-mini``, ``o3-pro``) takes images at its provider's
+#: worst case (:data:`_WORST_RULE`: a new variant may bill more); an id that matches nothing is text
+#: only. An alias's ``image_tokens = N`` declares that a model takes images at most N tokens each.
+#: Sources: OpenAI's vision guide (tile and patch rules per model), Anthropic's vision guide
+#: (``width * height / 750``, images resized below about 1.15 megapixels: at most 784x1568 = 1,640
+#: tokens; 1,750 kept), Gemini's token guide (258 per 768-pixel tile; Gemini 3 media resolution
+#: high: 1,120).
+IMAGE_RULES: dict[str, dict[str, ImageRule | None]] = {
+    "openai": {
+        "gpt-4o": _TILES_4O,
+        "chatgpt-4o": _TILES_4O,
+        "gpt-4o-mini": _TILES_4O_MINI,
+        "gpt-4o-audio": None,
+        "gpt-4o-realtime": None,
+        "gpt-4o-mini-audio": None,
+        "gpt-4o-mini-realtime": None,
+        "gpt-4.1": _TILES_4O,
+        "gpt-4.1-mini": ImageRule("patches", per_unit=1.62),
+        "gpt-4.1-nano": ImageRule("patches", per_unit=2.46),
+        "gpt-4.5": _TILES_4O,
+        "gpt-4-turbo": _TILES_4O,
+        "o1": _TILES_O,
+        "o1-pro": _TILES_O,
+        "o1-mini": None,
+        "o1-preview": None,
+        "o3": _TILES_O,
+        "o3-mini": None,
+        "o4-mini": ImageRule("patches", per_unit=1.72),
+        "gpt-5": _TILES_5,
+        "gpt-5-pro": _TILES_5,
+        "gpt-5-chat": _TILES_5,
+        "gpt-5.1": _TILES_5,
+        "gpt-5.2": _TILES_5,
+        "gpt-5-mini": ImageRule("patches", per_unit=1.62),
+        "gpt-5-nano": ImageRule("patches", per_unit=2.46),
+    },
+    "anthropic": {
+        "claude-3-opus": _CLAUDE,
+        "claude-3-sonnet": _CLAUDE,
+        "claude-3-haiku": _CLAUDE,
+        "claude-3-5-sonnet": _CLAUDE,
+        "claude-3-5-haiku": _CLAUDE,
+        "claude-3-7-sonnet": _CLAUDE,
+        "claude-sonnet-4": _CLAUDE,
+        "claude-sonnet-4-0": _CLAUDE,
+        "claude-opus-4": _CLAUDE,
+        "claude-opus-4-0": _CLAUDE,
+        "claude-opus-4-1": _CLAUDE,
+        "claude-sonnet-4-5": _CLAUDE,
+        "claude-haiku-4-5": _CLAUDE,
+        "claude-": ImageRule("pixels", cap=4800),  # newer Claude models read larger images
+    },
+    "google": {
+        "gemini-2.0-flash": _GEMINI_2,
+        "gemini-2.0-flash-lite": _GEMINI_2,
+        "gemini-2.5-pro": _GEMINI_2,
+        "gemini-2.5-flash": _GEMINI_2,
+        "gemini-2.5-flash-lite": _GEMINI_2,
+        "gemini-3-pro": _GEMINI_3,
+        "gemini-3-flash": _GEMINI_3,
+        "gemini-3.1-pro": _GEMINI_3,
+        "gemini-": ImageRule("gemini", cap=2240),
+    },
+}
+
+#: What a model that only starts with a known family's id is reserved at, per provider.
+_WORST_RULE: dict[str, ImageRule] = {
+    "openai": _TILES_4O_MINI,
+    "anthropic": ImageRule("pixels", cap=4800),
+    "google": ImageRule("gemini", cap=2240),
+}
+
+_SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-preview)*")
+
+
+def image_rule_for(provider: str, model: str) -> ImageRule | None:
+    """The image rule of a model (``provider`` is the price provider), or None: text only."""
+    rules = IMAGE_RULES.get(provider, {})
+    best = max((p for p in rules if model.startswith(p)), key=len, default=None)
+    if best is None:
+        return None
+    rule = rules[best]
+    if rule is None or best.endswith("-") or _SNAPSHOT.fullmatch(model[len(best) :]):
+        return rule
+    return _WORST_RULE.get(provider, rule)
+
 
 #: Values of the ``streaming`` alias key (see :attr:`harness.types.ModelSpec.streaming`).
 STREAMING_MODES = ("auto", "always", "never")
@@ -389,7 +491,7 @@ def _validate_alias(name: str, entry: object, source: str) -> dict[str, Any]:
         out[key] = value
     if "model" not in out:
         raise DataError(f"{source}: models.{name!r} needs a 'model' (for example \"openai/o3-mini\")")
-    for key in ("thinking_budget", "max_output_tokens"):
+    for key in ("thinking_budget", "max_output_tokens", "image_tokens"):
         if key in out and out[key] <= 0:
             raise DataError(f"{source}: models.{name!r}.{key} must be positive")
     if "temperature" in out:
@@ -530,6 +632,16 @@ def resolve_model(
     if streaming not in STREAMING_MODES:
         raise ConfigError(f"{name!r}: streaming {streaming!r} must be one of {', '.join(STREAMING_MODES)}")
     url = base_url if base_url is not None else params.get("base_url")
+    image_tokens = params.get("image_tokens")
+    if image_tokens is not None and (
+        isinstance(image_tokens, bool) or not isinstance(image_tokens, int) or image_tokens <= 0
+    ):
+        raise ConfigError(f"{name!r}: image_tokens {image_tokens!r} must be a positive whole number")
+    image_rule = (
+        ImageRule("fixed", cap=image_tokens)
+        if image_tokens is not None
+        else image_rule_for(info.price_provider, model)
+    )
     return ModelSpec(
         name=name.strip(),
         provider=provider if provider != "openai-responses" else "openai",
@@ -541,6 +653,7 @@ def resolve_model(
         temperature=float(temperature) if temperature is not None else None,
         base_url=url,
         extra_body=dict(extra),
+        image_rule=image_rule,
         dialect=dialect_for(provider, url),
         streaming=streaming,
     )

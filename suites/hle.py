@@ -3,11 +3,14 @@
 Data: ``cais/hle`` at a pinned revision (gated: accept its terms, then ``hf auth login``), one parquet
 file, or ``--data`` in the same schema (parquet or JSONL: ``id``, ``question``, ``image``,
 ``answer``, ``answer_type``, ``category``, ...). Text-only by default (``image == ""``); the option
-``images=true`` keeps the image items too, which need a model and adapter that take images (they are
-refused at load until then, with what to do).
+``images=true`` keeps the image items too (``image`` is a ``data:image/...;base64,`` URL or bare
+base64 of a PNG, JPEG, GIF or WebP file). Image items need a model that takes images
+(:data:`harness.models.IMAGE_RULES`, or ``image_tokens`` in its alias): a run with a text-only
+model is refused before anything is sent (exit 2), never silently run without its images.
 
 Prompt: the one official system prompt (CAIS, since upstream commit 67b3251, for every item), then the
-question as the user turn.
+question as the user turn, with its image after the text (as CAIS sends it: an ``image_url`` part on
+Chat Completions; each adapter uses its provider's image part).
 
 Scoring: the CAIS judge prompt verbatim, answered in CAIS's structured format
 (``extracted_final_answer``, ``reasoning``, ``correct`` yes/no, ``confidence``, ``strict``) through
@@ -30,7 +33,7 @@ from typing import Any
 
 from harness.errors import ConfigError, DataError
 from harness.suite import Item, JudgeRequest, Score
-from harness.types import Message, Prompt
+from harness.types import Image, Message, Prompt
 
 from .base import BaseSuite, SuiteInfo
 from .loaders import HubSource, load_rows, unique_ids
@@ -133,9 +136,17 @@ class HleSuite(BaseSuite):
         simulator to give; the judge always compares with ``item.answer``)."""
         return item.answer
 
+    @property
+    def image_item_ids(self) -> frozenset[str]:
+        """The items sent with an image (only with ``images=true``): a run refuses a model that
+        takes no images for them (``harness.run.plan``)."""
+        return frozenset(i.id for i in self.items if isinstance(i.data.get("image"), Image))
+
     def render(self, item: Item, repeat: int, seed: int) -> Prompt:
+        image = item.data.get("image")
+        images = (image,) if isinstance(image, Image) else ()
         return Prompt(
-            messages=(Message("system", SYSTEM_PROMPT), Message("user", item.question)),
+            messages=(Message("system", SYSTEM_PROMPT), Message("user", item.question, images)),
             target=self.target(item),
             answer_format="text",
             meta={
@@ -191,18 +202,21 @@ def load(
     """Load HLE: the text-only items (``image == ""``), or every item with ``images=true``.
 
     Raises:
-        ConfigError: unknown options, or ``images=true`` with image items (no adapter sends images yet).
-        DataError: missing data or access, a row without its fields.
+        ConfigError: unknown options, or an ``images`` value that is not true/false.
+        DataError: missing data or access, a row without its fields, an image that is not base64
+            of a PNG, JPEG, GIF or WebP file.
     """
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(OPTIONS))
     if unknown:
         raise ConfigError(f"hle: unknown option {unknown[0]!r} (known: {', '.join(OPTIONS)})")
-    images = opts.get("images", "false").strip().lower() in ("1", "true", "yes", "on")
+    flag = opts.get("images", "false").strip().lower()
+    if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(f"hle: images={opts['images']!r} must be true or false")
+    images = flag in ("1", "true", "yes", "on")
     rows, source = load_rows(INFO.name, data=data, source=SOURCE, offline=offline)
     items: list[Item] = []
     wheres: list[str] = []
-    with_image = 0
     for row in rows:
         item_id = str(row.require("id", schema=SOURCE.schema))
         question = str(row.require("question", schema=SOURCE.schema))
@@ -210,21 +224,21 @@ def load(
         image = row.get("image") or ""
         if not isinstance(image, str):
             raise DataError(f"{row.where}: image must be a data URI string or empty")
+        part: Image | None = None
         if image:
-            with_image += 1
             if not images:
                 continue
+            try:
+                part = Image.from_data_url(image)
+            except ValueError as exc:
+                why = f"{row.where}: field 'image': {exc}"
+                raise DataError(f"{why}; fix the row or drop images=true") from None
         answer_type = str(row.get("answer_type") or "")
         category = str(row.get("category") or "")
-        data_ = {"answer_type": answer_type, "category": category, "image": image}
+        data_: dict[str, Any] = {"answer_type": answer_type, "category": category, "image": part}
         items.append(Item(item_id, question, answer, category, data_))
         wheres.append(row.where)
-    if images and with_image:
-        raise ConfigError(
-            f"hle: images=true keeps {with_image} image items, but no tollbench adapter sends images yet; "
-            "run the text-only default (drop images=true)"
-        )
     if not items:
-        raise DataError(f"hle: no text-only item in {source}")
+        raise DataError(f"hle: no {'' if images else 'text-only '}item in {source}")
     unique_ids([i.id for i in items], wheres)
     return HleSuite(INFO.name, INFO.default_repeats, items, source)

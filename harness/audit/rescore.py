@@ -33,6 +33,7 @@ import anyio
 import sqlalchemy as sa
 
 from harness.errors import ConfigError, DataError
+from harness.run.cache import canonical_message
 from harness.run.plan import DONE_STATUSES, options_from_config
 from harness.stats.intervals import accuracy_ci
 from harness.store.engine import Store, calls_table
@@ -293,8 +294,8 @@ def _inferred_finish(reason: str | None) -> str:
     return {"refused": "refusal", "truncated": "length"}.get(reason or "", "stop")
 
 
-def _messages(prompt: Prompt) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in prompt.messages]
+def _messages(prompt: Prompt) -> list[dict[str, Any]]:
+    return [canonical_message(m) for m in prompt.messages]
 
 
 def prepare_rescore(

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 
 from harness.pricing.cost import Price, UnitPrices
 from harness.pricing.money import usd_str, usd_to_nano
-from harness.types import Message, ModelSpec, input_tokens_upper_bound
+from harness.types import ImageRule, Message, ModelSpec, image_tokens_upper_bound, input_tokens_upper_bound
 
 if TYPE_CHECKING:
     from harness.run.plan import Plan
@@ -103,13 +103,16 @@ _Z = Decimal("1.959963984540054")
 _PER_M = Decimal(1_000_000)
 
 
-def estimate_input_tokens(messages: Sequence[Message]) -> int:
-    """Estimated prompt tokens: ``3 + sum(ceil(utf8_bytes / 4) + 4)`` over the messages.
+def estimate_input_tokens(messages: Sequence[Message], image_rule: ImageRule | None = None) -> int:
+    """Estimated prompt tokens: ``3 + sum(ceil(utf8_bytes / 4) + 4)`` over the messages, plus each
+    image's tokens under the model's ``image_rule`` (what the simulator bills; the worst case
+    without a rule).
 
     Four bytes per token is the usual rule of thumb for English text with the providers' BPE
     tokenizers (and exactly what the simulator bills); the constants are the chat framing.
     """
-    return 3 + sum((len(m.content.encode("utf-8")) + 3) // 4 + 4 for m in messages)
+    text = 3 + sum((len(m.content.encode("utf-8")) + 3) // 4 + 4 for m in messages)
+    return text + sum(image_tokens_upper_bound(image_rule, i) for m in messages for i in m.images)
 
 
 def _t_quantile(df: int) -> Decimal:
@@ -540,19 +543,20 @@ class _Prompts:
 
 def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
     """Rendered prompt sizes of each model's units, per model and suite (each prompt rendered once)."""
-    cache: dict[tuple[str, str, int], tuple[int, int, str]] = {}
+    cache: dict[tuple[str, str, int, ImageRule | None], tuple[int, int, str]] = {}
     out: dict[str, dict[str, _Prompts]] = {}
     seed = plan.options.seed
     for name, mp in plan.models.items():
         per: dict[str, _Prompts] = {}
         for unit in mp.units:
-            key = (unit.suite, unit.item.id, unit.repeat)
+            rule = mp.spec.image_rule
+            key = (unit.suite, unit.item.id, unit.repeat, rule)
             got = cache.get(key)
             if got is None:
                 prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, seed)
                 got = (
-                    estimate_input_tokens(prompt.messages),
-                    input_tokens_upper_bound(prompt.messages),
+                    estimate_input_tokens(prompt.messages, rule),
+                    input_tokens_upper_bound(prompt.messages, rule),
                     prompt.answer_format,
                 )
                 cache[key] = got

@@ -7,7 +7,8 @@ same database; a hit re-scores the stored answer instead of buying it again (doc
 
 What is in the key, and why:
 
-- ``provider``, ``api``, ``model`` (the provider's id), ``messages``: the request itself;
+- ``provider``, ``api``, ``model`` (the provider's id), ``messages``: the request itself (an image by
+  its media type and the SHA-256 of its bytes);
 - ``max_output_tokens``, ``reasoning_effort``, ``thinking_budget``, ``temperature``, ``seed``,
   ``extra_body``: every parameter that can change the answer (a longer limit may not truncate);
 - ``repeat``: repeat *k* of an item is a separate sample, never the same answer as repeat *j*;
@@ -32,11 +33,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from harness.store.engine import Store, calls_table
-from harness.types import ModelSpec, Request, UnitKey
+from harness.types import Message, ModelSpec, Request, UnitKey
 
 __all__ = [
     "CachedAnswer",
     "answers_of_run",
+    "canonical_message",
     "canonical_request",
     "find_cached",
     "request_key",
@@ -58,6 +60,15 @@ class CachedAnswer:
     """What the call that bought the answer cost (the cost to reproduce)."""
 
 
+def canonical_message(m: Message) -> dict[str, Any]:
+    """A message in the key; its images by media type and SHA-256 of their bytes (a text-only
+    message keeps the key it always had)."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.images:
+        out["images"] = [f"{image.media_type};sha256={image.sha256}" for image in m.images]
+    return out
+
+
 def canonical_request(
     spec: ModelSpec, request: Request, *, repeat: int, run_seed: int, endpoint: str
 ) -> dict[str, Any]:
@@ -74,7 +85,7 @@ def canonical_request(
         "provider": spec.provider,
         "api": spec.api,
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [canonical_message(m) for m in request.messages],
         "max_output_tokens": request.max_output_tokens,
         "reasoning_effort": request.reasoning_effort,
         "thinking_budget": request.thinking_budget,

@@ -377,8 +377,30 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
             for item in items:
                 for r in range(repeats):
                     units.append(Unit(spec.name, suite.name, item, r))
+        _check_images(spec, suites, units)
         models[spec.name] = ModelPlan(spec, prices[spec.name], keys[spec.name], max_out, units)
     return Plan(options, suites, models, table, judge, control=control)
+
+
+def _check_images(spec: ModelSpec, suites: Mapping[str, Suite], units: list[Unit]) -> None:
+    """Refuse a model that takes no images for a suite's image items (HLE with ``images=true``):
+    sent without its image, an item is a different question.
+
+    Raises:
+        ConfigError: naming the model, the suite, how many image items and the fixes.
+    """
+    if spec.image_rule is not None:
+        return
+    for suite in suites.values():
+        ids: frozenset[str] = getattr(suite, "image_item_ids", frozenset())
+        n = sum(1 for u in units if u.suite == suite.name and u.item.id in ids) if ids else 0
+        if n:
+            raise ConfigError(
+                f"{spec.name} takes no images (tollbench's model registry), but {n} of {suite.name}'s "
+                "calls in this run carry an image: drop --suite-option images=true for the text-only "
+                "items, run a model that takes images, or declare image_tokens = N (one image's most "
+                "input tokens) in the model's alias (docs/providers.md)"
+            )
 
 
 def smallest_call_nano(plan: Plan, model: str) -> int | None:
@@ -396,7 +418,7 @@ def smallest_call_nano(plan: Plan, model: str) -> int | None:
             continue
         seen.add(key)
         prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, plan.options.seed)
-        bound = input_tokens_upper_bound(prompt.messages)
+        bound = input_tokens_upper_bound(prompt.messages, mp.spec.image_rule)
         if min_bound is None or bound < min_bound:
             min_bound = bound  # prices are per token: the shortest prompt is the cheapest call
     if min_bound is None:

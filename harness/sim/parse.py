@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from harness.models import image_rule_for
 from harness.sim.faults import FaultKind
 from harness.sim.generate import prompt_tokens
 from harness.sim.profiles import ModelProfile
+from harness.types import Image, image_tokens_upper_bound
 
 __all__ = [
     "Refuse",
@@ -20,6 +22,8 @@ __all__ = [
     "auth_error",
     "content_text",
     "fault_error",
+    "image_tokens",
+    "request_images",
     "not_found",
     "parse_chat",
     "parse_messages",
@@ -58,6 +62,102 @@ def content_text(content: Any) -> str:
                 parts.append(part["text"])
         return "\n".join(parts)
     return ""
+
+
+def _image(value: Any, declared: Any = None, *, strict_type: bool = False) -> Image:
+    """One image of a request from a data URL or bare base64, or the 400 an API answers."""
+    if not isinstance(value, str):
+        raise Refuse(400, "Invalid image: expected a base64 string or data URL.", "invalid_request_error")
+    if not value.startswith("data:") and value.startswith(("http://", "https://")):
+        raise Refuse(
+            400,
+            "The simulator does not fetch image URLs; send the image as a base64 data URL.",
+            "invalid_request_error",
+        )
+    try:
+        image = Image.from_data_url(value)
+    except ValueError as exc:
+        raise Refuse(400, f"Invalid image: {exc}.", "invalid_request_error") from None
+    if strict_type and declared != image.media_type:
+        raise Refuse(
+            400,
+            f"Image does not match the provided media type {declared}",
+            "invalid_request_error",
+        )
+    return image
+
+
+def request_images(wire: str, body: Mapping[str, Any]) -> list[Image]:
+    """Every image part of a request body in its wire format: ``chat`` (``image_url`` parts),
+    ``responses`` (``input_image``), ``messages`` (``image`` blocks, base64 source) or ``gemini``
+    (``inline_data`` / ``inlineData`` parts).
+
+    Raises:
+        Refuse: an image that is not valid base64 of a PNG, JPEG, GIF or WebP file, a URL (not
+            fetched), or an Anthropic image whose declared media type is not its bytes'.
+    """
+    key = {"gemini": "contents", "responses": "input"}.get(wire, "messages")
+    items = body.get(key)
+    out: list[Image] = []
+    if not isinstance(items, list):
+        return out
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        parts = item.get("parts") if wire == "gemini" else item.get("content")
+        if not isinstance(parts, list):
+            continue
+        for part in parts:
+            if not isinstance(part, Mapping):
+                continue
+            if wire == "chat" and part.get("type") == "image_url":
+                url = part.get("image_url")
+                out.append(_image(url.get("url") if isinstance(url, Mapping) else url))
+            elif wire == "responses" and part.get("type") == "input_image":
+                out.append(_image(part.get("image_url")))
+            elif wire == "messages" and part.get("type") == "image":
+                src = part.get("source")
+                src = src if isinstance(src, Mapping) else {}
+                if src.get("type") != "base64":
+                    raise Refuse(
+                        400,
+                        "The simulator takes base64 image sources only.",
+                        "invalid_request_error",
+                    )
+                out.append(_image(src.get("data"), src.get("media_type"), strict_type=True))
+            elif wire == "gemini":
+                blob = part.get("inlineData", part.get("inline_data"))
+                if isinstance(blob, Mapping):
+                    data = blob.get("data")
+                    if isinstance(data, str):  # proto3 JSON bytes: standard or URL-safe base64
+                        data = data.replace("-", "+").replace("_", "/")
+                    out.append(_image(data))
+    return out
+
+
+def image_tokens(profile: ModelProfile, model: str, images: list[Image]) -> int:
+    """The input tokens the images are billed: each by the model's image rule
+    (:func:`harness.models.image_rule_for`), as tollbench bounds them.
+
+    Raises:
+        Refuse: the model takes no images (what the real APIs answer for a text-only model).
+    """
+    if not images:
+        return 0
+    rule = image_rule_for(profile.provider, model) or image_rule_for(profile.provider, profile.id)
+    if rule is None:
+        raise Refuse(
+            400,
+            f"Invalid content type. Image input is not supported by the model {model}.",
+            "invalid_request_error",
+            param="messages",
+        )
+    return sum(image_tokens_upper_bound(rule, image) for image in images)
+
+
+def _model(profile: ModelProfile, body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    return model if isinstance(model, str) and model else profile.id
 
 
 def _messages(items: Any) -> list[tuple[str, str]]:
@@ -199,7 +299,8 @@ def parse_chat(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
     opts = body.get("stream_options")
     opts = opts if isinstance(opts, dict) else {}
     return {
-        "prompt": prompt_tokens([t for _, t in msgs]),
+        "prompt": prompt_tokens([t for _, t in msgs])
+        + image_tokens(profile, _model(profile, body), request_images("chat", body)),
         "limit": _oa_limit(profile, body, ("max_completion_tokens", "max_tokens")),
         "user_text": _last_user(msgs),
         "reasoning": profile.reasoning,
@@ -230,7 +331,8 @@ def parse_responses(profile: ModelProfile, body: dict[str, Any]) -> dict[str, An
     opts = body.get("stream_options")
     opts = opts if isinstance(opts, dict) else {}
     return {
-        "prompt": prompt_tokens(texts),
+        "prompt": prompt_tokens(texts)
+        + image_tokens(profile, _model(profile, body), request_images("responses", body)),
         "limit": _oa_limit(profile, body, ("max_output_tokens",)),
         "max_output_tokens": body.get("max_output_tokens"),
         "user_text": _last_user(msgs),
@@ -324,7 +426,8 @@ def parse_messages(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any
     cc, ttl = _cache_control(body)
     oc = body.get("output_config")
     return {
-        "prompt": prompt_tokens(texts),
+        "prompt": prompt_tokens(texts)
+        + image_tokens(profile, _model(profile, body), request_images("messages", body)),
         "limit": max_tokens,
         "user_text": _last_user(msgs),
         "reasoning": enabled,

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.sim.faults import FaultKind
 from harness.sim.generate import CachePlan, OutputPlan, prompt_tokens
-from harness.sim.parse import Refuse, content_text
+from harness.sim.parse import Refuse, content_text, image_tokens, request_images
 from harness.sim.profiles import ModelProfile
 from harness.sim.streaming import Rendered
 from harness.types import Usage
@@ -234,6 +234,10 @@ def parse_gemini(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
     msgs, texts = gemini_texts(body)
     if not msgs:
         raise _invalid("* GenerateContentRequest.contents: contents is not specified")
+    try:
+        images = image_tokens(profile, profile.id, request_images("gemini", body))
+    except Refuse as exc:  # Gemini words every bad request INVALID_ARGUMENT
+        raise _invalid(exc.message) from None
     config = _field(body, "generationConfig") or {}
     if not isinstance(config, dict):
         raise _invalid('Invalid JSON payload received. Unknown name "generationConfig": not an object.')
@@ -297,7 +301,7 @@ def parse_gemini(profile: ModelProfile, body: dict[str, Any]) -> dict[str, Any]:
     ):
         raise _invalid("generationConfig.temperature must be a number from 0 to 2.")
     return {
-        "prompt": prompt_tokens(texts),
+        "prompt": prompt_tokens(texts) + images,
         "limit": limit,
         "user_text": _last_user(msgs),
         "reasoning": enabled and profile.reasoning_tokens is not None,

@@ -3,6 +3,7 @@ and the RMS calibration error."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from harness.sim.judge import structured_reply
 from harness.stats.calibration import rms_calibration_error
 from harness.suite import JudgedSuite
 from suites import get_suite
-from tests.helpers.hle_fixture import write
+from tests.helpers.hle_fixture import png, row, write
 
 
 @pytest.fixture
@@ -22,14 +23,55 @@ def data(tmp_path: Path) -> Path:
     return write(tmp_path / "hle.jsonl")
 
 
-def test_text_only_by_default_and_images_refused_until_an_adapter_sends_them(data: Path) -> None:
+def test_text_only_by_default_and_images_true_adds_the_image_items(data: Path) -> None:
     suite = get_suite("hle", data=data)
     assert [i.id for i in suite.items] == [f"fx{i}" for i in range(6)]
     assert isinstance(suite, JudgedSuite) and suite.default_repeats == 1
-    with pytest.raises(ConfigError, match="no tollbench adapter sends images"):
-        get_suite("hle", data=data, options={"images": "true"})
+    assert isinstance(suite, hle.HleSuite) and suite.image_item_ids == frozenset()
+    assert all(not m.images for m in suite.render(suite.items[0], 0, 0).messages)
+    with_images = get_suite("hle", data=data, options={"images": "true"})
+    assert isinstance(with_images, hle.HleSuite)
+    assert [i.id for i in with_images.items] == [f"fx{i}" for i in range(6)] + ["fx100"]
+    assert with_images.image_item_ids == {"fx100"}
+    system, user = with_images.render(with_images.items[-1], 0, 0).messages
+    assert not system.images and user.content == "Fixture: what is 100 plus 100?"
+    (image,) = user.images
+    assert image.media_type == "image/png" and image.data == png(2, 3, seed=0)
+    assert image.pixel_size == (2, 3)
     with pytest.raises(ConfigError, match="unknown option"):
         get_suite("hle", data=data, options={"colour": "red"})
+    with pytest.raises(ConfigError, match="images='maybe' must be true or false"):
+        get_suite("hle", data=data, options={"images": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("image", "needle"),
+    [
+        ("data:image/png;base64,@@@", "not valid base64"),
+        ("data:image/png;base64,aGVsbG8gd29ybGQ=", "not a PNG, JPEG, GIF or WebP file"),
+        ("data:image/png,rawbytes", "must be base64"),
+    ],
+)
+def test_a_bad_image_names_its_line(tmp_path: Path, image: str, needle: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(row(1, image=image)) + "\n")
+    with pytest.raises(DataError, match=f"line 1: field 'image': .*{needle}.*drop images=true"):
+        get_suite("hle", data=path, options={"images": "true"})
+    with pytest.raises(DataError, match="no text-only item"):  # the default skips the row unread
+        get_suite("hle", data=path)
+
+
+def test_a_bare_base64_image_and_a_parquet_file(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [row(0), row(1, image=base64.b64encode(png(4, 4)).decode())]
+    path = tmp_path / "test-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    suite = get_suite("hle", data=path, options={"images": "yes"})
+    assert isinstance(suite, hle.HleSuite) and suite.image_item_ids == {"fx1"}
+    (image,) = suite.render(suite.items[1], 0, 0).messages[1].images
+    assert image.data == png(4, 4)
 
 
 def test_rows_without_their_fields_name_the_line(tmp_path: Path) -> None:
