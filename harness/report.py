@@ -42,6 +42,8 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
     # Judged suites: answers the judge could not judge, and the judge's confidence for calibration.
     unscored: dict[tuple[str, str], int] = defaultdict(int)
     calibration: dict[tuple[str, str], list[tuple[float, bool]]] = defaultdict(list)
+    # Stepped suites (SciCode): each scored sub-step's verdict, for the sub-step accuracy.
+    substeps: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
     for r in store.item_results(run_id):
         if r["status"] == "scored" and r["correct"] is not None:
             outcomes[(r["model"], r["suite"])].append((str(r["item_id"]), bool(r["correct"])))
@@ -51,6 +53,9 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 errata[(r["model"], r["suite"])][str(meta["errata"])].add(str(r["item_id"]))
             if meta.get("sandbox"):
                 sandboxes[(r["model"], r["suite"])].add(str(meta["sandbox"]))
+            steps = meta.get("step_results")
+            if r["status"] == "scored" and isinstance(steps, Mapping):
+                substeps[(r["model"], r["suite"])].extend((str(k), bool(v)) for k, v in steps.items())
             if r["status"] == "scored" and isinstance(meta.get("confidence"), int | float):
                 calibration[(r["model"], r["suite"])].append(
                     (float(meta["confidence"]) / 100, bool(r["correct"]))
@@ -99,6 +104,17 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
             results[-1]["errata"] = {k: sorted(v) for k, v in sorted(errata[key].items())}
         if key in sandboxes:
             results[-1]["sandbox"] = sorted(sandboxes[key])
+        if key in substeps:  # the accuracy above is then the main-problem solve rate
+            sci = accuracy_ci(substeps[key])
+            assert sci is not None
+            results[-1]["substeps"] = {
+                "scored": len(substeps[key]),
+                "passed": sum(ok for _, ok in substeps[key]),
+                "accuracy": sci.accuracy,
+                "ci_low": sci.low,
+                "ci_high": sci.high,
+                "ci_method": sci.method,
+            }
         if int(row.get("judge_calls") or 0) or key in unscored:
             judge_nano = int(row.get("judge_nano") or 0)
             results[-1].update(
@@ -250,6 +266,15 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
                     f"{_usd(r['judge_spent_usd'])} ({r['judge_calls']} judge calls); "
                     f"{r['unscored']} unscored (counted as wrong)"
                     + (f"; RMS calibration error {_pct(cal)}" if cal is not None else "")
+                )
+            )
+        if r.get("substeps"):
+            st = r["substeps"]
+            console.print(
+                Text(
+                    f"{r['model']} {r['suite']}: sub-step accuracy {_pct(st['accuracy'])} "
+                    f"[{_pct(st['ci_low'])}, {_pct(st['ci_high'])}] ({st['passed']}/{st['scored']} "
+                    "sub-steps); the score above is the main-problem solve rate"
                 )
             )
         if r.get("sandbox"):
