@@ -399,3 +399,78 @@ def _usd(text: str | None) -> str:
     if text is None:
         return "-"
     return format_usd(usd_to_nano(Decimal(text)))
+
+
+def preset_summary(report: Mapping[str, Any], preset: Any) -> dict[str, Any]:
+    """A preset run's summary (``tollbench run aa``): per model, each suite's score with its 95%
+    interval (SciCode's is its sub-step accuracy, the study's figure), the combined index (the mean
+    of the suites' scores, as Artificial Analysis's index; its interval from the suites' intervals,
+    independent and normal) and the total cost beside the study's."""
+    from decimal import Decimal
+
+    z = 1.959963984540054
+    models: list[dict[str, Any]] = []
+    for model in report["models"]:
+        rows = {r["suite"]: r for r in report["results"] if r["model"] == model}
+        suites: list[dict[str, Any]] = []
+        spent = Decimal(0)
+        for r in rows.values():
+            spent += Decimal(r["spent_usd"])
+        for ps in preset.suites:
+            r = rows.get(ps.name)
+            if r is None:
+                suites.append({"suite": ps.name, "score": None})
+                continue
+            sub = r.get("substeps")
+            src = sub if sub else r
+            suites.append(
+                {
+                    "suite": ps.name,
+                    "metric": "sub-step accuracy" if sub else "accuracy",
+                    "score": src["accuracy"],
+                    "ci_low": src["ci_low"],
+                    "ci_high": src["ci_high"],
+                    "spent_usd": r["spent_usd"],
+                }
+            )
+        scored = [s for s in suites if s["score"] is not None]
+        index = index_low = index_high = None
+        if scored and len(scored) == len(suites):
+            index = sum(s["score"] for s in scored) / len(scored)
+            var = sum(((s["ci_high"] - s["ci_low"]) / (2 * z)) ** 2 for s in scored) / len(scored) ** 2
+            half = z * var**0.5
+            index_low, index_high = max(0.0, index - half), min(1.0, index + half)
+        study = preset.study_costs_usd.get(model)
+        models.append(
+            {
+                "model": model,
+                "suites": suites,
+                "index": index,
+                "index_ci_low": index_low,
+                "index_ci_high": index_high,
+                "spent_usd": str(spent),
+                "study_usd": None if study is None else str(study),
+            }
+        )
+    return {"preset": preset.name, "study": preset.study, "models": models}
+
+
+def print_preset(summary: Mapping[str, Any], console: Console) -> None:
+    """The preset's lines: each suite's score, the combined index and the total cost."""
+    for m in summary["models"]:
+        parts = []
+        for s in m["suites"]:
+            if s["score"] is None:
+                parts.append(f"{s['suite']} -")
+            else:
+                parts.append(f"{s['suite']} {_pct(s['score'])} [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]")
+        console.print(Text(f"{summary['preset']} {m['model']}: " + "; ".join(parts)))
+        index = (
+            "-"
+            if m["index"] is None
+            else (f"{_pct(m['index'])} [{_pct(m['index_ci_low'])}, {_pct(m['index_ci_high'])}]")
+        )
+        line = f"{summary['preset']} {m['model']}: index {index}; total {_usd(m['spent_usd'])}"
+        if m["study_usd"] is not None:
+            line += f" (the study paid {_usd(m['study_usd'])} for the full seven)"
+        console.print(Text(line))

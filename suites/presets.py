@@ -20,7 +20,7 @@ yet, through :class:`StatsSuite`, a stand-in whose prompts have those sizes.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
@@ -41,6 +41,7 @@ __all__ = [
     "SuiteStats",
     "data_for",
     "get_preset",
+    "load_for_estimate",
     "load_preset_suites",
     "load_stats",
     "preset_names",
@@ -254,14 +255,32 @@ class StatsSuite(BaseSuite):
         raise ConfigError(f"{self.name}: a statistics stand-in is for estimates only; it cannot be run")
 
 
-def stand_ins(preset: Preset, loaded: Sequence[str]) -> list[StatsSuite]:
-    """Stand-ins for the preset's suites not in ``loaded``."""
-    out: list[StatsSuite] = []
+def load_for_estimate(preset: Preset, *, data_dir: Path | None) -> tuple[list[Suite], list[str]]:
+    """The preset's suites for a forecast, offline: each suite's own data where it is here (in
+    ``data_dir`` or the huggingface_hub cache), else its shipped statistics (:class:`StatsSuite`).
+
+    Returns:
+        The suites, and the names of those estimated from statistics.
+    """
+    from . import get_suite, scicode
+
+    out: list[Suite] = []
+    from_stats: list[str] = []
     for ps in preset.suites:
-        if ps.name in loaded:
+        data = data_for(data_dir, ps.name)
+        try:
+            if ps.name == "scicode":  # the targets are not needed to count prompts
+                if data is None:
+                    raise DataError("scicode: no problems here")
+                out.append(scicode.load(data=data, options={"unsafe_sandbox": "true"}, need_targets=False))
+            else:
+                out.append(get_suite(ps.name, data=data, offline=True))
             continue
+        except ConfigError:  # DataError too: not downloaded, gated, not isolable here
+            pass
         stats = load_stats(ps.name)
         if stats is None:
             raise DataError(f"{preset.name}: {ps.name} ships no statistics and its data is not here")
         out.append(StatsSuite(stats))
-    return out
+        from_stats.append(ps.name)
+    return out, from_stats

@@ -35,7 +35,9 @@ from harness.cli.common import (
     _parse_budget,
     _stdout,
     check_sim_url,
+    data_dir_option,
     db_option,
+    preset_of,
     probe_sim_url,
 )
 from harness.cli.workers import lease_option
@@ -89,6 +91,7 @@ def cli() -> None:
 @click.option("--models-file", type=click.Path(path_type=Path), help="Model alias file (TOML).")
 @click.option("--base-url", help="Base URL of an OpenAI-compatible server for openai/ models.")
 @click.option("--data", type=click.Path(path_type=Path), help="Local dataset file (parquet, JSONL or CSV).")
+@data_dir_option
 @click.option("--scorer", help="For jsonl suites: exact, mc, math or regex.")
 @click.option("--prompt-field", help="For jsonl suites: the prompt field [default prompt].")
 @click.option("--answer-field", help="For jsonl suites: the answer field [default answer].")
@@ -98,7 +101,8 @@ def cli() -> None:
     multiple=True,
     metavar="KEY=VALUE",
     help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats; "
-    "livecodebench: release, start, end, unsafe_sandbox).",
+    "livecodebench: release, start, end, unsafe_sandbox; scicode: test_data, gold, timeout, ...; "
+    "a preset's suites: SUITE.KEY=VALUE).",
 )
 @click.option("--attempt-timeout", default=900.0, show_default=True, help="Seconds per attempt.")
 @click.option("--stall-timeout", default=120.0, show_default=True, help="Seconds without a byte mid-stream.")
@@ -171,6 +175,7 @@ def run(
     models_file: Path | None,
     base_url: str | None,
     data: Path | None,
+    data_dir: Path | None,
     scorer: str | None,
     prompt_field: str | None,
     answer_field: str | None,
@@ -229,8 +234,17 @@ def run(
         if not sep or not key.strip():
             _fail(f"--suite-option takes KEY=VALUE, got {pair!r}")
         suite_options[key.strip()] = value
+    preset = preset_of(suites, data, data_dir)
+    run_suites: Sequence[Any] = suites
+    if preset is not None:  # each suite loaded with its own data, at the study's settings
+        from suites.presets import load_preset_suites
+
+        run_suites = load_preset_suites(preset, data_dir=data_dir, options=suite_options)
+        suite_options = {}
+        max_output_tokens = max_output_tokens or preset.max_output_tokens
+        judge = judge or preset.judge
     options = RunOptions(
-        suites=suites,
+        suites=run_suites,
         models=models,
         budget_usd=budget_usd,
         concurrency=concurrency,
@@ -294,10 +308,18 @@ def run(
         with display:
             outcome = anyio.run(go)
         report = run_report_dict(store, outcome.run_id)
+        if preset is not None:
+            from harness.report import preset_summary
+
+            report["preset"] = preset_summary(report, preset)
         if json_output:
             click.echo(json.dumps(report, indent=2))
         else:
             print_run(report, _stdout())
+            if preset is not None:
+                from harness.report import print_preset
+
+                print_preset(report["preset"], _stdout())
             for summary in report["config"].get("target_ci") or []:
                 click.echo(summary["line"])
         _echo_errors(outcome.errors)
