@@ -668,16 +668,29 @@ def models_cmd(
 @cli.command(name="suites")
 @click.option("--json", "json_output", is_flag=True)
 def suites_cmd(json_output: bool) -> None:
-    """List the suites with item counts, source, license and access notes."""
+    """List the suites with item counts, source, license and access notes, and the presets."""
     from dataclasses import asdict
 
     from rich.table import Table
 
     from suites import list_suites
 
+    from suites.presets import PRESETS
+
     infos = list_suites()
+    presets = [
+        {
+            "name": p.name,
+            "preset": True,
+            "suites": [{"name": s.name, "items": s.study_items, "repeats": s.repeats} for s in p.suites],
+            "max_output_tokens": p.max_output_tokens,
+            "judge": p.judge,
+            "description": p.description,
+        }
+        for p in PRESETS.values()
+    ]
     if json_output:
-        click.echo(json.dumps([asdict(i) for i in infos], indent=2, default=str))
+        click.echo(json.dumps([asdict(i) for i in infos] + presets, indent=2, default=str))
         return
     t = Table()
     cols = list(asdict(infos[0]).keys()) if infos else []
@@ -686,6 +699,14 @@ def suites_cmd(json_output: bool) -> None:
     for i in infos:
         t.add_row(*[_cell(v) for v in asdict(i).values()])
     _stdout().print(t)
+    pt = Table(title="presets (tollbench run PRESET --data-dir DIR)", title_justify="left")
+    for c in ("name", "suites (items x repeats)", "settings", "description"):
+        pt.add_column(c)
+    for p in presets:
+        listed = ", ".join(f"{s['name']} {s['items']:,}x{s['repeats']}" for s in p["suites"])
+        settings = f"{p['max_output_tokens']:,} output tokens; judge {p['judge']}"
+        pt.add_row(*map(_cell, (p["name"], listed, settings, p["description"])))
+    _stdout().print(pt)
 
 
 @cli.group()
