@@ -19,6 +19,7 @@ __all__ = [
     "JudgeRequest",
     "JudgedSuite",
     "Score",
+    "STEP_SEPARATOR",
     "ScoreStatus",
     "StepAnswer",
     "SteppedSuite",
@@ -110,6 +111,10 @@ class JudgedSuite(Suite, Protocol):
         ...
 
 
+#: Between two steps' answers in a stepped unit's recorded answer text (``rescore`` splits it again).
+STEP_SEPARATOR = "\n\n------ next step ------\n\n"
+
+
 @dataclass(frozen=True, slots=True)
 class StepAnswer:
     """The model's answer to one step of a stepped suite's unit."""
@@ -126,7 +131,8 @@ class SteppedSuite(Suite, Protocol):
     steps in order, each a call of role ``step``: reserved under the run's budget before it is sent,
     metered, cached and resumed like any call (a step this run already bought is never bought
     again); then :meth:`stepped_score` scores the whole chain. :meth:`Suite.render` is the first
-    step's prompt, with the unit's meta."""
+    step's prompt, with the unit's meta. The unit's recorded answer is the steps' texts joined by
+    :data:`STEP_SEPARATOR`, which :meth:`Suite.score` must accept (``rescore``)."""
 
     def step_count(self, prompt: Prompt) -> int:
         """How many calls the unit of ``prompt`` (as :meth:`Suite.render` made it) makes."""

@@ -55,7 +55,7 @@ import anyio.to_thread
 
 from harness.errors import ConfigError, DataError
 from harness.sandbox import GIB, Limits, run_python
-from harness.suite import Item, Score, StepAnswer
+from harness.suite import STEP_SEPARATOR, Item, Score, StepAnswer
 from harness.types import Message, Prompt
 
 from .base import BaseSuite, SuiteInfo
@@ -420,8 +420,9 @@ class SciCodeSuite(BaseSuite):
         )
 
     async def score(self, prompt: Prompt, text: str) -> Score:
-        """A single answer cannot score a stepped problem (the runner scores the chain)."""
-        return await self.stepped_score(prompt, [StepAnswer(text, "stop")])
+        """Score a recorded chain (the steps' texts joined by ``STEP_SEPARATOR``, as ``rescore``
+        reads it from the item result)."""
+        return await self.stepped_score(prompt, [StepAnswer(t, "stop") for t in text.split(STEP_SEPARATOR)])
 
     async def stepped_score(self, prompt: Prompt, answers: Sequence[StepAnswer]) -> Score:
         """Run each scored step's tests in the sandbox. ``correct``: every scored step passed (the

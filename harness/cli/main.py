@@ -674,11 +674,10 @@ def suites_cmd(json_output: bool) -> None:
     from rich.table import Table
 
     from suites import list_suites
-
     from suites.presets import PRESETS
 
     infos = list_suites()
-    presets = [
+    presets: list[dict[str, Any]] = [
         {
             "name": p.name,
             "preset": True,

@@ -36,7 +36,7 @@ from harness.run.cache import CachedAnswer, find_cached, response_record
 from harness.run.plan import ModelPlan, Unit
 from harness.run.retry import retrying
 from harness.store.engine import Store, calls_table
-from harness.suite import StepAnswer, SteppedSuite
+from harness.suite import STEP_SEPARATOR, StepAnswer, SteppedSuite
 from harness.types import Completion, Prompt
 
 if TYPE_CHECKING:
@@ -45,9 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["STEP_ROLE", "run_steps", "step_answers_of_run"]
 
 STEP_ROLE = "step"
-
-#: Between two steps' answers in the unit's recorded answer text.
-STEP_SEPARATOR = "\n\n------\n\n"
 
 
 def step_answers_of_run(store: Store, run_id: str, unit: Unit) -> dict[str, CachedAnswer]:
@@ -123,7 +120,8 @@ async def run_steps(runner: Runner, mp: ModelPlan, unit: Unit) -> None:
     score = await suite.stepped_score(prompt, answers)
     meta = {k: v for k, v in prompt.meta.items() if k != "step"}
     text = STEP_SEPARATOR.join(a.text for a in answers)
-    await runner.finish_scored(mp, unit, replace(prompt, meta=meta), score, text, costs, last_call)
+    # No final call: the unit's answer is its whole chain (answer_text), which rescore scores again.
+    await runner.finish_scored(mp, unit, replace(prompt, meta=meta), score, text, costs, [])
 
 
 async def _answer_step(

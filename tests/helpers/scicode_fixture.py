@@ -80,7 +80,7 @@ def problems() -> list[dict[str, Any]]:
         {
             "problem_name": "fixture_supplied",
             "problem_id": "62",
-            "problem_description_main": "Fixture: a step whose code comes with the problem, then one that uses it.",
+            "problem_description_main": "Fixture: a step that comes with its code, then one using it.",
             "problem_io": "xs: list",
             "required_dependencies": DEPS,
             "sub_steps": [

@@ -51,10 +51,13 @@ def test_the_step_prompt_is_the_official_template_with_the_models_own_code(tmp_p
     first = prompt.messages[0].content
     assert first.startswith("PROBLEM DESCRIPTION:\nYou will be provided with problem steps")
     assert (
-        "Return twice x.\nBackground: fixture step fx1.1.\n\ndef double(x):\n    '''Twice x.'''\n\n    return y"
-        in first
+        "Return twice x.\nBackground: fixture step fx1.1.\n\n"
+        "def double(x):\n    '''Twice x.'''\n\n    return y" in first
     )
-    answer = "Sure.\n```python\n# Background: b\nimport numpy as np\ndef helper():\n    pass\ndef double(x):\n    return x * 2\n```\n"
+    answer = (
+        "Sure.\n```python\n# Background: b\nimport numpy as np\n"
+        "def helper():\n    pass\ndef double(x):\n    return x * 2\n```\n"
+    )
     second = suite.step_prompt(prompt, 1, [answer]).messages[0].content
     # Only the function the header names, as upstream's get_function_from_code shows it.
     assert "def double(x):\n    return x * 2\n\nNEXT STEP - PROBLEM STEP AND FUNCTION HEADER:" in second
@@ -65,7 +68,10 @@ def test_the_step_prompt_is_the_official_template_with_the_models_own_code(tmp_p
 
 
 def test_extraction_takes_the_first_python_block_and_drops_imports() -> None:
-    text = "x\n```python\nimport os\nfrom math import pi\ndef f():\n    return pi\n```\n```python\ndef g(): pass\n```"
+    text = (
+        "x\n```python\nimport os\nfrom math import pi\ndef f():\n    return pi\n```\n"
+        "```python\ndef g(): pass\n```"
+    )
     code = sc.extract_code(text)
     assert code is not None and "def f()" in code and "def g" not in code and "import" not in code
     assert sc.extract_code("no code at all") is None
@@ -101,7 +107,10 @@ async def test_model_code_is_contained_a_loop_times_out_and_keys_are_not_visible
     )
     score = await suite.stepped_score(prompt, answers)  # type: ignore[arg-type]
     assert score.meta["step_results"] == {"fx1.1": True, "fx1.2": False}
-    net = "def double(x):\n    socket = __import__('socket')\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return 2 * x"
+    net = (
+        "def double(x):\n    socket = __import__('socket')\n"
+        "    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return 2 * x"
+    )
     answers, prompt = _chain(suite, "fx1", {"fx1.1": net})
     score = await suite.stepped_score(prompt, answers)  # type: ignore[arg-type]
     assert score.meta["step_results"]["fx1.1"] is False

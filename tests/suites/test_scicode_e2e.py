@@ -116,6 +116,15 @@ async def test_scripted_steps_score_exactly_and_the_meter_matches_the_invoice(tm
         per_item[(i["item_id"], i["repeat"])] = i["cost_nano"]
     assert sum(per_item.values()) == sum(c["cost_nano"] for c in calls)
     _meter_matches(db, invoice)
+    # rescore scores every recorded chain again, the same, sending nothing.
+    from harness.audit.rescore import prepare_rescore, score_job
+
+    store = Store.open(str(db))
+    try:
+        rescored = await score_job(prepare_rescore(store, outcome.run_id, suites=[suite]))
+    finally:
+        store.close()
+    assert not rescored.changed and rescored.total_prompt_mismatch == 0
 
 
 async def test_resume_after_a_stop_mid_problem_never_buys_a_step_again(tmp_path: Path) -> None:
