@@ -190,3 +190,11 @@ def test_the_simulator_key_finds_a_step_prompt_whatever_the_earlier_code(tmp_pat
     key.add_prompts(suite.key_prompts(prompt))
     real = suite.step_prompt(prompt, 1, [fx.answer("fx1.1")])
     assert key.get(real.messages[0].content) is not None
+
+
+async def test_the_sandbox_imports_what_scicode_needs() -> None:
+    from harness.sandbox import run_python
+
+    code = "import numpy, scipy, scipy.sparse, sympy, h5py\nprint(numpy.__name__, h5py.__name__)\n"
+    result = await run_python({"m.py": code}, "m.py")
+    assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-500:]
