@@ -89,6 +89,7 @@ AA = Preset(
         "openai/o1-2024-12-17": Decimal("2767.05"),
         "anthropic/claude-3-7-sonnet-latest": Decimal("1485.35"),
         "anthropic/claude-3-7-sonnet-20250219": Decimal("1485.35"),
+        "anthropic/claude-3-7-sonnet-thinking": Decimal("1485.35"),
         "openai/gpt-4o": Decimal("108.85"),
         "openai/gpt-4o-2024-08-06": Decimal("108.85"),
         "openai/gpt-4o-2024-11-20": Decimal("108.85"),

@@ -433,7 +433,8 @@ def _preset_forecast(
     for name in plan.models:
         expected = sum(r.expected_nano for r in out.rows if r.model == name)
         upper = sum(r.upper_nano for r in out.rows if r.model == name)
-        study = preset.study_costs_usd.get(name)
+        ms = plan.models[name].spec
+        study = preset.study_costs_usd.get(name) or preset.study_costs_usd.get(f"{ms.provider}/{ms.model}")
         ratio = None
         if study is not None and study > 0:
             ratio = float(Decimal(expected) / Decimal(10**9) / study)
