@@ -240,6 +240,11 @@ def run(
         from suites.presets import load_preset_suites
 
         run_suites = load_preset_suites(preset, data_dir=data_dir, options=suite_options)
+        preset_config = {
+            "name": preset.name,
+            "data_dir": str(data_dir.expanduser().resolve()) if data_dir is not None else None,
+            "suite_options": dict(suite_options),
+        }
         suite_options = {}
         max_output_tokens = max_output_tokens or preset.max_output_tokens
         judge = judge or preset.judge
@@ -299,6 +304,8 @@ def run(
             tag = " (SIMULATED)" if sim else ""
             click.echo(f"run {rid}: {plan.total_units} calls planned, budget ${budget_usd}{tag}", err=True)
             _record_forecast(store, rid, forecast)
+            if preset is not None:  # what `resume` loads the preset's suites from
+                store.update_run_config(rid, "preset", preset_config)
 
         async def go() -> Any:
             return await run_plan(

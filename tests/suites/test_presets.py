@@ -128,3 +128,25 @@ def test_bad_preset_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.
         assert code == 2, (args, err)
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and needle in lines[0], (args, err)
+
+
+@pytest.mark.slow
+def test_resume_of_a_preset_run_loads_its_suites_from_the_data_dir_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _data_dir(tmp_path)
+    db = str(tmp_path / "runs.db")
+    code, out, err = _cli(
+        capsys, "run", "aa", "--data-dir", str(d), "--sim", "--sim-speed", "0", "-m", "openai/gpt-4o-mini",
+        "--limit", "1", "--repeats", "1", "--suite-option", "scicode.test_data_sha256=any",
+        "--budget", "0.0006", "--max-output-tokens", "300", "--allow-partial", "-c", "1",
+        "--db", db, "--json",
+    )  # fmt: skip
+    assert code == 3, err  # stopped at the budget
+    run_id = json.loads(out)["id"]
+    code, out, err = _cli(capsys, "resume", run_id, "--add-budget", "5", "--db", db, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["status"] == "done"
+    assert sum(r["not_run"] for r in report["results"]) == 0
+    assert sorted(r["suite"] for r in report["results"]) == sorted(s.name for s in AA.suites)
