@@ -198,3 +198,22 @@ async def test_the_sandbox_imports_what_scicode_needs() -> None:
     code = "import numpy, scipy, scipy.sparse, sympy, h5py\nprint(numpy.__name__, h5py.__name__)\n"
     result = await run_python({"m.py": code}, "m.py")
     assert result.returncode == 0, result.stderr.decode("utf-8", "replace")[-500:]
+
+
+@pytest.mark.slow
+def test_run_scicode_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli.main import main
+
+    data = fx.write_problems(tmp_path / "problems_test.jsonl")
+    h5 = fx.write_h5(tmp_path / "test_data.h5")
+    code = main(
+        [
+            "run", "scicode", "--data", str(data), "--suite-option", f"test_data={h5}",
+            "--suite-option", "test_data_sha256=any", "--sim", "--sim-speed", "0",
+            "-m", "openai/gpt-4o-mini", "--repeats", "1", "--db", str(tmp_path / "runs.db"), "--json",
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (result,) = json.loads(out)["results"]
+    assert result["items"] == 3 and result["substeps"]["scored"] == 5 and result["calls"] == 5
