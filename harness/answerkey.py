@@ -15,11 +15,20 @@ from pathlib import Path
 
 from harness.types import AnswerFormat, Prompt
 
-__all__ = ["AnswerKey", "KeyEntry", "fingerprint"]
+__all__ = ["STEP_MARKER", "AnswerKey", "KeyEntry", "fingerprint"]
+
+
+#: A SciCode step prompt is keyed from its next step's part on: the part before it holds the model's
+#: own code for the earlier steps, which no key made before the run can know (suites/scicode.py).
+STEP_MARKER = "NEXT STEP - PROBLEM STEP AND FUNCTION HEADER:"
 
 
 def fingerprint(text: str) -> str:
-    """Key of a prompt: sha256 of its last user message's text (UTF-8), hex."""
+    """Key of a prompt: sha256 of its last user message's text (UTF-8), hex; for a step prompt of a
+    stepped suite (:data:`STEP_MARKER`), of the text from the marker on."""
+    at = text.find(STEP_MARKER)
+    if at > 0:
+        text = text[at:]
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

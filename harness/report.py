@@ -42,6 +42,8 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
     # Judged suites: answers the judge could not judge, and the judge's confidence for calibration.
     unscored: dict[tuple[str, str], int] = defaultdict(int)
     calibration: dict[tuple[str, str], list[tuple[float, bool]]] = defaultdict(list)
+    # Stepped suites (SciCode): each scored sub-step's verdict, for the sub-step accuracy.
+    substeps: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
     for r in store.item_results(run_id):
         if r["status"] == "scored" and r["correct"] is not None:
             outcomes[(r["model"], r["suite"])].append((str(r["item_id"]), bool(r["correct"])))
@@ -51,6 +53,9 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
                 errata[(r["model"], r["suite"])][str(meta["errata"])].add(str(r["item_id"]))
             if meta.get("sandbox"):
                 sandboxes[(r["model"], r["suite"])].add(str(meta["sandbox"]))
+            steps = meta.get("step_results")
+            if r["status"] == "scored" and isinstance(steps, Mapping):
+                substeps[(r["model"], r["suite"])].extend((str(k), bool(v)) for k, v in steps.items())
             if r["status"] == "scored" and isinstance(meta.get("confidence"), int | float):
                 calibration[(r["model"], r["suite"])].append(
                     (float(meta["confidence"]) / 100, bool(r["correct"]))
@@ -99,6 +104,17 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
             results[-1]["errata"] = {k: sorted(v) for k, v in sorted(errata[key].items())}
         if key in sandboxes:
             results[-1]["sandbox"] = sorted(sandboxes[key])
+        if key in substeps:  # the accuracy above is then the main-problem solve rate
+            sci = accuracy_ci(substeps[key])
+            assert sci is not None
+            results[-1]["substeps"] = {
+                "scored": len(substeps[key]),
+                "passed": sum(ok for _, ok in substeps[key]),
+                "accuracy": sci.accuracy,
+                "ci_low": sci.low,
+                "ci_high": sci.high,
+                "ci_method": sci.method,
+            }
         if int(row.get("judge_calls") or 0) or key in unscored:
             judge_nano = int(row.get("judge_nano") or 0)
             results[-1].update(
@@ -252,6 +268,15 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
                     + (f"; RMS calibration error {_pct(cal)}" if cal is not None else "")
                 )
             )
+        if r.get("substeps"):
+            st = r["substeps"]
+            console.print(
+                Text(
+                    f"{r['model']} {r['suite']}: sub-step accuracy {_pct(st['accuracy'])} "
+                    f"[{_pct(st['ci_low'])}, {_pct(st['ci_high'])}] ({st['passed']}/{st['scored']} "
+                    "sub-steps); the score above is the main-problem solve rate"
+                )
+            )
         if r.get("sandbox"):
             console.print(
                 Text(f"{r['model']} {r['suite']}: model code ran at isolation {', '.join(r['sandbox'])}")
@@ -374,3 +399,78 @@ def _usd(text: str | None) -> str:
     if text is None:
         return "-"
     return format_usd(usd_to_nano(Decimal(text)))
+
+
+def preset_summary(report: Mapping[str, Any], preset: Any) -> dict[str, Any]:
+    """A preset run's summary (``tollbench run aa``): per model, each suite's score with its 95%
+    interval (SciCode's is its sub-step accuracy, the study's figure), the combined index (the mean
+    of the suites' scores, as Artificial Analysis's index; its interval from the suites' intervals,
+    independent and normal) and the total cost beside the study's."""
+    from decimal import Decimal
+
+    z = 1.959963984540054
+    models: list[dict[str, Any]] = []
+    for model in report["models"]:
+        rows = {r["suite"]: r for r in report["results"] if r["model"] == model}
+        suites: list[dict[str, Any]] = []
+        spent = Decimal(0)
+        for r in rows.values():
+            spent += Decimal(r["spent_usd"])
+        for ps in preset.suites:
+            r = rows.get(ps.name)
+            if r is None:
+                suites.append({"suite": ps.name, "score": None})
+                continue
+            sub = r.get("substeps")
+            src = sub if sub else r
+            suites.append(
+                {
+                    "suite": ps.name,
+                    "metric": "sub-step accuracy" if sub else "accuracy",
+                    "score": src["accuracy"],
+                    "ci_low": src["ci_low"],
+                    "ci_high": src["ci_high"],
+                    "spent_usd": r["spent_usd"],
+                }
+            )
+        scored = [s for s in suites if s["score"] is not None]
+        index = index_low = index_high = None
+        if scored and len(scored) == len(suites):
+            index = sum(s["score"] for s in scored) / len(scored)
+            var = sum(((s["ci_high"] - s["ci_low"]) / (2 * z)) ** 2 for s in scored) / len(scored) ** 2
+            half = z * var**0.5
+            index_low, index_high = max(0.0, index - half), min(1.0, index + half)
+        study = preset.study_costs_usd.get(model)
+        models.append(
+            {
+                "model": model,
+                "suites": suites,
+                "index": index,
+                "index_ci_low": index_low,
+                "index_ci_high": index_high,
+                "spent_usd": str(spent),
+                "study_usd": None if study is None else str(study),
+            }
+        )
+    return {"preset": preset.name, "study": preset.study, "models": models}
+
+
+def print_preset(summary: Mapping[str, Any], console: Console) -> None:
+    """The preset's lines: each suite's score, the combined index and the total cost."""
+    for m in summary["models"]:
+        parts = []
+        for s in m["suites"]:
+            if s["score"] is None:
+                parts.append(f"{s['suite']} -")
+            else:
+                parts.append(f"{s['suite']} {_pct(s['score'])} [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]")
+        console.print(Text(f"{summary['preset']} {m['model']}: " + "; ".join(parts)))
+        index = (
+            "-"
+            if m["index"] is None
+            else (f"{_pct(m['index'])} [{_pct(m['index_ci_low'])}, {_pct(m['index_ci_high'])}]")
+        )
+        line = f"{summary['preset']} {m['model']}: index {index}; total {_usd(m['spent_usd'])}"
+        if m["study_usd"] is not None:
+            line += f" (the study paid {_usd(m['study_usd'])} for the full seven)"
+        console.print(Text(line))

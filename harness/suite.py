@@ -14,7 +14,18 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from harness.types import Message, Prompt
 
-__all__ = ["Item", "JudgeRequest", "JudgedSuite", "Score", "ScoreStatus", "Suite", "score_answer"]
+__all__ = [
+    "Item",
+    "JudgeRequest",
+    "JudgedSuite",
+    "Score",
+    "STEP_SEPARATOR",
+    "ScoreStatus",
+    "StepAnswer",
+    "SteppedSuite",
+    "Suite",
+    "score_answer",
+]
 
 #: ``scored``: an answer was judged (``correct`` True or False). ``unusable``: paid for but cannot
 #: be scored (empty, cut at the output limit, refused); never counted as wrong.
@@ -97,6 +108,49 @@ class JudgedSuite(Suite, Protocol):
     def judged_score(self, prompt: Prompt, text: str, judge_text: str | None) -> Score:
         """The score from the judge's reply; ``judge_text`` None: the judge failed (no answer after
         its retries), which is ``unscored``."""
+        ...
+
+
+#: Between two steps' answers in a stepped unit's recorded answer text (``rescore`` splits it again).
+STEP_SEPARATOR = "\n\n------ next step ------\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class StepAnswer:
+    """The model's answer to one step of a stepped suite's unit."""
+
+    text: str
+    finish_reason: str
+    """Normalised (``stop``, ``length``, ``refusal``, ``other``)."""
+
+
+@runtime_checkable
+class SteppedSuite(Suite, Protocol):
+    """A suite whose unit is a chain of calls (``scicode``: a problem's sub-steps, each prompt holding
+    the model's own answers to the earlier ones). The runner (:mod:`harness.run.steps`) sends the
+    steps in order, each a call of role ``step``: reserved under the run's budget before it is sent,
+    metered, cached and resumed like any call (a step this run already bought is never bought
+    again); then :meth:`stepped_score` scores the whole chain. :meth:`Suite.render` is the first
+    step's prompt, with the unit's meta. The unit's recorded answer is the steps' texts joined by
+    :data:`STEP_SEPARATOR`, which :meth:`Suite.score` must accept (``rescore``)."""
+
+    def step_count(self, prompt: Prompt) -> int:
+        """How many calls the unit of ``prompt`` (as :meth:`Suite.render` made it) makes."""
+        ...
+
+    def step_prompt(self, prompt: Prompt, step: int, answers: Sequence[str]) -> Prompt:
+        """The prompt of call ``step`` (0-based), given the texts of the earlier calls' answers.
+
+        Must be deterministic in its arguments: resuming re-renders the same prompts.
+        """
+        ...
+
+    def key_prompts(self, prompt: Prompt) -> Sequence[Prompt]:
+        """The step prompts the simulator's answer key is built from (before the answers exist)."""
+        ...
+
+    async def stepped_score(self, prompt: Prompt, answers: Sequence[StepAnswer]) -> Score:
+        """Score the unit from every step's answer (in order)."""
         ...
 
 

@@ -9,6 +9,7 @@
 ``gpqa-diamond``   Idavidrein/gpqa (gated)
 ``hle``            cais/hle (gated; scored by an LLM judge, ``--judge``)
 ``livecodebench``  livecodebench/code_generation_lite (code run in the sandbox; options)
+``scicode``        SciCode (sub-steps in sequence, code run in the sandbox; ``--data``, options)
 ``jsonl``          your own JSONL file (``data=``; a ``.jsonl`` path as the name works too);
                    reported as ``jsonl:<file stem>``
 =================  ========================================================
@@ -22,7 +23,7 @@ from pathlib import Path
 from harness.errors import ConfigError, UnknownSuite
 from harness.suite import Suite
 
-from . import aime, demo, gpqa, hle, jsonl, livecodebench, math500, mmlu_pro
+from . import aime, demo, gpqa, hle, jsonl, livecodebench, math500, mmlu_pro, scicode
 from .base import SuiteInfo
 
 __all__ = ["SuiteInfo", "get_suite", "list_suites", "suite_names"]
@@ -46,6 +47,7 @@ _INFOS: tuple[SuiteInfo, ...] = (
     gpqa.INFO,
     hle.INFO,
     livecodebench.INFO,
+    scicode.INFO,
     jsonl.INFO,
 )
 
@@ -63,6 +65,7 @@ _ALIASES = {
     "lcb": "livecodebench",
     "humanitys-last-exam": "hle",
     "live-code-bench": "livecodebench",
+    "sci-code": "scicode",
 }
 
 #: Suites that take options: name -> loader(data, offline, options).
@@ -71,6 +74,7 @@ _OPTION_LOADERS: dict[str, Callable[[Path | None, bool | None, Mapping[str, str]
         data=data, offline=offline, options=options
     ),
     "hle": lambda data, offline, options: hle.load(data=data, offline=offline, options=options),
+    "scicode": lambda data, offline, options: scicode.load(data=data, offline=offline, options=options),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -115,6 +115,31 @@ def db_option(f: F) -> F:
         metavar="PATH_OR_URL",
         help="Database file or PostgreSQL URL [env TOLLBENCH_DB; default ./runs.db].",
     )(f)
+
+
+def data_dir_option(f: F) -> F:
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        help="For a preset (aa): each suite's data as DIR/<suite>/ or DIR/<suite>.jsonl|parquet|csv; "
+        "a suite not there comes from its usual source (docs/suites.md).",
+    )(f)
+
+
+def preset_of(suites: Sequence[str], data: Path | None, data_dir: Path | None) -> Any:
+    """The preset named by SUITES (``aa``), or None; a preset runs alone and takes ``--data-dir``."""
+    from suites.presets import get_preset
+
+    named = [s for s in suites if get_preset(s) is not None]
+    if not named:
+        if data_dir is not None:
+            _fail("--data-dir is for presets (aa); a suite takes --data FILE")
+        return None
+    if len(suites) != 1:
+        _fail(f"the preset {named[0]} runs on its own: drop the other suites")
+    if data is not None:
+        _fail(f"{named[0]}: a preset takes --data-dir DIR (each suite's data in DIR/<suite>/), not --data")
+    return get_preset(named[0])
 
 
 def _sqlite_path(db: str | None) -> Path | None:

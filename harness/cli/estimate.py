@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import click
 
+from harness.cli.common import data_dir_option, preset_of
 from harness.errors import StorageError
 
 __all__ = ["estimate"]
@@ -66,6 +68,7 @@ def _db_exists(db: str | None) -> bool:
     help="Database with past runs [env TOLLBENCH_DB; default ./runs.db].",
 )
 @click.option("--data", type=click.Path(path_type=Path), help="Local dataset file (parquet, JSONL or CSV).")
+@data_dir_option
 @click.option(
     "--prices", multiple=True, type=click.Path(path_type=Path), help="Price override file (repeatable)."
 )
@@ -105,6 +108,7 @@ def estimate(
     max_output_tokens: int | None,
     db: str | None,
     data: Path | None,
+    data_dir: Path | None,
     prices: tuple[Path, ...],
     models_file: Path | None,
     profiles: Path | None,
@@ -123,6 +127,8 @@ def estimate(
     Per model and suite: calls, prompt tokens counted from the rendered prompts, the expected cost,
     its 95% upper bound, the worst case (every call at its reservation) and the source used:
     history:this-suite, history:other-suites, profile or worst-case (docs/forecast.md).
+    A preset (aa) is estimated offline: each suite from its data where it is here, else from the
+    statistics it ships; the total is shown beside the study's.
     """
     from harness.forecast.estimate import MIN_HISTORY, check_budget, forecast_plan, load_model_profiles
     from harness.pricing.money import parse_usd, usd_str, usd_to_nano
@@ -149,8 +155,16 @@ def estimate(
         profs = load_model_profiles(profiles)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    preset = preset_of(suites, data, data_dir)
+    est_suites: Sequence[Any] = suites
+    from_stats: list[str] = []
+    if preset is not None:
+        from suites.presets import load_for_estimate
+
+        est_suites, from_stats = load_for_estimate(preset, data_dir=data_dir)
+        max_output_tokens = max_output_tokens or preset.max_output_tokens
     base = RunOptions(
-        suites=suites,
+        suites=est_suites,
         models=models,
         budget_usd=budget_usd or Decimal(0),
         limit=limit,
@@ -214,6 +228,9 @@ def estimate(
             rho=rho,
             control_reused=reused,
         )
+    preset_info: dict[str, Any] | None = None
+    if preset is not None:
+        forecast, preset_info = _preset_forecast(forecast, plan, preset, from_stats)
     verdict = None
     if budget_usd is not None and pilot is None:
         verdict = check_budget(forecast, usd_to_nano(budget_usd))
@@ -222,6 +239,8 @@ def estimate(
         out["budget_usd"] = None if budget_usd is None else usd_str(usd_to_nano(budget_usd))
         out["fits_budget"] = None if verdict is None else verdict.ok
         out["pilot"] = pilot_info
+        if preset_info is not None:
+            out["preset"] = preset_info
         if target_ci is not None:
             out["target_ci"] = {
                 "half_width": target_ci,
@@ -231,6 +250,8 @@ def estimate(
         click.echo(json.dumps(out, indent=2))
     else:
         _print(forecast, pilot_info, sim)
+        if preset_info is not None:
+            _print_preset(preset_info)
         if target_ci is not None:
             _print_targets(targets, target_ci, accuracy)
         if verdict is not None:
@@ -358,3 +379,100 @@ def _print(forecast: Any, pilot: dict[str, Any] | None, sim: bool) -> None:
             ),
             highlight=False,
         )
+
+
+#: What a judge call of the HLE judge is assumed to hold on top of the question: the model's visible
+#: answer (tokens), and what the judge writes back (its JSON with a short reasoning).
+JUDGE_ANSWER_TOKENS = 500
+JUDGE_OUTPUT_TOKENS = 200
+
+
+def _preset_forecast(
+    forecast: Any, plan: Any, preset: Any, from_stats: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    """Add the HLE judge's calls to a preset's forecast (one per HLE call, at the preset's judge's
+    price) and the comparison with the study. Returns the forecast with the judge rows and the
+    preset's summary."""
+    from dataclasses import replace
+
+    from harness.forecast.estimate import Forecast, ForecastRow
+    from harness.models import price_provider, resolve_model
+    from harness.pricing.money import usd_str, usd_to_nano
+    from harness.types import Usage
+    from suites.hle import JUDGE_PROMPT
+
+    spec = resolve_model(preset.judge)
+    price = plan.price_table.lookup(price_provider(spec.provider), spec.model)
+    template = (len(JUDGE_PROMPT.encode("utf-8")) + 3) // 4
+    rows = list(forecast.rows)
+    for r in forecast.rows:
+        if r.suite != "hle" or not r.calls:
+            continue
+        per_in = r.input_tokens // r.calls + template + JUDGE_ANSWER_TOKENS
+        usage = Usage(input_uncached=per_in, output=JUDGE_OUTPUT_TOKENS)
+        one = usd_to_nano(price.cost(usage))
+        worst = usd_to_nano(price.worst_case(per_in * 2, 4096)) * r.calls
+        expected = one * r.calls
+        rows.append(
+            ForecastRow(
+                model=r.model,
+                suite=f"hle judge ({spec.name})",
+                calls=r.calls,
+                input_tokens=per_in * r.calls,
+                input_tokens_bound=per_in * 2 * r.calls,
+                expected_nano=expected,
+                lower_nano=expected // 2,
+                upper_nano=min(worst, expected * 2),
+                worst_case_nano=worst,
+                source="judge estimate",
+                note=f"assumed {JUDGE_ANSWER_TOKENS} answer tokens in, {JUDGE_OUTPUT_TOKENS} out per call",
+            )
+        )
+    out = replace(forecast, rows=tuple(rows)) if isinstance(forecast, Forecast) else forecast
+    models: list[dict[str, Any]] = []
+    for name in plan.models:
+        expected = sum(r.expected_nano for r in out.rows if r.model == name)
+        upper = sum(r.upper_nano for r in out.rows if r.model == name)
+        ms = plan.models[name].spec
+        study = preset.study_costs_usd.get(name) or preset.study_costs_usd.get(f"{ms.provider}/{ms.model}")
+        ratio = None
+        if study is not None and study > 0:
+            ratio = float(Decimal(expected) / Decimal(10**9) / study)
+        models.append(
+            {
+                "model": name,
+                "expected_usd": usd_str(expected),
+                "upper_usd": usd_str(upper),
+                "study_usd": None if study is None else str(study),
+                "ratio_to_study": ratio,
+            }
+        )
+    info = {
+        "preset": preset.name,
+        "study": preset.study,
+        "from_statistics": from_stats,
+        "max_output_tokens": plan.options.max_output_tokens,
+        "models": models,
+    }
+    return out, info
+
+
+def _print_preset(info: dict[str, Any]) -> None:
+    from harness.pricing.money import format_usd, usd_to_nano
+
+    if info["from_statistics"]:
+        click.echo(
+            f"{info['preset']}: estimated from the statistics the suites ship (their data is not here): "
+            + ", ".join(info["from_statistics"])
+        )
+    for m in info["models"]:
+        line = (
+            f"{info['preset']} {m['model']}: expected {format_usd(usd_to_nano(Decimal(m['expected_usd'])))}, "
+            f"95% upper {format_usd(usd_to_nano(Decimal(m['upper_usd'])))}"
+        )
+        if m["study_usd"] is not None:
+            line += (
+                f"; the study ({info['study']}) paid ${Decimal(m['study_usd']):,} "
+                f"(this estimate is {m['ratio_to_study']:.2f}x that)"
+            )
+        click.echo(line)

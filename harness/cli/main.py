@@ -35,7 +35,9 @@ from harness.cli.common import (
     _parse_budget,
     _stdout,
     check_sim_url,
+    data_dir_option,
     db_option,
+    preset_of,
     probe_sim_url,
 )
 from harness.cli.workers import lease_option
@@ -89,6 +91,7 @@ def cli() -> None:
 @click.option("--models-file", type=click.Path(path_type=Path), help="Model alias file (TOML).")
 @click.option("--base-url", help="Base URL of an OpenAI-compatible server for openai/ models.")
 @click.option("--data", type=click.Path(path_type=Path), help="Local dataset file (parquet, JSONL or CSV).")
+@data_dir_option
 @click.option("--scorer", help="For jsonl suites: exact, mc, math or regex.")
 @click.option("--prompt-field", help="For jsonl suites: the prompt field [default prompt].")
 @click.option("--answer-field", help="For jsonl suites: the answer field [default answer].")
@@ -98,7 +101,8 @@ def cli() -> None:
     multiple=True,
     metavar="KEY=VALUE",
     help="Another suite option (jsonl: pattern, id_field, choices_field, stratum_field, repeats; "
-    "livecodebench: release, start, end, unsafe_sandbox).",
+    "livecodebench: release, start, end, unsafe_sandbox; scicode: test_data, gold, timeout, ...; "
+    "a preset's suites: SUITE.KEY=VALUE).",
 )
 @click.option("--attempt-timeout", default=900.0, show_default=True, help="Seconds per attempt.")
 @click.option("--stall-timeout", default=120.0, show_default=True, help="Seconds without a byte mid-stream.")
@@ -171,6 +175,7 @@ def run(
     models_file: Path | None,
     base_url: str | None,
     data: Path | None,
+    data_dir: Path | None,
     scorer: str | None,
     prompt_field: str | None,
     answer_field: str | None,
@@ -229,8 +234,22 @@ def run(
         if not sep or not key.strip():
             _fail(f"--suite-option takes KEY=VALUE, got {pair!r}")
         suite_options[key.strip()] = value
+    preset = preset_of(suites, data, data_dir)
+    run_suites: Sequence[Any] = suites
+    if preset is not None:  # each suite loaded with its own data, at the study's settings
+        from suites.presets import load_preset_suites
+
+        run_suites = load_preset_suites(preset, data_dir=data_dir, options=suite_options)
+        preset_config = {
+            "name": preset.name,
+            "data_dir": str(data_dir.expanduser().resolve()) if data_dir is not None else None,
+            "suite_options": dict(suite_options),
+        }
+        suite_options = {}
+        max_output_tokens = max_output_tokens or preset.max_output_tokens
+        judge = judge or preset.judge
     options = RunOptions(
-        suites=suites,
+        suites=run_suites,
         models=models,
         budget_usd=budget_usd,
         concurrency=concurrency,
@@ -285,6 +304,8 @@ def run(
             tag = " (SIMULATED)" if sim else ""
             click.echo(f"run {rid}: {plan.total_units} calls planned, budget ${budget_usd}{tag}", err=True)
             _record_forecast(store, rid, forecast)
+            if preset is not None:  # what `resume` loads the preset's suites from
+                store.update_run_config(rid, "preset", preset_config)
 
         async def go() -> Any:
             return await run_plan(
@@ -294,10 +315,18 @@ def run(
         with display:
             outcome = anyio.run(go)
         report = run_report_dict(store, outcome.run_id)
+        if preset is not None:
+            from harness.report import preset_summary
+
+            report["preset"] = preset_summary(report, preset)
         if json_output:
             click.echo(json.dumps(report, indent=2))
         else:
             print_run(report, _stdout())
+            if preset is not None:
+                from harness.report import print_preset
+
+                print_preset(report["preset"], _stdout())
             for summary in report["config"].get("target_ci") or []:
                 click.echo(summary["line"])
         _echo_errors(outcome.errors)
@@ -646,16 +675,28 @@ def models_cmd(
 @cli.command(name="suites")
 @click.option("--json", "json_output", is_flag=True)
 def suites_cmd(json_output: bool) -> None:
-    """List the suites with item counts, source, license and access notes."""
+    """List the suites with item counts, source, license and access notes, and the presets."""
     from dataclasses import asdict
 
     from rich.table import Table
 
     from suites import list_suites
+    from suites.presets import PRESETS
 
     infos = list_suites()
+    presets: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "preset": True,
+            "suites": [{"name": s.name, "items": s.study_items, "repeats": s.repeats} for s in p.suites],
+            "max_output_tokens": p.max_output_tokens,
+            "judge": p.judge,
+            "description": p.description,
+        }
+        for p in PRESETS.values()
+    ]
     if json_output:
-        click.echo(json.dumps([asdict(i) for i in infos], indent=2, default=str))
+        click.echo(json.dumps([asdict(i) for i in infos] + presets, indent=2, default=str))
         return
     t = Table()
     cols = list(asdict(infos[0]).keys()) if infos else []
@@ -664,6 +705,14 @@ def suites_cmd(json_output: bool) -> None:
     for i in infos:
         t.add_row(*[_cell(v) for v in asdict(i).values()])
     _stdout().print(t)
+    pt = Table(title="presets (tollbench run PRESET --data-dir DIR)", title_justify="left")
+    for c in ("name", "suites (items x repeats)", "settings", "description"):
+        pt.add_column(c)
+    for p in presets:
+        listed = ", ".join(f"{s['name']} {s['items']:,}x{s['repeats']}" for s in p["suites"])
+        settings = f"{p['max_output_tokens']:,} output tokens; judge {p['judge']}"
+        pt.add_row(*map(_cell, (p["name"], listed, settings, p["description"])))
+    _stdout().print(pt)
 
 
 @cli.group()

@@ -110,7 +110,7 @@ def resume(
                     f"--add-budget {add_budget} would raise run {run_id}'s budget above the largest "
                     "tollbench can meter ($1,000,000,000)"
                 )
-        plan = plan_resume(store, run_id, force=force, **overrides)
+        plan = plan_resume(store, run_id, force=force, suites=_preset_suites(store, run_id), **overrides)
         if sim_url and plan.plan.options.simulated:
             from harness.cli.common import probe_sim_url
 
@@ -463,3 +463,20 @@ def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_outp
                     f"(recorded {_exact_usd(m.no_price_nano)}): {m.no_price}"
                 )
             )
+
+
+def _preset_suites(store: Any, run_id: str) -> list[Any] | None:
+    """A preset run's suites (``tollbench run aa``), loaded again from its data directory; None for
+    other runs (their suites load by name from the stored options)."""
+    run = store.get_run(run_id)
+    stored = (run.get("config") or {}).get("preset") if run is not None else None
+    if not isinstance(stored, dict):
+        return None
+    from suites.presets import get_preset, load_preset_suites
+
+    preset = get_preset(str(stored.get("name")))
+    if preset is None:
+        raise _fail(f"run {run_id} ran the preset {stored.get('name')!r}, which this tollbench does not have")
+    data_dir = Path(stored["data_dir"]) if stored.get("data_dir") else None
+    options = dict(stored.get("suite_options") or {})
+    return list(load_preset_suites(preset, data_dir=data_dir, options=options))

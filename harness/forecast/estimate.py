@@ -45,6 +45,7 @@ import sqlalchemy as sa
 
 from harness.pricing.cost import Price, UnitPrices
 from harness.pricing.money import usd_str, usd_to_nano
+from harness.suite import SteppedSuite
 from harness.types import ImageRule, Message, ModelSpec, image_tokens_upper_bound, input_tokens_upper_bound
 
 if TYPE_CHECKING:
@@ -543,7 +544,7 @@ class _Prompts:
 
 def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
     """Rendered prompt sizes of each model's units, per model and suite (each prompt rendered once)."""
-    cache: dict[tuple[str, str, int, ImageRule | None], tuple[int, int, str]] = {}
+    cache: dict[tuple[str, str, int, ImageRule | None], list[tuple[int, int, str]]] = {}
     out: dict[str, dict[str, _Prompts]] = {}
     seed = plan.options.seed
     for name, mp in plan.models.items():
@@ -553,17 +554,25 @@ def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
             key = (unit.suite, unit.item.id, unit.repeat, rule)
             got = cache.get(key)
             if got is None:
-                prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, seed)
-                got = (
-                    estimate_input_tokens(prompt.messages, rule),
-                    input_tokens_upper_bound(prompt.messages, rule),
-                    prompt.answer_format,
-                )
+                suite = plan.suites[unit.suite]
+                prompt = suite.render(unit.item, unit.repeat, seed)
+                # A stepped unit is a chain of calls: each step's prompt (without the model's code
+                # for the earlier steps, which is not written yet).
+                calls = suite.key_prompts(prompt) if isinstance(suite, SteppedSuite) else [prompt]
+                got = [
+                    (
+                        estimate_input_tokens(c.messages, rule),
+                        input_tokens_upper_bound(c.messages, rule),
+                        c.answer_format,
+                    )
+                    for c in calls
+                ]
                 cache[key] = got
             p = per.setdefault(unit.suite, _Prompts([], [], {}))
-            p.est.append(got[0])
-            p.bound.append(got[1])
-            p.formats[got[2]] = p.formats.get(got[2], 0) + 1
+            for est, bound, fmt in got:
+                p.est.append(est)
+                p.bound.append(bound)
+                p.formats[fmt] = p.formats.get(fmt, 0) + 1
         out[name] = per
     return out
 

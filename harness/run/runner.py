@@ -53,9 +53,10 @@ from harness.run.limiter import AdaptiveLimiter
 from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from harness.run.prior import prior_units
 from harness.run.retry import retrying
+from harness.run.steps import STEP_ROLE, run_steps
 from harness.stats.sequential import TargetCI, planned_items
 from harness.store.engine import Store
-from harness.suite import JudgedSuite, Score, score_answer
+from harness.suite import JudgedSuite, Score, SteppedSuite, score_answer
 from harness.types import Adapter, Completion, ModelSpec, Prompt, Request, RetryDecision, UnitKey
 
 __all__ = [
@@ -299,12 +300,15 @@ class Runner:
         # Credentials in the URL are neither part of the key nor stored (docs/design.md, invariant 8).
         return strip_url_credentials(url) if url else "default"
 
-    def request_for(self, mp: ModelPlan, unit: Unit) -> tuple[Request, dict[str, Any], str]:
-        """The unit's request, its canonical form and its response-cache key."""
+    def request_for(
+        self, mp: ModelPlan, unit: Unit, prompt: Prompt | None = None
+    ) -> tuple[Request, dict[str, Any], str]:
+        """The unit's request (or, for a stepped suite's step, ``prompt``'s), its canonical form and
+        its response-cache key."""
         spec = mp.spec
         request = Request(
             model=spec.model,
-            messages=self.prompt_for(unit).messages,
+            messages=(prompt or self.prompt_for(unit)).messages,
             max_output_tokens=mp.max_output_tokens,
             reasoning_effort=spec.reasoning_effort,
             thinking_budget=spec.thinking_budget,
@@ -362,7 +366,7 @@ class Runner:
             for unit in mp.units:
                 key = unit_key(unit)
                 prior = self._prior.get(key)
-                if key not in self._done and self._judged(unit.suite):
+                if key not in self._done and (self._judged(unit.suite) or self.stepped(unit.suite)):
                     count += 1
                     continue
                 if key in self._done or (prior is not None and prior.answer is not None):
@@ -588,6 +592,9 @@ class Runner:
             yield
 
     async def _process(self, mp: ModelPlan, unit: Unit) -> None:
+        if self.stepped(unit.suite):  # a chain of calls (harness.run.steps)
+            await run_steps(self, mp, unit)
+            return
         opts = self.plan.options
         prompt = self.prompt_for(unit)
         spec = mp.spec
@@ -670,6 +677,7 @@ class Runner:
         canonical: Mapping[str, Any] | None = None,
         rkey: str | None = None,
         bound_charge: Callable[[int], int] | None = None,
+        role: str = "target",
     ) -> Completion:
         """One attempt: share (if split), provider slot, durable reservation, the call, one settlement.
 
@@ -681,7 +689,7 @@ class Runner:
         gate = self._gate
         assert gate is not None
         async with self._share_hold(spec.name, reserve_nano) as hold, limiter.slot():
-            start = self._call_start(mp, unit, attempt_number, reserve_nano, canonical, rkey)
+            start = self._call_start(mp, unit, attempt_number, reserve_nano, canonical, rkey, role)
             # The call id travels as x-client-request-id (OpenAI documents it; others ignore it), so
             # `reconcile` can match a crashed call to the provider's bill.
             request = replace(
@@ -832,6 +840,7 @@ class Runner:
         reserve_nano: int,
         canonical: Mapping[str, Any] | None,
         rkey: str | None,
+        role: str = "target",
     ) -> CallStart:
         """A new call row for one attempt at ``unit`` (a fresh call id, started now)."""
         spec = mp.spec
@@ -846,7 +855,7 @@ class Runner:
             item_id=unit.item.id,
             repeat=unit.repeat,
             attempt=attempt,
-            role="target",
+            role=role,
             reserved_nano=reserve_nano,
             price_id=mp.price.id,
             started_at=datetime.now(UTC),
@@ -897,7 +906,6 @@ class Runner:
         last_call: list[str],
     ) -> None:
         """Score an answer (bought now, cached or stored), count it, and record the item result."""
-        progress = self.state.per_model[mp.spec.name]
         if self._judged(unit.suite) and text.strip() and finish_reason != "refusal":
             judged = await judge_answer(self, mp, unit, prompt, text, costs)
             if judged is None:
@@ -905,6 +913,20 @@ class Runner:
             score = judged
         else:
             score = await self._score(unit, prompt, text, finish_reason)
+        await self.finish_scored(mp, unit, prompt, score, text, costs, last_call)
+
+    async def finish_scored(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        prompt: Prompt,
+        score: Score,
+        text: str,
+        costs: list[int],
+        last_call: list[str],
+    ) -> None:
+        """Count a scored unit and record its item result (``harness.run.steps`` too)."""
+        progress = self.state.per_model[mp.spec.name]
         if score.meta:
             prompt = replace(prompt, meta={**prompt.meta, **score.meta})
         progress.done += 1
@@ -919,6 +941,41 @@ class Runner:
 
     def _judged(self, suite: str) -> bool:
         return self.plan.judge is not None and isinstance(self.plan.suites[suite], JudgedSuite)
+
+    def stepped(self, suite: str) -> bool:
+        """Is ``suite``'s unit a chain of calls (:class:`~harness.suite.SteppedSuite`)?"""
+        return isinstance(self.plan.suites[suite], SteppedSuite)
+
+    # -- what harness.run.steps uses of the runner ------------------------------------------------
+
+    def adapter_for(self, model: str) -> Adapter:
+        return self._adapters[model]
+
+    async def step_attempt(
+        self,
+        mp: ModelPlan,
+        unit: Unit,
+        request: Request,
+        reserve_nano: int,
+        attempt_number: int,
+        costs: list[int],
+        last_call: list[str],
+        canonical: Mapping[str, Any],
+        rkey: str,
+        bound_charge: Callable[[int], int],
+    ) -> Completion:
+        """One attempt at a step of a stepped unit: the model's own attempt path, role ``step``."""
+        spec = mp.spec
+        return await self._attempt(
+            mp, unit, request, self._adapters[spec.name], self._limiters[spec.provider], reserve_nano,
+            attempt_number, costs, last_call, canonical, rkey, bound_charge, role=STEP_ROLE,
+        )  # fmt: skip
+
+    async def record_unit(
+        self, unit: Unit, prompt: Prompt, status: str, reason: str, costs: list[int], last_call: list[str]
+    ) -> None:
+        """A unit ended without a score (``not_run`` at a stop, ``error``)."""
+        await self._finish_item(unit, prompt, status, None, None, "", reason, costs, last_call)
 
     @property
     def gate(self) -> BudgetGate | None:
@@ -939,6 +996,9 @@ class Runner:
 
     def stop_model_at_share(self, model: str, detail: str) -> None:
         self._stop_model(model, StopReason.SHARE, detail)
+
+    def stop_model_unavailable(self, model: str, detail: str) -> None:
+        self._stop_model(model, StopReason.UNAVAILABLE, detail)
 
     async def record_unjudged(
         self, unit: Unit, prompt: Prompt, text: str, reason: str, costs: list[int]

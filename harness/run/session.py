@@ -31,6 +31,7 @@ from harness.pricing.money import usd_to_nano
 from harness.run.plan import Plan, PriorUnit, options_to_config
 from harness.run.runner import Runner, RunState
 from harness.store.engine import RunOwner, Store
+from harness.suite import SteppedSuite
 from harness.types import UnitKey
 
 __all__ = ["PLAN_KEYS", "RunOutcome", "plan_differences", "run"]
@@ -169,6 +170,9 @@ async def run(
             for mp in plan.models.values():
                 for unit in mp.units:
                     key.add_prompt(runner.prompt_for(unit))
+                    stepped = plan.suites[unit.suite]
+                    if isinstance(stepped, SteppedSuite):  # every step (keyed from its own part on)
+                        key.add_prompts(stepped.key_prompts(runner.prompt_for(unit)))
             if hasattr(sim, "add_answer_key"):
                 await anyio.to_thread.run_sync(sim.add_answer_key, key)
             else:

@@ -214,8 +214,9 @@ async def test_resume_with_every_answer_bought_still_starts_a_simulator_for_the_
     db = tmp_path / "runs.db"
     suite = _suite(tmp_path)
     with SimServer(seed=3, speed=0.0, profiles=_profiles(tmp_path)) as sim:
-        # Six answers (~$0.01 reserved each) fit one after another; no judge ($0.045) ever does.
-        first, _ = await _run(db, sim, suite, budget="0.04", concurrency=6)
+        # Six answers (~$0.003 reserved each) fit at once, so all six are reserved before any
+        # answer comes back (however loaded the machine); no judge ($0.045) ever fits.
+        first, _ = await _run(db, sim, suite, budget="0.04", concurrency=6, max_output_tokens=4000)
         assert first.status == "budget_exhausted"
         assert all(line["model"].startswith("gpt-4o-mini") for line in sim.invoice()["requests"].values())
     assert len(_rows(db, "select * from calls where role = 'target'")) == 6

@@ -29,6 +29,10 @@ NO_HASH_RECORDED = {
     *((livecodebench.REPO, f.name) for f in FILES[:-1]),  # test.jsonl ... test5.jsonl
 }
 
+#: Pins whose SHA-256 is recorded but whose exact size is not (BENCHMARKS.md: SciCode's test_data.h5
+#: is "about 1 GB"): the hash alone decides, the size check is skipped.
+NO_SIZE_RECORDED = {("xantheocracy/scicode-mirror", "test_data.h5")}
+
 
 def _sources_in(value: Any) -> list[HubSource]:
     if isinstance(value, HubSource):
@@ -64,6 +68,9 @@ def test_every_pin_of_every_suite_carries_its_sha256_and_size() -> None:
             unhashed.add(key)
             continue
         assert source.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", source.sha256), key
+        if key in NO_SIZE_RECORDED:
+            assert source.size is None, f"{key}: its size is recorded now, drop it from NO_SIZE_RECORDED"
+            continue
         assert source.size is not None and source.size > 0, key
     assert unhashed <= NO_HASH_RECORDED, (
         f"pins without a SHA-256 and size: {sorted(unhashed - NO_HASH_RECORDED)}"
