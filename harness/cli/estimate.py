@@ -70,6 +70,13 @@ def _db_exists(db: str | None) -> bool:
 @click.option("--data", type=click.Path(path_type=Path), help="Local dataset file (parquet, JSONL or CSV).")
 @data_dir_option
 @click.option(
+    "--suite-option",
+    "suite_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A suite option, as for run (hle: images=true counts each image at its model's bound).",
+)
+@click.option(
     "--prices", multiple=True, type=click.Path(path_type=Path), help="Price override file (repeatable)."
 )
 @click.option("--models-file", type=click.Path(path_type=Path), help="Model alias file (TOML).")
@@ -109,6 +116,7 @@ def estimate(
     db: str | None,
     data: Path | None,
     data_dir: Path | None,
+    suite_option: tuple[str, ...],
     prices: tuple[Path, ...],
     models_file: Path | None,
     profiles: Path | None,
@@ -155,7 +163,15 @@ def estimate(
         profs = load_model_profiles(profiles)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    suite_options: dict[str, str] = {}
+    for pair in suite_option:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"--suite-option takes KEY=VALUE, got {pair!r}")
+        suite_options[key.strip()] = value
     preset = preset_of(suites, data, data_dir)
+    if preset is not None and suite_options:
+        raise _fail("--suite-option is not taken with a preset's estimate (it uses the study's settings)")
     est_suites: Sequence[Any] = suites
     from_stats: list[str] = []
     if preset is not None:
@@ -173,6 +189,7 @@ def estimate(
         max_output_tokens=max_output_tokens,
         simulated=True,  # only skips the API-key check: an estimate needs no key
         data=data,
+        suite_options=suite_options,
         prices=prices,
         models_file=models_file,
     )

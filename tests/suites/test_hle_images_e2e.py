@@ -145,3 +145,26 @@ def test_a_text_only_model_is_refused_before_anything_is_written(
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "takes no images" in lines[0], err
     assert not Path(db).exists() or not _rows(Path(db), "select * from calls")
+
+
+def test_estimate_counts_the_image_items_with_suite_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(write(tmp_path / "hle.jsonl", images=2))
+    db = str(tmp_path / "none.db")
+    base = ["estimate", "hle", "--data", data, "--db", db, "--json"]
+    assert main([*base, "-m", "openai/gpt-4o"]) == 0
+    text = json.loads(capsys.readouterr().out)["rows"][0]
+    assert main([*base, "-m", "openai/gpt-4o", "--suite-option", "images=true"]) == 0
+    images = json.loads(capsys.readouterr().out)["rows"][0]
+    assert (text["calls"], images["calls"]) == (6, 8)
+    # Each image adds at least its model's bound to the reserved (worst-case) input tokens.
+    rule = image_rule_for("openai", "gpt-4o")
+    assert rule is not None
+    assert images["input_tokens_bound"] > text["input_tokens_bound"] + 2 * 85
+    # A text-only model is refused as run refuses it: one line, exit 2.
+    assert main([*base, "-m", "openai/o3-mini", "--suite-option", "images=true"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "takes no images" in err[0]
+    assert main([*base, "-m", "openai/gpt-4o", "--suite-option", "images"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
