@@ -1,0 +1,725 @@
+"""``run --batch``: eligible units through the providers' batch APIs at the batch price (docs/batch.md).
+
+The driver takes a run's eligible units (single-turn suites, a model whose adapter has a batch API:
+:func:`adapters.batch.batch_client`) away from the live workers and, per model:
+
+1. reserves the worst case of each request *at the batch price* in the run's ledger, through the
+   run's :class:`~harness.budget.gate.BudgetGate` (the same ``calls`` rows and cap as the live path);
+   what does not fit waits for spend to come back, or the run stops at its budget (never over-commits);
+2. records the batch ``submitting`` with every request's deterministic ``custom_id`` (run, unit,
+   attempt) and call id (:mod:`harness.store.batches`), then creates it at the provider with metadata
+   naming the run and the batch, then records the provider's batch id (``submitted``);
+3. polls with backoff until it ends (progress: done, failed, expiring), cancelling at the deadline
+   (``--batch-deadline``);
+4. settles every result line exactly once (usage, cost at the batch price, answer, score); errored,
+   expired and cancelled requests cost nothing and go again (a new batch or live: ``--batch-retry``).
+
+``resume`` re-attaches: a ``submitted`` batch is polled again, a ``submitting`` one is looked for
+among the provider's recent batches (OpenAI: by its metadata; Anthropic, whose batches have no
+metadata: created after the record, with as many requests, not known to this database), and released
+(its reservations given back) only when not found. Requests are never submitted twice.
+
+Ctrl-C cancels the provider's batches, waits a short while for them to end, and settles what the
+provider answered (and so charges); a batch that did not end in time stays ``cancelling`` with its
+requests reserved at their worst case, for ``resume`` to settle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from adapters.batch import BatchClient, BatchResult, BatchStatus, batch_client
+from harness.budget.ledger import CallEnd, CallStart
+from harness.pricing.money import usd_to_nano
+from harness.run.attempt import one_line
+from harness.run.cache import response_record
+from harness.run.plan import ModelPlan, Unit
+from harness.store.batches import (
+    BatchRecord,
+    BatchRequestRecord,
+    known_provider_ids,
+    open_batches,
+    record_batch,
+    set_batch_state,
+)
+from harness.types import UnitKey
+
+if TYPE_CHECKING:
+    from harness.run.runner import Runner
+
+__all__ = ["ELIGIBLE_SUITES", "BatchDriver", "BatchProgress", "custom_id", "eligible_suite"]
+
+log = logging.getLogger("tollbench.batch")
+
+#: Suites whose units are single-turn and independent (a suite object can say so itself with a
+#: ``batchable`` attribute; user JSONL suites are single-turn too).
+ELIGIBLE_SUITES = frozenset(
+    {"mmlu-pro", "gpqa-diamond", "aime2024", "aime2025", "math500", "hle", "livecodebench", "demo"}
+)
+
+#: Requests per batch: OpenAI takes 50,000 per file, Anthropic 100,000.
+MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}
+
+RETRY_MODES = ("live", "batch", "none")
+
+
+def eligible_suite(suite: Any) -> bool:
+    """Whether a suite's units can go through a batch API (single-turn, independent)."""
+    flag = getattr(suite, "batchable", None)
+    if flag is not None:
+        return bool(flag)
+    name = str(getattr(suite, "name", ""))
+    return name in ELIGIBLE_SUITES or name.startswith("jsonl:")
+
+
+def custom_id(run_id: str, key: UnitKey, attempt: int) -> str:
+    """The request's deterministic id in a batch: the same (run, unit, attempt) always gives the
+    same id (``tb_`` and 40 hex digits; both APIs accept it)."""
+    text = "\x00".join([run_id, key[0], key[1], key[2], str(key[3]), str(attempt)])
+    return "tb_" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass
+class BatchProgress:
+    """What the batch path did so far (the progress display and the report read it)."""
+
+    submitted: int = 0
+    """Batches created at a provider (this session), or re-attached."""
+    requests: int = 0
+    done: int = 0
+    failed: int = 0
+    expiring: int = 0
+    """Requests of in-flight batches within 10% of their window's end, or expired."""
+    in_flight: dict[str, BatchStatus] = field(default_factory=dict)
+    settled_nano: int = 0
+    requeued_live: int = 0
+    requeued_batch: int = 0
+    reattached: int = 0
+
+
+@dataclass
+class _Model:
+    mp: ModelPlan
+    client: BatchClient
+    queue: list[Unit] = field(default_factory=list)
+    tries: dict[UnitKey, int] = field(default_factory=dict)
+    by_key: dict[UnitKey, Unit] = field(default_factory=dict)
+    open: list[BatchRecord] = field(default_factory=list)
+    mine: list[UnitKey] = field(default_factory=list)
+    """The model's units this worker claimed."""
+    direct: list[Unit] = field(default_factory=list)
+    """Units of the model that run live (not eligible, or answered from the cache or the database)."""
+    in_flight: int = 0
+    live: int = 0
+    """Units sent live by the batch path (a fallback) and not finished yet."""
+
+
+class BatchDriver:
+    """The batch path of one session of a run (see the module docstring)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        opts = runner.plan.options
+        self.retry_mode = opts.batch_retry
+        self.finish_live = opts.batch_finish_live
+        self.poll_s = opts.batch_poll_s
+        self.poll_max_s = max(opts.batch_poll_s, opts.batch_poll_max_s)
+        self.cancel_wait_s = opts.batch_cancel_wait_s
+        self.max_requests = opts.batch_max_requests
+        self.deadline = None if opts.batch_deadline_s is None else time.monotonic() + opts.batch_deadline_s
+        self.progress = BatchProgress()
+        self.models: set[str] = set()
+        """Models the batch path owns (no live workers are started for them; the driver buys their
+        other units live itself)."""
+        self._models: dict[str, _Model] = {}
+        self._settled: set[str] = set()
+        self._tg: TaskGroup | None = None
+        self._live_slots = anyio.CapacityLimiter(max(1, opts.concurrency))
+
+    # -- before the workers start ------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Take the models that have a batch API: claim their units (every one: this worker buys
+        them), re-attach the run's open batches, and queue the eligible units; the others of those
+        models are bought live by the driver itself (:meth:`_live`)."""
+        from harness.run.prior import prior_units
+
+        r = self.runner
+        opened = await anyio.to_thread.run_sync(open_batches, r.store, r.run_id)
+        claims = r._claims
+        taken_any = False
+        for name, mp in r.plan.models.items():
+            client = batch_client(r._adapters[name])
+            if client is None:
+                continue
+            m = _Model(mp, client, by_key={_key(u): u for u in mp.units})
+            if claims is not None:
+                mine: list[UnitKey] = []
+                while True:
+                    got = await claims.claim(name, 1000)
+                    if not got:
+                        break
+                    mine.extend(key for key, _ in got)
+                    taken_any = taken_any or any(t for _, t in got)
+            else:
+                mine = [_key(u) for u in mp.units]
+            m.mine = mine
+            self._models[name] = m
+            self.models.add(name)
+            if r._shares is not None:  # the driver is the model's worker (it keeps its share)
+                r._shares.add_workers(name, 1)
+        if taken_any:  # another worker held some: what did it buy before it went?
+            r._prior.update(await anyio.to_thread.run_sync(prior_units, r.store, r.run_id))
+        for name, m in self._models.items():
+            mine_set = set(m.mine)
+            m.open = [b for b in opened if b.model == name]
+            attached: set[UnitKey] = set()
+            for b in m.open:
+                for q in b.requests:
+                    key = (q.model, q.suite, q.item_id, q.repeat)
+                    if q.call_status in (None, "reserved") and key in m.by_key:
+                        attached.add(key)
+            for key in m.mine:
+                unit = m.by_key.get(key)
+                prior = r._prior.get(key)
+                if unit is None or key in r._done or (prior is not None and prior.done):
+                    self._finished(key)
+                    continue
+                if key in attached:
+                    continue
+                eligible = eligible_suite(r.plan.suites[unit.suite])
+                bought = prior is not None and prior.answer is not None  # re-scored from the database
+                cached = bool(r._cache) and r.request_for(m.mp, unit)[2] in r._cache
+                if eligible and not bought and not cached:
+                    m.queue.append(unit)
+                else:
+                    m.direct.append(unit)
+            del mine_set
+        r.state.batch = self.progress
+
+    def _finished(self, key: UnitKey) -> None:
+        claims = self.runner._claims
+        if claims is not None:
+            claims.finished(key)
+
+    # -- the driver --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for m in self._models.values():
+                tg.start_soon(self._model_loop, m)
+
+    async def _model_loop(self, m: _Model) -> None:
+        async with self.runner._worker_life(m.mp.spec.name):
+            await self._model_batches(m)
+
+    async def _model_batches(self, m: _Model) -> None:
+        tg = self._tg
+        assert tg is not None
+        for rec in m.open:
+            m.in_flight += 1
+            tg.start_soon(self._reattach, m, rec)
+        for unit in m.direct:
+            m.live += 1
+            tg.start_soon(self._live, m, unit)
+        m.direct = []
+        gate = self.runner.gate
+        assert gate is not None
+        name = m.mp.spec.name
+        while True:
+            if self.runner.state.stop_of(name) is not None:
+                return
+            if m.queue and self._past_deadline():
+                units, m.queue = m.queue, []
+                for unit in units:
+                    self._after_batch(m, unit, live=self.finish_live)
+                continue
+            if m.queue:
+                chunk = await self._reserve_chunk(m)
+                if chunk:
+                    m.in_flight += 1
+                    tg.start_soon(self._submit, m, chunk)
+                    continue
+                if gate.in_flight == 0:
+                    gate.stop(self._reserve_nano(m, m.queue[0]))
+                    return
+            elif m.in_flight == 0 and m.live == 0:
+                return
+            with anyio.move_on_after(1.0):  # a settle (anywhere in the run) wakes it; a second at most
+                await gate.changed()
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    # -- reserving ----------------------------------------------------------------------------
+
+    def _reserve_nano(self, m: _Model, unit: Unit) -> int:
+        request = self.runner.request_for(m.mp, unit)[0]
+        bound = self.runner._adapters[m.mp.spec.name].input_tokens_upper_bound(request)
+        return usd_to_nano(m.mp.price.worst_case(bound, m.mp.max_output_tokens, batch=True))
+
+    def _start(self, m: _Model, unit: Unit) -> CallStart:
+        r = self.runner
+        key = _key(unit)
+        prior = r._prior.get(key)
+        attempt = (prior.attempts if prior else 0) + m.tries.get(key, 0) + 1
+        cid = custom_id(r.run_id, key, attempt)
+        _, canonical, rkey = r.request_for(m.mp, unit)
+        spec = m.mp.spec
+        return CallStart(
+            call_id=cid[3:35],
+            run_id=r.run_id,
+            model=spec.name,
+            provider=spec.provider,
+            api=spec.api,
+            provider_model=spec.model,
+            suite=unit.suite,
+            item_id=unit.item.id,
+            repeat=unit.repeat,
+            attempt=attempt,
+            role="target",
+            reserved_nano=self._reserve_nano(m, unit),
+            price_id=m.mp.price.id,
+            started_at=datetime.now(UTC),
+            request_hash=rkey,
+            request=canonical,
+            sent_to=f"batch:{spec.provider}",
+        )
+
+    async def _reserve_chunk(self, m: _Model) -> list[tuple[Unit, CallStart]]:
+        """Reserve as many queued requests as fit (up to a batch's size), durably, in one group
+        commit; the rest stay queued."""
+        gate = self.runner.gate
+        assert gate is not None
+        limit = min(self.max_requests, MAX_REQUESTS.get(m.client.provider, 50_000))
+        take = m.queue[:limit]
+        starts = [self._start(m, u) for u in take]
+        admitted: list[bool] = [False] * len(take)
+
+        async def one(i: int) -> None:
+            admitted[i] = await gate.try_reserve(starts[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(take)):
+                tg.start_soon(one, i)
+        chunk = [(u, s) for u, s, ok in zip(take, starts, admitted, strict=True) if ok]
+        left = [u for u, ok in zip(take, admitted, strict=True) if not ok]
+        m.queue = left + m.queue[limit:]
+        for u, _ in chunk:
+            m.tries[_key(u)] = m.tries.get(_key(u), 0) + 1
+        return chunk
+
+    # -- one batch ----------------------------------------------------------------------------
+
+    async def _submit(self, m: _Model, chunk: list[tuple[Unit, CallStart]]) -> None:
+        r = self.runner
+        spec = m.mp.spec
+        try:
+            batch_id = uuid.uuid4().hex
+            reqs = tuple(
+                BatchRequestRecord(
+                    custom_id(r.run_id, _key(u), s.attempt),
+                    s.call_id,
+                    u.model,
+                    u.suite,
+                    u.item.id,
+                    u.repeat,
+                    s.attempt,
+                    "reserved",
+                )
+                for u, s in chunk
+            )
+            reserved = sum(s.reserved_nano for _, s in chunk)
+            created = await anyio.to_thread.run_sync(
+                lambda: record_batch(
+                    r.store,
+                    batch_id=batch_id,
+                    run_id=r.run_id,
+                    model=spec.name,
+                    provider=m.client.provider,
+                    endpoint=m.client.endpoint,
+                    reserved_nano=reserved,
+                    requests=reqs,
+                )
+            )
+            rec = BatchRecord(
+                batch_id,
+                r.run_id,
+                spec.name,
+                m.client.provider,
+                m.client.endpoint,
+                "submitting",
+                None,
+                created,
+                reserved,
+                reqs,
+            )
+            lines = [
+                m.client.line(r.request_for(m.mp, u)[0], q.custom_id)
+                for (u, _), q in zip(chunk, reqs, strict=True)
+            ]
+            metadata = {"tollbench_run": r.run_id, "tollbench_batch": batch_id}
+            provider_id: str | None
+            try:
+                provider_id = await m.client.submit(lines, metadata)
+            except Exception as exc:  # the batch may exist all the same (the answer was lost)
+                log.warning(
+                    "%s: creating batch %s failed (%s); looking for it",
+                    spec.name,
+                    batch_id,
+                    one_line(str(exc)),
+                )
+                provider_id = await self._find(m, rec)
+                if provider_id is None:
+                    await self._abandon(m, rec, f"create failed: {one_line(str(exc))[:200]}")
+                    return
+            await anyio.to_thread.run_sync(
+                lambda: set_batch_state(r.store, batch_id, "submitted", provider_batch_id=provider_id)
+            )
+            self.progress.submitted += 1
+            self.progress.requests += len(reqs)
+            await self._follow(m, replace(rec, state="submitted", provider_batch_id=provider_id))
+        finally:
+            m.in_flight -= 1
+
+    async def _reattach(self, m: _Model, rec: BatchRecord) -> None:
+        """A batch an earlier session recorded: find it if need be, then follow it to its end."""
+        r = self.runner
+        try:
+            self.progress.reattached += 1
+            pending = [q for q in rec.requests if q.call_status in (None, "reserved")]
+            gate = r.gate
+            assert gate is not None
+            gate.adopt(len(pending))  # their reservations are this session's to settle now
+            for q in rec.requests:
+                key = (q.model, q.suite, q.item_id, q.repeat)
+                m.tries[key] = m.tries.get(key, 0) + 1
+            if rec.provider_batch_id is None:
+                found = await self._find(m, rec)
+                if found is None:
+                    await self._abandon(m, rec, "never created (not found at the provider)")
+                    return
+                await anyio.to_thread.run_sync(
+                    lambda: set_batch_state(r.store, rec.id, "submitted", provider_batch_id=found)
+                )
+                rec = replace(rec, provider_batch_id=found, state="submitted")
+            self.progress.requests += len(pending)
+            await self._follow(m, rec)
+        finally:
+            m.in_flight -= 1
+
+    async def _find(self, m: _Model, rec: BatchRecord) -> str | None:
+        """The provider's id of a batch recorded ``submitting`` whose create answer was lost."""
+        r = self.runner
+        known = await anyio.to_thread.run_sync(known_provider_ids, r.store, m.client.provider)
+        since = rec.created_at.timestamp() - 5.0
+        for wait in (0.0, 1.0, 3.0):
+            if wait:
+                await anyio.sleep(wait)
+            try:
+                recent = await m.client.recent()
+            except Exception as exc:
+                log.warning("%s: listing batches failed: %s", m.mp.spec.name, one_line(str(exc)))
+                continue
+            for st in sorted(recent, key=lambda s: s.created_at or 0.0):
+                if st.provider_id in known:
+                    continue
+                meta = st.metadata or {}
+                if meta:
+                    if meta.get("tollbench_run") == rec.run_id and meta.get("tollbench_batch") == rec.id:
+                        return st.provider_id
+                    continue
+                if (
+                    m.client.provider == "anthropic"
+                    and (st.created_at or 0.0) >= since
+                    and st.total == len(rec.requests)
+                ):
+                    return st.provider_id
+        return None
+
+    async def _abandon(self, m: _Model, rec: BatchRecord, why: str) -> None:
+        """The batch was never created: release its reservations and queue its units again."""
+        r = self.runner
+        gate = r.gate
+        assert gate is not None
+        now = datetime.now(UTC)
+        for q in rec.requests:
+            if q.call_status not in (None, "reserved"):
+                continue
+            await gate.settle(_end(q.call_id, "error", 0, "batch_not_created", why, now))
+            unit = m.by_key.get((q.model, q.suite, q.item_id, q.repeat))
+            if unit is not None:
+                self._after_batch(m, unit, live=self.retry_mode != "batch")
+        await anyio.to_thread.run_sync(
+            lambda: set_batch_state(r.store, rec.id, "abandoned", status="not_created")
+        )
+
+    async def _follow(self, m: _Model, rec: BatchRecord) -> None:
+        """Poll a created batch to its end (cancel at the deadline or on Ctrl-C), then settle it."""
+        pid = rec.provider_batch_id
+        assert pid is not None
+        delay = self.poll_s
+        cancelled = rec.state == "cancelling"
+        status: BatchStatus | None = None
+        try:
+            while True:
+                try:
+                    status = await m.client.status(pid)
+                except Exception as exc:  # a failed poll is retried, later
+                    log.warning("%s: polling batch %s: %s", m.mp.spec.name, pid, one_line(str(exc)))
+                    status = None
+                if status is not None:
+                    self.progress.in_flight[pid] = status
+                    self._count()
+                    if status.ended:
+                        break
+                if not cancelled and self._past_deadline():
+                    cancelled = await self._cancel(m, rec)
+                await anyio.sleep(delay)
+                delay = min(delay * 1.5, self.poll_max_s)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._interrupted(m, rec)
+            raise
+        await self._harvest(m, rec, status, deadline_cancel=cancelled)
+
+    async def _cancel(self, m: _Model, rec: BatchRecord) -> bool:
+        pid = rec.provider_batch_id
+        assert pid is not None
+        try:
+            await m.client.cancel(pid)
+        except Exception as exc:
+            log.warning("%s: cancelling batch %s: %s", m.mp.spec.name, pid, one_line(str(exc)))
+            return False
+        r = self.runner
+        await anyio.to_thread.run_sync(lambda: set_batch_state(r.store, rec.id, "cancelling"))
+        return True
+
+    async def _interrupted(self, m: _Model, rec: BatchRecord) -> None:
+        """Ctrl-C: cancel the provider batch, wait a little for it to end, settle what it answered."""
+        if not await self._cancel(m, rec):
+            return
+        pid = rec.provider_batch_id
+        assert pid is not None
+        with anyio.move_on_after(self.cancel_wait_s):
+            while True:
+                try:
+                    status = await m.client.status(pid)
+                except Exception:
+                    status = None
+                if status is not None and status.ended:
+                    await self._harvest(m, rec, status, deadline_cancel=False, requeue=False)
+                    return
+                await anyio.sleep(min(1.0, self.poll_s))
+        log.warning(
+            "%s: batch %s still cancelling; its requests stay reserved for `tollbench resume`",
+            m.mp.spec.name,
+            pid,
+        )
+
+    async def _harvest(
+        self,
+        m: _Model,
+        rec: BatchRecord,
+        status: BatchStatus | None,
+        *,
+        deadline_cancel: bool,
+        requeue: bool = True,
+    ) -> None:
+        """Settle every request of an ended batch exactly once, score the answers, queue the rest."""
+        r = self.runner
+        pid = rec.provider_batch_id
+        assert pid is not None
+        results: list[BatchResult] | None = None
+        for wait in (0.0, 1.0, 3.0):
+            if wait:
+                await anyio.sleep(wait)
+            try:
+                results = await m.client.results(pid)
+                break
+            except Exception as exc:
+                log.warning("%s: reading results of %s: %s", m.mp.spec.name, pid, one_line(str(exc)))
+        if results is None:
+            return  # stays submitted: its reservations count until resume reads the results
+        by_cid = {x.custom_id: x for x in results}
+        gate = r.gate
+        assert gate is not None
+        spec = m.mp.spec
+        progress = r.state.per_model[spec.name]
+        now = datetime.now(UTC)
+        for q in rec.requests:
+            if q.call_status not in (None, "reserved") or q.call_id in self._settled:
+                continue
+            self._settled.add(q.call_id)
+            key = (q.model, q.suite, q.item_id, q.repeat)
+            unit = m.by_key.get(key)
+            got = by_cid.get(q.custom_id)
+            reserved = self._reserve_nano(m, unit) if unit is not None else 0
+            r.state.calls += 1
+            progress.calls += 1
+            if got is None or got.kind != "succeeded" or got.completion is None:
+                kind = got.kind if got is not None else "missing"
+                # Expired, cancelled and errored requests are not billed; a missing line is unknown.
+                cost = reserved if got is None else 0
+                message = (got.error_message if got is not None else "") or f"batch request {kind}"
+                end = _end(
+                    q.call_id, "error", cost, f"batch_{kind}", message, now, got.http_status if got else None
+                )
+                await gate.settle(end)
+                self._settled_cost(cost)
+                if kind == "errored":
+                    progress.failed_calls += 1
+                    r.state.errors[
+                        (spec.name, end.error_type or "batch_errored", one_line(message)[:200])
+                    ] += 1
+                if unit is None or not requeue:
+                    continue
+                if kind in ("expired", "canceled") and deadline_cancel:
+                    self._after_batch(m, unit, live=self.finish_live, give_up=not self.finish_live)
+                else:
+                    self._after_batch(
+                        m, unit, live=self.retry_mode == "live", give_up=self.retry_mode == "none"
+                    )
+                continue
+            c = got.completion
+            if c.usage_known:
+                cost = usd_to_nano(m.mp.price.cost(c.usage, service_tier=c.service_tier, batch=True))
+            else:
+                cost = reserved
+            await gate.settle(
+                CallEnd(
+                    call_id=q.call_id,
+                    status="ok",
+                    cost_nano=cost,
+                    usage=c.usage,
+                    usage_known=c.usage_known,
+                    raw_usage=c.raw_usage,
+                    request_id=c.request_id,
+                    finish_reason=c.raw_finish_reason or c.finish_reason,
+                    error_type=None,
+                    error_message=None,
+                    http_status=200,
+                    ttft_ms=None,
+                    latency_ms=None,
+                    retry_wait_ms=0,
+                    finished_at=now,
+                    response=response_record(c.text, c.finish_reason),
+                    service_tier="batch",
+                )
+            )
+            self._settled_cost(cost)
+            if unit is None:
+                continue
+            prompt = r.prompt_for(unit)
+            await r._score_and_finish(m.mp, unit, prompt, c.text, c.finish_reason, [cost], [q.call_id])
+            self._finished(key)
+        self.progress.in_flight.pop(pid, None)
+        final = status.status if status is not None else None
+        await anyio.to_thread.run_sync(lambda: set_batch_state(r.store, rec.id, "ended", status=final))
+
+    def _settled_cost(self, cost: int) -> None:
+        self.progress.settled_nano += cost
+        projection = self.runner.state.projection
+        if projection is not None:
+            projection.call_settled(cost)
+
+    def _after_batch(self, m: _Model, unit: Unit, *, live: bool, give_up: bool = False) -> None:
+        """A unit the batch did not answer: again in a batch, live, or (out of tries) an error."""
+        r = self.runner
+        key = _key(unit)
+        tries = m.tries.get(key, 0)
+        if give_up or tries >= r.plan.options.retry.max_attempts:
+            if self._tg is not None:
+                self._tg.start_soon(self._give_up, m, unit)
+            return
+        if live:
+            self.progress.requeued_live += 1
+            assert self._tg is not None
+            m.live += 1
+            self._tg.start_soon(self._live, m, unit)
+        else:
+            self.progress.requeued_batch += 1
+            m.queue.append(unit)
+
+    async def _live(self, m: _Model, unit: Unit) -> None:
+        """A unit the batch did not answer, bought live (the normal reservation path, its retries)."""
+        r = self.runner
+        key = _key(unit)
+        try:
+            async with self._live_slots:
+                if r.state.stop_of(m.mp.spec.name) is not None:
+                    return
+                if r._claims is not None and not await r._claims.still_mine(key):
+                    return
+                await r._process(m.mp, unit)
+                self._finished(key)
+        finally:
+            m.live -= 1
+
+    async def _give_up(self, m: _Model, unit: Unit) -> None:
+        r = self.runner
+        progress = r.state.per_model[m.mp.spec.name]
+        progress.errors += 1
+        progress.done += 1
+        await r._finish_item(unit, r.prompt_for(unit), "error", None, None, "", "batch_failed", [], [])
+        self._finished(_key(unit))
+
+    def _count(self) -> None:
+        p = self.progress
+        statuses = list(p.in_flight.values())
+        p.done = sum(s.done for s in statuses)
+        p.failed = sum(s.failed for s in statuses)
+        p.expiring = sum(s.expired for s in statuses)
+
+
+def _key(unit: Unit) -> UnitKey:
+    return (unit.model, unit.suite, unit.item.id, unit.repeat)
+
+
+def _end(
+    call_id: str,
+    status: Any,
+    cost: int,
+    error_type: str,
+    message: str,
+    now: datetime,
+    http_status: int | None = None,
+) -> CallEnd:
+    return CallEnd(
+        call_id=call_id,
+        status=status,
+        cost_nano=cost,
+        usage=None,
+        usage_known=False,
+        raw_usage=None,
+        request_id=None,
+        finish_reason=None,
+        error_type=error_type,
+        error_message=one_line(message),
+        http_status=http_status,
+        ttft_ms=None,
+        latency_ms=None,
+        retry_wait_ms=0,
+        finished_at=now,
+        service_tier="batch",
+    )
+
+
+def batch_summary(paths: Mapping[str, Any]) -> str:
+    """One line: how many calls and dollars went each way."""
+    parts = []
+    for path in ("batch", "live"):
+        p = paths.get(path) or {}
+        parts.append(f"{path}: {p.get('calls', 0)} calls ${p.get('usd', '0')}")
+    return "; ".join(parts)
