@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from harness.types import Adapter, Completion, Request
+from harness.types import Adapter, Completion, ModelSpec, Request
 
 from ._common import finish_reason
 from .anthropic_messages import AnthropicMessagesAdapter, usage_from_anthropic
 from .openai_chat import OpenAIChatAdapter
 
-__all__ = ["BatchClient", "BatchResult", "BatchStatus", "batch_client"]
+__all__ = ["BatchClient", "BatchResult", "BatchStatus", "batch_client", "has_batch_api"]
 
 ResultKind = Literal["succeeded", "errored", "expired", "canceled"]
 
@@ -292,6 +292,13 @@ class AnthropicBatchClient(BatchClient):
             rate_limits=None,
         )
         return BatchResult(cid, "succeeded", completion=completion, http_status=200)
+
+
+def has_batch_api(spec: ModelSpec) -> bool:
+    """Whether :func:`batch_client` gives a batch API for this model (without building its adapter)."""
+    if spec.provider == "openai" and spec.api == "chat":
+        return (spec.dialect or "openai") == "openai"
+    return spec.provider == "anthropic"
 
 
 def batch_client(adapter: Adapter) -> BatchClient | None:

@@ -23,6 +23,7 @@ from harness.errors import ConfigError, HarnessError, StorageError
 
 __all__ = ["cli", "main"]
 
+from harness.cli.batch import batch_options, batch_overrides
 from harness.cli.common import (
     DEFAULT_SIM_BUDGET,
     _cell,
@@ -155,6 +156,7 @@ def cli() -> None:
 )
 @click.option("--pool", help="Also draw the run's spend from this budget pool (`tollbench pool create`).")
 @lease_option
+@batch_options
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -192,6 +194,7 @@ def run(
     judge: str | None,
     pool: str | None,
     lease_s: float,
+    **batch_kw: Any,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -259,6 +262,7 @@ def run(
         judge=judge,
         pool=pool,
         lease_s=lease_s,
+        **batch_overrides(**batch_kw),
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     check_smallest_call(plan)

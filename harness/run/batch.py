@@ -52,20 +52,15 @@ from harness.store.batches import (
     record_batch,
     set_batch_state,
 )
+from harness.suite import batchable
 from harness.types import UnitKey
 
 if TYPE_CHECKING:
     from harness.run.runner import Runner
 
-__all__ = ["ELIGIBLE_SUITES", "BatchDriver", "BatchProgress", "custom_id", "eligible_suite"]
+__all__ = ["BatchDriver", "BatchProgress", "custom_id", "eligible_suite"]
 
 log = logging.getLogger("tollbench.batch")
-
-#: Suites whose units are single-turn and independent (a suite object can say so itself with a
-#: ``batchable`` attribute; user JSONL suites are single-turn too).
-ELIGIBLE_SUITES = frozenset(
-    {"mmlu-pro", "gpqa-diamond", "aime2024", "aime2025", "math500", "hle", "livecodebench", "demo"}
-)
 
 #: Requests per batch: OpenAI takes 50,000 per file, Anthropic 100,000.
 MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}
@@ -74,12 +69,8 @@ RETRY_MODES = ("live", "batch", "none")
 
 
 def eligible_suite(suite: Any) -> bool:
-    """Whether a suite's units can go through a batch API (single-turn, independent)."""
-    flag = getattr(suite, "batchable", None)
-    if flag is not None:
-        return bool(flag)
-    name = str(getattr(suite, "name", ""))
-    return name in ELIGIBLE_SUITES or name.startswith("jsonl:")
+    """Whether a suite's units can go through a batch API (:func:`harness.suite.batchable`)."""
+    return batchable(suite)
 
 
 def custom_id(run_id: str, key: UnitKey, attempt: int) -> str:

@@ -236,3 +236,35 @@ def known_provider_ids(store: Store, provider: str) -> set[str]:
                 )
             ).scalars()
         }
+
+
+def run_paths(store: Store, run_id: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per model, the calls that went through a batch and those sent live: ``{model: {"batch" |
+    "live": {"calls", "ok", "spent_nano", "unsettled_nano"}}}`` (empty when the run had no batch)."""
+    c, r, b = calls_table, batch_requests_table, batches_table
+    with store.begin_read("reading batches") as conn:
+        if conn.execute(sa.select(sa.func.count()).select_from(b).where(b.c.run_id == run_id)).scalar() == 0:
+            return {}
+        in_batch = sa.exists().where(r.c.call_id == c.c.id)
+        path = sa.case((in_batch, "batch"), else_="live").label("path")
+        rows = conn.execute(
+            sa.select(
+                c.c.model,
+                path,
+                sa.func.count().label("calls"),
+                sa.func.sum(sa.case((c.c.status == "ok", 1), else_=0)).label("ok"),
+                sa.func.sum(sa.func.coalesce(c.c.cost_nano, 0)).label("spent"),
+                sa.func.sum(sa.case((c.c.status == "reserved", c.c.reserved_nano), else_=0)).label("open"),
+            )
+            .where(c.c.run_id == run_id, c.c.cached.is_(False))
+            .group_by(c.c.model, path)
+        ).all()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row.model, {})[row.path] = {
+            "calls": int(row.calls or 0),
+            "ok": int(row.ok or 0),
+            "spent_nano": int(row.spent or 0),
+            "unsettled_nano": int(row.open or 0),
+        }
+    return out
