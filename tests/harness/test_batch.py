@@ -98,3 +98,162 @@ async def test_batch_costs_half_and_meter_equals_invoice(tmp_path: Path, sim: An
         store.close()
     assert len(batches) == 2 and all(b.state == "ended" and b.provider_batch_id for b in batches)
     print(f"live ${Decimal(live_bill) / 10**9} batch ${Decimal(batch_bill) / 10**9}")
+
+
+def _sim_batches(sim: Any) -> list[Any]:
+    batches = sim.state.batches
+    assert batches is not None
+    return batches.list("openai") + batches.list("anthropic")
+
+
+def _billed_lines(sim: Any) -> list[dict[str, Any]]:
+    return [r for r in sim.invoice()["requests"].values() if r["api"].startswith("batch:") and r["billed"]]
+
+
+def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def test_kill_9_after_submission_then_resume_bills_one_batch(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from harness.cli.main import main
+
+    db = tmp_path / "runs.db"
+    with SimServer(seed=5, speed=0.0) as sim:
+        sim.state.batch_settings.complete_s = 4.0
+        cmd = [
+            sys.executable, "-m", "harness", "run", "demo", "--limit", "8",
+            "-m", MODELS[0], "-m", MODELS[1], "--max-output-tokens", "300",
+            "--sim-url", sim.base_url, "--batch", "--batch-poll", "0.2", "--db", str(db), "--no-cache",
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        try:
+
+            def submitted() -> bool:
+                if not db.exists():
+                    return False
+                try:
+                    got = _rows(db, "select state from batches")
+                except Exception:
+                    return False
+                return len(got) == 2 and all(r["state"] == "submitted" for r in got)
+
+            _wait_for(submitted)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        assert len(_sim_batches(sim)) == 2
+        reserved = _rows(db, "select * from calls where status = 'reserved'")
+        assert len(reserved) == 16  # every request of both batches, counted at its worst case
+        run_id = _rows(db, "select id from runs")[0]["id"]
+        code = main(["resume", run_id, "--db", str(db), "--sim-url", sim.base_url, "--json"])
+        assert code == 0
+        assert len(_sim_batches(sim)) == 2  # re-attached: nothing submitted twice
+        lines = _billed_lines(sim)
+        assert len(lines) == 16
+        calls = _rows(db, "select * from calls")
+        assert len(calls) == 16 and all(c["status"] == "ok" for c in calls)
+        items = _rows(db, "select * from item_results")
+        assert len(items) == 16 and all(i["status"] in ("scored", "unusable") for i in items)
+        meter = sum(int(c["cost_nano"]) for c in calls)
+        assert meter == _invoice_nano(sim)
+        run = _rows(db, "select * from runs")[0]
+        assert int(run["spent_nano"]) == int(run["committed_nano"]) == meter
+
+
+async def test_expiry_with_partial_output_meters_completed_work_and_reruns_the_rest(
+    tmp_path: Path, sim: Any
+) -> None:
+    sim.state.batch_settings.complete_s = 2.0
+    sim.state.batch_settings.window_s = 1.0  # the "24h" window ends half way: half the work is done
+    db = tmp_path / "runs.db"
+    out = await _run(db, sim, batch=True, models=[MODELS[0]], budget_usd=Decimal("0.05"))
+    assert out.status == "done"
+    calls = _rows(db, "select * from calls")
+    batch_calls = [c for c in calls if c["sent_to"] == "batch:openai"]
+    live_calls = [c for c in calls if c["sent_to"] != "batch:openai"]
+    done = [c for c in batch_calls if c["status"] == "ok"]
+    expired = [c for c in batch_calls if c["error_type"] == "batch_expired"]
+    assert 0 < len(done) < 12 and len(done) + len(expired) == 12
+    assert all(int(c["cost_nano"]) == 0 for c in expired)  # not executed, not billed
+    assert len(live_calls) == len(expired)  # the rest re-run live, once each
+    items = _rows(db, "select * from item_results")
+    assert len(items) == 12 and all(i["status"] in ("scored", "unusable") for i in items)
+    meter = sum(int(c["cost_nano"]) for c in calls)
+    assert meter == _invoice_nano(sim)  # completed batch work metered and billed
+    run = _rows(db, "select * from runs")[0]
+    assert int(run["committed_nano"]) == int(run["spent_nano"]) == meter <= usd_to_nano(Decimal("0.05"))
+
+
+async def test_errored_lines_go_again_in_a_new_batch(tmp_path: Path, sim: Any) -> None:
+    sim.state.batch_settings.errored_every = 4
+    db = tmp_path / "runs.db"
+    out = await _run(db, sim, batch=True, models=[MODELS[1]], batch_retry="batch")
+    assert out.status == "done"
+    calls = _rows(db, "select * from calls")
+    assert all(c["sent_to"] == "batch:anthropic" for c in calls)
+    errored = [c for c in calls if c["status"] == "error"]
+    assert errored and all(c["error_type"] == "batch_errored" and int(c["cost_nano"]) == 0 for c in errored)
+    assert len({(c["item_id"]) for c in calls if c["status"] == "ok"}) == 12
+    assert len(_sim_batches(sim)) >= 2
+    assert sum(int(c["cost_nano"]) for c in calls) == _invoice_nano(sim)
+
+
+async def test_a_lost_create_answer_is_found_again_not_resubmitted(tmp_path: Path, sim: Any) -> None:
+    sim.state.batch_settings.lose_creates = 1
+    db = tmp_path / "runs.db"
+    out = await _run(db, sim, batch=True, models=[MODELS[0]])
+    assert out.status == "done"
+    assert len(_sim_batches(sim)) == 1  # found by its metadata, never created twice
+    assert len(_billed_lines(sim)) == 12
+    calls = _rows(db, "select * from calls")
+    assert len(calls) == 12 and all(c["status"] == "ok" for c in calls)
+
+
+async def test_the_cap_splits_a_batch_that_does_not_fit(tmp_path: Path, sim: Any) -> None:
+    # each request reserves its worst case at the batch price; a budget for about 5 of them
+    db = tmp_path / "runs.db"
+    store = Store.open(str(db))
+    try:
+        plan = prepare_run(_options(batch=True, models=[MODELS[0]]))
+        from harness.run.runner import Runner
+
+        runner = Runner(plan, store, "x", base_urls={})
+        mp = plan.models[MODELS[0]]
+        from adapters import create_adapter
+
+        adapter = create_adapter(mp.spec, api_key=mp.api_key)
+        request = runner.request_for(mp, mp.units[0])[0]
+        one = usd_to_nano(mp.price.worst_case(adapter.input_tokens_upper_bound(request), 400, batch=True))
+        await adapter.aclose()
+    finally:
+        store.close()
+    budget = Decimal(one * 5 + one // 2) / Decimal(10**9)
+    out = await _run(db, sim, batch=True, models=[MODELS[0]], budget_usd=budget)
+    assert out.status in ("done", "budget_exhausted")
+    batches = _sim_batches(sim)
+    # split: never more requests in flight than their worst cases fit; the rest waited for spend
+    assert len(batches) >= 2 and max(len(b.lines) for b in batches) <= 5
+    run = _rows(db, "select * from runs")[0]
+    assert int(run["committed_nano"]) == int(run["spent_nano"]) <= int(run["budget_nano"])
+    assert sum(int(c["cost_nano"]) for c in _rows(db, "select * from calls")) == _invoice_nano(sim)
+    items = _rows(db, "select * from item_results")
+    assert len(items) == 12
+    answered = [i for i in items if i["status"] != "not_run"]
+    assert len(answered) == sum(len(b.lines) for b in batches) > 5
