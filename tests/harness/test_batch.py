@@ -257,3 +257,44 @@ async def test_the_cap_splits_a_batch_that_does_not_fit(tmp_path: Path, sim: Any
     assert len(items) == 12
     answered = [i for i in items if i["status"] != "not_run"]
     assert len(answered) == sum(len(b.lines) for b in batches) > 5
+
+
+def test_ctrl_c_cancels_the_provider_batch_and_settles_what_it_charged(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "runs.db"
+    with SimServer(seed=5, speed=0.0) as sim:
+        sim.state.batch_settings.complete_s = 6.0
+        cmd = [
+            sys.executable, "-m", "harness", "run", "demo", "--limit", "12", "-m", MODELS[0],
+            "--max-output-tokens", "300", "--sim-url", sim.base_url, "--batch", "--batch-poll", "0.2",
+            "--db", str(db), "--no-cache",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+
+            def half_done() -> bool:
+                got = _sim_batches(sim)
+                return bool(got) and len(got[0].results) >= 3
+
+            _wait_for(half_done)
+            os.kill(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 130, err.decode()[-2000:]
+        (batch,) = _sim_batches(sim)
+        assert batch.final == "cancelled"
+        done = [cid for cid, r in batch.results.items() if r["kind"] == "succeeded"]
+        assert 3 <= len(done) < 12
+        calls = _rows(db, "select * from calls")
+        assert not [c for c in calls if c["status"] == "reserved"]  # every request settled
+        ok = [c for c in calls if c["status"] == "ok"]
+        assert len(ok) == len(done)  # what the provider answered (and charges) is metered
+        assert sum(int(c["cost_nano"]) for c in calls) == _invoice_nano(sim)
+        assert _rows(db, "select state from batches")[0]["state"] == "ended"
