@@ -44,6 +44,8 @@ class BatchStatus:
     created_at: float | None = None
     """Unix seconds (for finding a batch after a crash)."""
     metadata: Mapping[str, str] | None = None
+    expires_at: float | None = None
+    """Unix seconds: the end of the batch's completion window (24 h after its creation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,7 @@ class OpenAIBatchClient(BatchClient):
             total - done - failed if b.status == "expired" else 0,
             float(b.created_at) if b.created_at else None,
             dict(b.metadata or {}),
+            float(b.expires_at) if b.expires_at else None,
         )
 
     async def status(self, provider_id: str) -> BatchStatus:
@@ -227,6 +230,7 @@ class AnthropicBatchClient(BatchClient):
         c = b.request_counts
         total = int(c.processing + c.succeeded + c.errored + c.canceled + c.expired)
         created = b.created_at.timestamp() if isinstance(b.created_at, datetime) else None
+        expires = b.expires_at.timestamp() if isinstance(b.expires_at, datetime) else None
         return BatchStatus(
             str(b.id),
             b.processing_status == "ended",
@@ -237,6 +241,7 @@ class AnthropicBatchClient(BatchClient):
             int(c.expired),
             created,
             None,
+            expires,
         )
 
     async def status(self, provider_id: str) -> BatchStatus:

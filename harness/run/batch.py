@@ -90,7 +90,7 @@ class BatchProgress:
     done: int = 0
     failed: int = 0
     expiring: int = 0
-    """Requests of in-flight batches within 10% of their window's end, or expired."""
+    """Requests not answered yet in the last 10% of their batch's window, or expired."""
     in_flight: dict[str, BatchStatus] = field(default_factory=dict)
     settled_nano: int = 0
     requeued_live: int = 0
@@ -671,7 +671,17 @@ class BatchDriver:
         statuses = list(p.in_flight.values())
         p.done = sum(s.done for s in statuses)
         p.failed = sum(s.failed for s in statuses)
-        p.expiring = sum(s.expired for s in statuses)
+        now = time.time()
+
+        def expiring(s: BatchStatus) -> int:
+            if s.expired:
+                return s.expired
+            if s.expires_at is None or s.created_at is None or s.ended:
+                return 0
+            near = now >= s.expires_at - 0.1 * (s.expires_at - s.created_at)  # the window's last 10%
+            return max(0, s.total - s.done - s.failed) if near else 0
+
+        p.expiring = sum(expiring(s) for s in statuses)
 
 
 def _key(unit: Unit) -> UnitKey:
