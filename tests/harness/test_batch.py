@@ -298,3 +298,55 @@ def test_ctrl_c_cancels_the_provider_batch_and_settles_what_it_charged(tmp_path:
         assert len(ok) == len(done)  # what the provider answered (and charges) is metered
         assert sum(int(c["cost_nano"]) for c in calls) == _invoice_nano(sim)
         assert _rows(db, "select state from batches")[0]["state"] == "ended"
+
+
+async def test_deadline_cancels_keeps_completed_work_and_finishes_live(tmp_path: Path, sim: Any) -> None:
+    sim.state.batch_settings.complete_s = 3.0
+    db = tmp_path / "runs.db"
+    out = await _run(db, sim, batch=True, models=[MODELS[0]], batch_deadline_s=1.2)
+    assert out.status == "done"
+    (batch,) = _sim_batches(sim)
+    assert batch.final == "cancelled"
+    calls = _rows(db, "select * from calls")
+    in_batch = [c for c in calls if c["sent_to"] == "batch:openai"]
+    answered = [c for c in in_batch if c["status"] == "ok"]
+    cancelled = [c for c in in_batch if c["error_type"] == "batch_canceled"]
+    assert 0 < len(answered) < 12 and len(answered) + len(cancelled) == 12
+    live = [c for c in calls if c["sent_to"] != "batch:openai"]
+    assert len(live) == len(cancelled)  # finished live
+    assert len(_rows(db, "select * from item_results where status in ('scored', 'unusable')")) == 12
+    assert sum(int(c["cost_nano"]) for c in calls) == _invoice_nano(sim)
+
+
+def test_cli_batch_options_and_estimate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from harness.cli.main import main
+
+    code = main(
+        ["run", "demo", "-m", MODELS[0], "--sim", "--batch-deadline", "5", "--db", str(tmp_path / "x.db")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--batch-deadline needs --batch" in err and len(err.strip().splitlines()) == 1
+    args = [
+        "estimate",
+        "demo",
+        "-m",
+        MODELS[0],
+        "-m",
+        MODELS[1],
+        "-m",
+        "deepseek/deepseek-chat",
+        "--limit",
+        "10",
+    ]
+    assert main([*args, "--json"]) == 0
+    full = {r["model"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert main([*args, "--json", "--batch"]) == 0
+    half = {r["model"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    for model in MODELS:  # at the batch price: half the expected cost (to rounding)
+        assert abs(2 * Decimal(half[model]["expected_usd"]) - Decimal(full[model]["expected_usd"])) < Decimal(
+            "0.000001"
+        )
+        assert Decimal(half[model]["worst_case_usd"]) < Decimal(full[model]["worst_case_usd"])
+    assert half["deepseek/deepseek-chat"] == full["deepseek/deepseek-chat"]  # no batch API: live
