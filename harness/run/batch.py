@@ -42,7 +42,7 @@ from adapters.batch import BatchClient, BatchResult, BatchStatus, batch_client
 from harness.budget.ledger import CallEnd, CallStart
 from harness.pricing.money import usd_to_nano
 from harness.run.attempt import one_line
-from harness.run.cache import response_record
+from harness.run.cache import canonical_request, request_key, response_record
 from harness.run.plan import ModelPlan, Unit
 from harness.store.batches import (
     BatchRecord,
@@ -52,8 +52,8 @@ from harness.store.batches import (
     record_batch,
     set_batch_state,
 )
-from harness.suite import batchable
-from harness.types import UnitKey
+from harness.suite import JudgedSuite, Score, batchable
+from harness.types import Request, UnitKey
 
 if TYPE_CHECKING:
     from harness.run.runner import Runner
@@ -73,10 +73,11 @@ def eligible_suite(suite: Any) -> bool:
     return batchable(suite)
 
 
-def custom_id(run_id: str, key: UnitKey, attempt: int) -> str:
-    """The request's deterministic id in a batch: the same (run, unit, attempt) always gives the
-    same id (``tb_`` and 40 hex digits; both APIs accept it)."""
-    text = "\x00".join([run_id, key[0], key[1], key[2], str(key[3]), str(attempt)])
+def custom_id(run_id: str, key: UnitKey, attempt: int, role: str = "target") -> str:
+    """The request's deterministic id in a batch: the same (run, unit, attempt, role) always gives
+    the same id (``tb_`` and 40 hex digits; both APIs accept it)."""
+    parts = [run_id, key[0], key[1], key[2], str(key[3]), str(attempt)]
+    text = "\x00".join(parts if role == "target" else [*parts, role])
     return "tb_" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
@@ -99,9 +100,26 @@ class BatchProgress:
 
 
 @dataclass
-class _Model:
+class _JudgeJob:
+    """An answer of a judged suite waiting for its judge (a judge batch's request)."""
+
     mp: ModelPlan
+    """The plan of the model whose answer is judged."""
+    unit: Unit
+    text: str
+    costs: list[int]
+    """The answer's cost bought in this session (an answer bought before is in the unit's prior)."""
+    last_call: list[str]
+
+
+@dataclass
+class _Model:
+    mp: Any
+    """The model's :class:`ModelPlan`, or the judge's :class:`JudgePlan` (``role`` judge)."""
     client: BatchClient
+    role: str = "target"
+    jobs: dict[UnitKey, _JudgeJob] = field(default_factory=dict)
+    """``role`` judge: the answer each queued unit's judge request judges."""
     queue: list[Unit] = field(default_factory=list)
     tries: dict[UnitKey, int] = field(default_factory=dict)
     by_key: dict[UnitKey, Unit] = field(default_factory=dict)
@@ -133,6 +151,9 @@ class BatchDriver:
         """Models the batch path owns (no live workers are started for them; the driver buys their
         other units live itself)."""
         self._models: dict[str, _Model] = {}
+        self._judge: _Model | None = None
+        """The judge's batches (a judged suite's judge pass), when the judge has a batch API."""
+        self._targets_running = 0
         self._settled: set[str] = set()
         self._tg: TaskGroup | None = None
         self._live_slots = anyio.CapacityLimiter(max(1, opts.concurrency))
@@ -171,15 +192,27 @@ class BatchDriver:
                 r._shares.add_workers(name, 1)
         if taken_any:  # another worker held some: what did it buy before it went?
             r._prior.update(await anyio.to_thread.run_sync(prior_units, r.store, r.run_id))
-        for name, m in self._models.items():
-            mine_set = set(m.mine)
-            m.open = [b for b in opened if b.model == name]
-            attached: set[UnitKey] = set()
-            for b in m.open:
+        jp = r.plan.judge
+        judge_client = batch_client(r.judge_adapter()) if jp is not None and self._models else None
+        if jp is not None and judge_client is not None:
+            self._judge = _Model(jp, judge_client, role="judge")
+            self._judge.open = [b for b in opened if b.role == "judge"]
+        attached: set[UnitKey] = set()  # units with a request in an open batch (never bought again)
+        for b in opened:
+            for q in b.requests:
+                if q.call_status in (None, "reserved"):
+                    attached.add((q.model, q.suite, q.item_id, q.repeat))
+        if self._judge is not None:
+            for b in self._judge.open:
                 for q in b.requests:
                     key = (q.model, q.suite, q.item_id, q.repeat)
-                    if q.call_status in (None, "reserved") and key in m.by_key:
-                        attached.add(key)
+                    job = self._job_from_prior(key)
+                    if job is not None:
+                        self._judge.jobs[key] = job
+                        self._judge.by_key[key] = job.unit
+        for name, m in self._models.items():
+            mine_set = set(m.mine)
+            m.open = [b for b in opened if b.model == name and b.role == "target"]
             for key in m.mine:
                 unit = m.by_key.get(key)
                 prior = r._prior.get(key)
@@ -198,6 +231,18 @@ class BatchDriver:
             del mine_set
         r.state.batch = self.progress
 
+    def _job_from_prior(self, key: UnitKey) -> _JudgeJob | None:
+        """The judge job of a unit whose answer an earlier session bought (a judge batch it left)."""
+        r = self.runner
+        prior = r._prior.get(key)
+        mp = r.plan.models.get(key[0])
+        if prior is None or prior.answer is None or mp is None:
+            return None
+        unit = next((u for u in mp.units if _key(u) == key), None)
+        if unit is None:
+            return None
+        return _JudgeJob(mp, unit, prior.answer.text, [], [prior.answer.call_id])
+
     def _finished(self, key: UnitKey) -> None:
         claims = self.runner._claims
         if claims is not None:
@@ -208,12 +253,18 @@ class BatchDriver:
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self._targets_running = len(self._models)
             for m in self._models.values():
                 tg.start_soon(self._model_loop, m)
+            if self._judge is not None:
+                tg.start_soon(self._model_batches, self._judge)
 
     async def _model_loop(self, m: _Model) -> None:
-        async with self.runner._worker_life(m.mp.spec.name):
-            await self._model_batches(m)
+        try:
+            async with self.runner._worker_life(m.mp.spec.name):
+                await self._model_batches(m)
+        finally:
+            self._targets_running -= 1
 
     async def _model_batches(self, m: _Model) -> None:
         tg = self._tg
@@ -228,8 +279,10 @@ class BatchDriver:
         gate = self.runner.gate
         assert gate is not None
         name = m.mp.spec.name
+        judge = m.role == "judge"
         while True:
-            if self.runner.state.stop_of(name) is not None:
+            stopped = self.runner.state.run_stop if judge else self.runner.state.stop_of(name)
+            if stopped is not None:
                 return
             if m.queue and self._past_deadline():
                 units, m.queue = m.queue, []
@@ -245,7 +298,7 @@ class BatchDriver:
                 if gate.in_flight == 0:
                     gate.stop(self._reserve_nano(m, m.queue[0]))
                     return
-            elif m.in_flight == 0 and m.live == 0:
+            elif m.in_flight == 0 and m.live == 0 and not (judge and self._targets_running):
                 return
             with anyio.move_on_after(1.0):  # a settle (anywhere in the run) wakes it; a second at most
                 await gate.changed()
@@ -255,23 +308,46 @@ class BatchDriver:
 
     # -- reserving ----------------------------------------------------------------------------
 
+    def _request(self, m: _Model, unit: Unit) -> tuple[Request, dict[str, Any], str, int, int]:
+        """The request for ``unit`` in ``m``'s batches: (request, canonical form, cache key, prompt
+        upper bound, output limit); for the judge, the judge's request for the unit's answer."""
+        r = self.runner
+        if m.role == "judge":
+            from harness.run.judge import judge_request
+
+            job = m.jobs[_key(unit)]
+            suite = r.plan.suites[unit.suite]
+            assert isinstance(suite, JudgedSuite)
+            request, schema_bytes = judge_request(m.mp, suite, r.prompt_for(unit), job.text)
+            canonical = canonical_request(
+                m.mp.spec,
+                request,
+                repeat=unit.repeat,
+                run_seed=r.plan.options.seed,
+                endpoint=r.endpoint(m.mp.spec),
+            )
+            bound = r.judge_adapter().input_tokens_upper_bound(request) + schema_bytes
+            return request, canonical, request_key(canonical), bound, request.max_output_tokens
+        request, canonical, rkey = r.request_for(m.mp, unit)
+        bound = r._adapters[m.mp.spec.name].input_tokens_upper_bound(request)
+        return request, canonical, rkey, bound, m.mp.max_output_tokens
+
     def _reserve_nano(self, m: _Model, unit: Unit) -> int:
-        request = self.runner.request_for(m.mp, unit)[0]
-        bound = self.runner._adapters[m.mp.spec.name].input_tokens_upper_bound(request)
-        return usd_to_nano(m.mp.price.worst_case(bound, m.mp.max_output_tokens, batch=True))
+        _, _, _, bound, max_out = self._request(m, unit)
+        return usd_to_nano(m.mp.price.worst_case(bound, max_out, batch=True))
 
     def _start(self, m: _Model, unit: Unit) -> CallStart:
         r = self.runner
         key = _key(unit)
         prior = r._prior.get(key)
         attempt = (prior.attempts if prior else 0) + m.tries.get(key, 0) + 1
-        cid = custom_id(r.run_id, key, attempt)
-        _, canonical, rkey = r.request_for(m.mp, unit)
+        cid = custom_id(r.run_id, key, attempt, m.role)
+        _, canonical, rkey, bound, max_out = self._request(m, unit)
         spec = m.mp.spec
         return CallStart(
             call_id=cid[3:35],
             run_id=r.run_id,
-            model=spec.name,
+            model=unit.model,
             provider=spec.provider,
             api=spec.api,
             provider_model=spec.model,
@@ -279,8 +355,8 @@ class BatchDriver:
             item_id=unit.item.id,
             repeat=unit.repeat,
             attempt=attempt,
-            role="target",
-            reserved_nano=self._reserve_nano(m, unit),
+            role=m.role,
+            reserved_nano=usd_to_nano(m.mp.price.worst_case(bound, max_out, batch=True)),
             price_id=m.mp.price.id,
             started_at=datetime.now(UTC),
             request_hash=rkey,
@@ -320,7 +396,7 @@ class BatchDriver:
             batch_id = uuid.uuid4().hex
             reqs = tuple(
                 BatchRequestRecord(
-                    custom_id(r.run_id, _key(u), s.attempt),
+                    custom_id(r.run_id, _key(u), s.attempt, m.role),
                     s.call_id,
                     u.model,
                     u.suite,
@@ -342,6 +418,7 @@ class BatchDriver:
                     endpoint=m.client.endpoint,
                     reserved_nano=reserved,
                     requests=reqs,
+                    role=m.role,
                 )
             )
             rec = BatchRecord(
@@ -355,9 +432,10 @@ class BatchDriver:
                 created,
                 reserved,
                 reqs,
+                role=m.role,
             )
             lines = [
-                m.client.line(r.request_for(m.mp, u)[0], q.custom_id)
+                m.client.line(self._request(m, u)[0], q.custom_id)
                 for (u, _), q in zip(chunk, reqs, strict=True)
             ]
             metadata = {"tollbench_run": r.run_id, "tollbench_batch": batch_id}
@@ -547,7 +625,7 @@ class BatchDriver:
         gate = r.gate
         assert gate is not None
         spec = m.mp.spec
-        progress = r.state.per_model[spec.name]
+        judge = m.role == "judge"
         now = datetime.now(UTC)
         for q in rec.requests:
             if q.call_status not in (None, "reserved") or q.call_id in self._settled:
@@ -557,8 +635,10 @@ class BatchDriver:
             unit = m.by_key.get(key)
             got = by_cid.get(q.custom_id)
             reserved = self._reserve_nano(m, unit) if unit is not None else 0
+            progress = r.state.per_model[q.model]
             r.state.calls += 1
-            progress.calls += 1
+            if not judge:
+                progress.calls += 1
             if got is None or got.kind != "succeeded" or got.completion is None:
                 kind = got.kind if got is not None else "missing"
                 # Expired, cancelled and errored requests are not billed; a missing line is unknown.
@@ -570,10 +650,10 @@ class BatchDriver:
                 await gate.settle(end)
                 self._settled_cost(cost)
                 if kind == "errored":
-                    progress.failed_calls += 1
-                    r.state.errors[
-                        (spec.name, end.error_type or "batch_errored", one_line(message)[:200])
-                    ] += 1
+                    if not judge:
+                        progress.failed_calls += 1
+                    who = f"judge {spec.name}" if judge else spec.name
+                    r.state.errors[(who, end.error_type or "batch_errored", one_line(message)[:200])] += 1
                 if unit is None or not requeue:
                     continue
                 if kind in ("expired", "canceled") and deadline_cancel:
@@ -612,6 +692,23 @@ class BatchDriver:
             self._settled_cost(cost)
             if unit is None:
                 continue
+            if judge:
+                job = m.jobs.pop(key)
+                suite = r.plan.suites[unit.suite]
+                assert isinstance(suite, JudgedSuite)
+                await self._judged(job, suite.judged_score(r.prompt_for(unit), job.text, c.text), cost)
+                continue
+            if (
+                self._judge is not None
+                and r._judged(unit.suite)
+                and c.text.strip()
+                and c.finish_reason != "refusal"
+            ):
+                # the judge pass goes through the judge's batches too
+                self._judge.jobs[key] = _JudgeJob(m.mp, unit, c.text, [cost], [q.call_id])
+                self._judge.by_key[key] = unit
+                self._judge.queue.append(unit)
+                continue
             prompt = r.prompt_for(unit)
             await r._score_and_finish(m.mp, unit, prompt, c.text, c.finish_reason, [cost], [q.call_id])
             self._finished(key)
@@ -625,10 +722,65 @@ class BatchDriver:
         if projection is not None:
             projection.call_settled(cost)
 
+    async def _judged(self, job: _JudgeJob, score: Score, judge_cost: int | None) -> None:
+        """Record a judged answer (what :meth:`Runner._score_and_finish` does after its judge)."""
+        r = self.runner
+        unit = job.unit
+        costs = [*job.costs, *([judge_cost] if judge_cost is not None else [])]
+        prompt = r.prompt_for(unit)
+        if score.meta:
+            prompt = replace(prompt, meta={**prompt.meta, **score.meta})
+        progress = r.state.per_model[unit.model]
+        progress.done += 1
+        if score.status == "scored":
+            progress.scored += 1
+            progress.correct += int(bool(score.correct))
+        await r._finish_item(
+            unit,
+            prompt,
+            score.status,
+            score.correct,
+            score.extracted,
+            job.text,
+            score.reason,
+            costs,
+            job.last_call,
+        )
+        self._finished(_key(unit))
+
+    async def _judge_live(self, m: _Model, job: _JudgeJob, give_up: bool) -> None:
+        """A judge request the batch did not answer: judged live (the normal path), or unscored."""
+        from harness.run.judge import judge_answer
+
+        r = self.runner
+        try:
+            async with self._live_slots:
+                suite = r.plan.suites[job.unit.suite]
+                assert isinstance(suite, JudgedSuite)
+                prompt = r.prompt_for(job.unit)
+                if give_up:
+                    await self._judged(job, suite.judged_score(prompt, job.text, None), None)
+                    return
+                costs = list(job.costs)
+                score = await judge_answer(r, job.mp, job.unit, prompt, job.text, costs)
+                if score is None:
+                    return  # the budget stopped the run first: recorded not_run, kept for resume
+                await self._judged(replace(job, costs=costs), score, None)
+        finally:
+            m.live -= 1
+
     def _after_batch(self, m: _Model, unit: Unit, *, live: bool, give_up: bool = False) -> None:
         """A unit the batch did not answer: again in a batch, live, or (out of tries) an error."""
         r = self.runner
         key = _key(unit)
+        if m.role == "judge":
+            job = m.jobs.pop(key, None)
+            if job is None or self._tg is None:
+                return
+            m.live += 1
+            out_of_tries = m.tries.get(key, 0) >= r.plan.options.retry.max_attempts
+            self._tg.start_soon(self._judge_live, m, job, give_up or out_of_tries)
+            return
         tries = m.tries.get(key, 0)
         if give_up or tries >= r.plan.options.retry.max_attempts:
             if self._tg is not None:

@@ -35,6 +35,7 @@ batches_table = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
     sa.Column("provider", sa.String(64), nullable=False),
     sa.Column("endpoint", sa.String(200), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
@@ -90,6 +91,7 @@ class BatchRecord:
     reserved_nano: int
     requests: tuple[BatchRequestRecord, ...]
     status: str | None = None
+    role: str = "target"
 
 
 def record_batch(
@@ -102,6 +104,7 @@ def record_batch(
     endpoint: str,
     reserved_nano: int,
     requests: Sequence[BatchRequestRecord],
+    role: str = "target",
 ) -> datetime:
     """Write a batch ``submitting`` with its requests (one transaction); returns its ``created_at``."""
     now = datetime.now(UTC)
@@ -111,6 +114,7 @@ def record_batch(
                 id=batch_id,
                 run_id=run_id,
                 model=model,
+                role=role,
                 provider=provider,
                 endpoint=endpoint,
                 state="submitting",
@@ -185,6 +189,7 @@ def _load(conn: Any, rows: Sequence[Any]) -> list[BatchRecord]:
                 created_at=row.created_at,
                 reserved_nano=int(row.reserved_nano),
                 status=row.status,
+                role=row.role,
                 requests=tuple(
                     BatchRequestRecord(
                         q.custom_id,

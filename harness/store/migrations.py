@@ -360,7 +360,8 @@ def m007_batches(conn: Connection) -> None:
     ``batches``: ``state`` is ``submitting`` (recorded, with its requests, before the provider is
     asked; ``provider_batch_id`` still empty), ``submitted`` (the provider's id recorded), ``ended``
     (every result settled), ``cancelling`` (a cancel was sent; its results are still to settle) or
-    ``abandoned`` (never created: its reservations were released). ``batch_requests``: the request's
+    ``abandoned`` (never created: its reservations were released); ``role`` is ``target`` (the
+    models' own calls) or ``judge`` (a judged suite's judge pass). ``batch_requests``: the request's
     deterministic ``custom_id``, the ``calls`` row reserved for it, and its unit.
     """
     md = sa.MetaData()
@@ -372,6 +373,7 @@ def m007_batches(conn: Connection) -> None:
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
         sa.Column("provider", sa.String(64), nullable=False),
         sa.Column("endpoint", sa.String(200), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
