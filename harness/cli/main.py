@@ -683,6 +683,14 @@ def sim() -> None:
 @click.option("--speed", default=1.0, show_default=True, help="Latency multiplier (0 = none).")
 @click.option("--answer-key", type=click.Path(path_type=Path), help="Answer key (JSONL).")
 @click.option("--allow-non-loopback", is_flag=True, help="Allow binding a non-loopback address.")
+@click.option(
+    "--batch-time",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Batch APIs' time scale: a batch's requests finish within SECONDS (docs/batch.md).",
+)
 def sim_serve(
     host: str,
     port: int,
@@ -691,6 +699,7 @@ def sim_serve(
     speed: float,
     answer_key: Path | None,
     allow_non_loopback: bool,
+    batch_time: float = 1.0,
 ) -> None:
     """Run the simulator in the foreground and print its base URLs."""
     from harness.sim import serve_forever
@@ -699,6 +708,8 @@ def sim_serve(
     if not 0 <= port <= 65535:
         _fail(f"--port must be 0 (a free port) to 65535, got {port}")
     check_speed(speed, "--speed")
+    if batch_time < 0:
+        _fail("--batch-time must not be negative")
 
     def ready(openai_url: str, anthropic_url: str) -> None:
         click.echo(f"OPENAI_BASE_URL={openai_url}")
@@ -716,6 +727,7 @@ def sim_serve(
             answer_key_file=answer_key,
             allow_non_loopback=allow_non_loopback,
             on_ready=ready,
+            batch_complete_s=batch_time,
         )
     except ValueError as exc:
         _fail(str(exc))

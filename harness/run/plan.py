@@ -273,6 +273,10 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         raise ConfigError(f"--ci-method takes one of {', '.join(CI_METHODS)}, got {options.ci_method!r}")
     if options.control is not None and options.target_ci is None:
         raise ConfigError("--control needs --target-ci (the control variate narrows that interval)")
+    if options.batch and options.target_ci is not None:
+        raise ConfigError("--batch buys every unit at once; --target-ci stops one answer at a time: use one")
+    if options.batch_retry not in ("live", "batch", "none"):
+        raise ConfigError(f"--batch-retry takes live, batch or none, got {options.batch_retry!r}")
     if options.max_output_tokens is not None and options.max_output_tokens < 1:
         raise ConfigError("--max-output-tokens must be at least 1")
     if not options.suites:
