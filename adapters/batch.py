@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from harness.types import Adapter, Completion, ModelSpec, Request
+from harness.types import Adapter, Completion, ModelSpec, Request, Usage
 
 from ._common import finish_reason
 from .anthropic_messages import AnthropicMessagesAdapter, usage_from_anthropic
+from .google_genai import GoogleGenAIAdapter
 from .openai_chat import OpenAIChatAdapter
 
 __all__ = ["BatchClient", "BatchResult", "BatchStatus", "batch_client", "has_batch_api"]
@@ -299,11 +300,111 @@ class AnthropicBatchClient(BatchClient):
         return BatchResult(cid, "succeeded", completion=completion, http_status=200)
 
 
+class GoogleBatchClient(BatchClient):
+    """Gemini batch mode (inline requests; the batch's display name names the run and the batch)."""
+
+    provider = "google"
+    endpoint = "batchGenerateContent"
+
+    def __init__(self, adapter: GoogleGenAIAdapter) -> None:
+        self.adapter = adapter
+        self.client: Any = adapter._client
+        self._model = adapter.spec.model
+
+    def line(self, request: Request, custom_id: str) -> dict[str, Any]:
+        params = self.adapter.request_params(request)
+        config = {k: v for k, v in dict(params["config"]).items() if k != "http_options"}
+        extra = dict((params["config"].get("http_options") or {}).get("extra_body") or {})
+        if extra:  # checked by the adapter; the batch has no per-request extra body
+            config.update(extra)
+        return {"contents": params["contents"], "config": config, "metadata": {"key": custom_id}}
+
+    async def submit(self, lines: Sequence[Mapping[str, Any]], metadata: Mapping[str, str]) -> str:
+        name = f"tollbench:{metadata.get('tollbench_run', '')}:{metadata.get('tollbench_batch', '')}"
+        job = await self.client.aio.batches.create(
+            model=self._model, src=[dict(x) for x in lines], config={"display_name": name}
+        )
+        return str(job.name)
+
+    def _status(self, job: Any) -> BatchStatus:
+        state = str(getattr(job.state, "value", job.state) or "")
+        ended = state in (
+            "JOB_STATE_SUCCEEDED",
+            "JOB_STATE_FAILED",
+            "JOB_STATE_CANCELLED",
+            "JOB_STATE_EXPIRED",
+        )
+        responses = list(job.dest.inlined_responses or []) if job.dest is not None else []
+        done = sum(1 for r in responses if r.response is not None)
+        failed = sum(1 for r in responses if r.error is not None and (r.error.code or 0) not in (1, 4))
+        expired = sum(1 for r in responses if r.error is not None and r.error.code == 4)
+        meta: dict[str, str] = {}
+        parts = str(job.display_name or "").split(":")
+        if len(parts) == 3 and parts[0] == "tollbench":
+            meta = {"tollbench_run": parts[1], "tollbench_batch": parts[2]}
+        created = job.create_time.timestamp() if isinstance(job.create_time, datetime) else None
+        return BatchStatus(
+            str(job.name), ended, state, len(responses), done, failed, expired, created, meta,
+            created + 86400.0 if created is not None else None,
+        )  # fmt: skip
+
+    async def status(self, provider_id: str) -> BatchStatus:
+        return self._status(await self.client.aio.batches.get(name=provider_id))
+
+    async def cancel(self, provider_id: str) -> None:
+        await self.client.aio.batches.cancel(name=provider_id)
+
+    async def recent(self, limit: int = 100) -> list[BatchStatus]:
+        out: list[BatchStatus] = []
+        pager = await self.client.aio.batches.list(config={"page_size": limit})
+        async for job in pager:
+            out.append(self._status(job))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def results(self, provider_id: str) -> list[BatchResult]:
+        job = await self.client.aio.batches.get(name=provider_id)
+        responses = list(job.dest.inlined_responses or []) if job.dest is not None else []
+        return [self.parse(r) for r in responses]
+
+    def parse(self, item: Any) -> BatchResult:
+        from .google_genai import gemini_finish_reason, usage_from_gemini
+
+        cid = str((item.metadata or {}).get("key"))
+        if item.response is None:
+            err = item.error
+            code = int(getattr(err, "code", 0) or 0)
+            kind: ResultKind = "expired" if code == 4 else "canceled" if code == 1 else "errored"
+            return BatchResult(
+                cid, kind, error_type=f"code_{code}", error_message=str(getattr(err, "message", ""))
+            )
+        response = item.response
+        candidate = response.candidates[0] if response.candidates else None
+        parts = candidate.content.parts if candidate is not None and candidate.content is not None else None
+        text = "".join(p.text for p in parts or [] if p.text and not p.thought)
+        raw = candidate.finish_reason if candidate is not None else None
+        raw_finish = str(getattr(raw, "value", raw)) if raw is not None else "STOP"
+        meta = response.usage_metadata
+        completion = Completion(
+            text=text,
+            usage=usage_from_gemini(meta) if meta is not None else Usage(),
+            usage_known=meta is not None,
+            finish_reason=gemini_finish_reason(raw_finish),
+            raw_finish_reason=raw_finish,
+            raw_usage=meta.model_dump(mode="json", exclude_none=True) if meta is not None else None,
+            request_id=response.response_id,
+            response_model=response.model_version,
+            service_tier="batch",
+        )
+        return BatchResult(cid, "succeeded", completion=completion, http_status=200)
+
+
 def has_batch_api(spec: ModelSpec) -> bool:
     """Whether :func:`batch_client` gives a batch API for this model (without building its adapter)."""
     if spec.provider == "openai" and spec.api == "chat":
         return (spec.dialect or "openai") == "openai"
-    return spec.provider == "anthropic"
+    return spec.provider in ("anthropic", "google")
 
 
 def batch_client(adapter: Adapter) -> BatchClient | None:
@@ -317,4 +418,6 @@ def batch_client(adapter: Adapter) -> BatchClient | None:
         return OpenAIBatchClient(adapter)
     if isinstance(adapter, AnthropicMessagesAdapter):
         return AnthropicBatchClient(adapter)
+    if isinstance(adapter, GoogleGenAIAdapter):
+        return GoogleBatchClient(adapter)
     return None

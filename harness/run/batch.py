@@ -62,8 +62,9 @@ __all__ = ["BatchDriver", "BatchProgress", "custom_id", "eligible_suite"]
 
 log = logging.getLogger("tollbench.batch")
 
-#: Requests per batch: OpenAI takes 50,000 per file, Anthropic 100,000.
-MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}
+#: Requests per batch: OpenAI takes 50,000 per file, Anthropic 100,000; Gemini's inline requests
+#: must stay under 20 MB.
+MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000, "google": 5_000}
 
 RETRY_MODES = ("live", "batch", "none")
 

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from harness.answerkey import AnswerKey
-from harness.sim.batch import SimBatches, batch_routes
+from harness.sim.batch import SimBatches, batch_routes, gemini_batch_create
 from harness.sim.faults import PRE_STREAM_FAULTS, FaultConfig
 from harness.sim.generate import CachePlan, OutputPlan, draw_cache, plan_output, prompt_tokens
 from harness.sim.invoice import usage_from_anthropic, usage_from_openai
@@ -353,12 +353,13 @@ class _Handlers:
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise Refuse(400, "you must provide a model parameter", "invalid_request_error")
-            profile = resolve_model(s.profiles, model, provider)
+            profile = resolve_model(s.profiles, model.removeprefix("models/"), provider)
             if profile is None:
                 raise Refuse(404, f"The model `{model}` does not exist", "not_found_error")
             if body.get("stream"):
                 raise Refuse(400, "stream is not supported in a batch", "invalid_request_error")
-            req = (parse_messages if provider == "anthropic" else parse_chat)(profile, body)
+            parse = {"anthropic": parse_messages, "google": parse_gemini}.get(provider, parse_chat)
+            req = parse(profile, body)
         except Refuse as err:
             s.invoice.record(
                 request_id=rid,
@@ -391,11 +392,15 @@ class _Handlers:
             show_thinking=req.get("show_thinking", provider != "openai"),
             structured=bool(req.get("structured")),
         )
-        body_id = s.body_id("chat" if api == "chat" else "msg")
-        render = self._render_messages if provider == "anthropic" else self._render_chat
+        body_id = rid if provider == "google" else s.body_id("chat" if api == "chat" else "msg")
+        render = {"anthropic": self._render_messages, "google": self._render_gemini}.get(
+            provider, self._render_chat
+        )
         payload, _ = render(profile, req, plan, cache, body_id)
-        raw_usage = payload["usage"]
-        if provider == "anthropic":
+        raw_usage = payload["usageMetadata" if provider == "google" else "usage"]
+        if provider == "google":
+            usage = usage_from_gemini(raw_usage)
+        elif provider == "anthropic":
             raw_usage["service_tier"] = "batch"
             usage = usage_from_anthropic(raw_usage)
         else:
@@ -533,6 +538,8 @@ class _Handlers:
         model, _, method = request.path_params["target"].rpartition(":")
         if method == "countTokens":
             return await self.gemini_count_tokens(request, model)
+        if method == "batchGenerateContent" and model and self.s.batches is not None:
+            return await gemini_batch_create(self.s.batches, request, model, self._authorised)
         if method not in ("generateContent", "streamGenerateContent") or not model:
             rid = self.s.request_id("google")
             err = Refuse(404, f"Method {method!r} is not found for models/{model}.", "NOT_FOUND")

@@ -203,11 +203,18 @@ class SimBatches:
                         "body": {"type": "api_error", "message": "The server had an error (sim fault)."},
                     }
                     continue
-                api = "messages" if b.provider == "anthropic" else "chat"
+                api = {"anthropic": "messages", "google": "gemini"}.get(b.provider, "chat")
                 status, payload = self._run_line(b.provider, api, body)
                 kind = "succeeded" if status == 200 else "errored"
                 b.results[cid] = {"kind": kind, "status": status, "body": payload}
                 usage = payload.get("usage") if status == 200 else None
+                meta = payload.get("usageMetadata") if status == 200 else None
+                if isinstance(meta, dict):
+                    usage = {
+                        "input_tokens": meta.get("promptTokenCount", 0),
+                        "output_tokens": int(meta.get("candidatesTokenCount", 0) or 0)
+                        + int(meta.get("thoughtsTokenCount", 0) or 0),
+                    }
                 if isinstance(usage, dict):
                     b.usage["input_tokens"] += int(
                         usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0
@@ -330,6 +337,34 @@ class SimBatches:
             "results_url": f"{root}/v1/messages/batches/{b.id}/results" if b.final else None,
         }
 
+    def gemini_obj(self, b: _Batch) -> dict[str, Any]:
+        """A Gemini batch as ``batches.get`` answers it (an operation with the batch as metadata)."""
+        state = {
+            "completed": "BATCH_STATE_SUCCEEDED",
+            "expired": "BATCH_STATE_EXPIRED",
+            "cancelled": "BATCH_STATE_CANCELLED",
+        }.get(b.final or "", "BATCH_STATE_RUNNING")
+        meta: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": b.endpoint,
+            "displayName": (b.metadata or {}).get("display_name"),
+            "state": state,
+            "createTime": _iso(b.created),
+            "updateTime": _iso(b.ended or time.time()),
+        }
+        if b.final:
+            meta["endTime"] = _iso(b.ended)
+            out: list[dict[str, Any]] = []
+            for cid, r in b.results.items():
+                if r["kind"] == "succeeded":
+                    out.append({"response": r["body"], "metadata": {"key": cid}})
+                else:
+                    code = {"expired": 4, "canceled": 1}.get(r["kind"], 13)
+                    message = (r["body"] or {}).get("message") if r["kind"] == "errored" else r["kind"]
+                    out.append({"error": {"code": code, "message": str(message)}, "metadata": {"key": cid}})
+            meta["output"] = {"inlinedResponses": {"inlinedResponses": out}}
+        return {"name": f"batches/{b.id}", "metadata": meta, "done": b.final is not None}
+
     def anthropic_results(self, b: _Batch) -> bytes:
         out: list[str] = []
         for cid, r in b.results.items():
@@ -388,6 +423,34 @@ def _multipart(content_type: str, data: bytes) -> dict[str, tuple[str | None, by
         if name is not None:
             fields[name] = (filename, body)
     return fields
+
+
+async def gemini_batch_create(
+    batches: SimBatches, request: Request, model: str, authorised: Callable[[Request, str], bool]
+) -> Response:
+    """``POST /v1beta/models/{model}:batchGenerateContent`` with inline requests."""
+    if not authorised(request, "google"):
+        return JSONResponse(
+            {"error": {"code": 403, "message": "API key missing", "status": "PERMISSION_DENIED"}}, 403
+        )
+    body = json.loads(await request.body())
+    batch = body.get("batch") or {}
+    reqs = (((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")) or []
+    lines: list[tuple[str, dict[str, Any]]] = []
+    for i, r in enumerate(reqs):
+        key = str(((r.get("metadata") or {}).get("key")) or i)
+        inner = dict(r.get("request") or {})
+        inner.setdefault("model", model)
+        lines.append((key, inner))
+    if not lines:
+        return JSONResponse(
+            {"error": {"code": 400, "message": "no requests", "status": "INVALID_ARGUMENT"}}, 400
+        )
+    meta = {"display_name": batch.get("displayName")}
+    b, lose = batches.create("google", f"models/{model.removeprefix('models/')}", lines, metadata=meta)
+    if lose:
+        raise ConnectionAbortedError("sim fault: batch created, answer lost")
+    return JSONResponse(batches.gemini_obj(b))
 
 
 def batch_routes(batches: SimBatches, authorised: Callable[[Request, str], bool]) -> list[Route]:
@@ -534,6 +597,18 @@ def batch_routes(batches: SimBatches, authorised: Callable[[Request, str], bool]
             )
         return Response(batches.anthropic_results(b), media_type="application/binary")
 
+    async def gemini_batch(request: Request) -> Response:
+        name = request.path_params["name"]
+        cancel = request.method == "POST" and name.endswith(":cancel")
+        bid = name.removesuffix(":cancel")
+        b = batches.cancel(bid) if cancel else batches.get(bid)
+        if b is None or b.provider != "google":
+            return JSONResponse({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}, 404)
+        return JSONResponse({} if cancel else batches.gemini_obj(b))
+
+    async def gemini_list(request: Request) -> Response:
+        return JSONResponse({"operations": [batches.gemini_obj(b) for b in batches.list("google")]})
+
     async def settings(request: Request) -> Response:
         values = json.loads(await request.body() or b"{}")
         if isinstance(values, dict):
@@ -560,5 +635,7 @@ def batch_routes(batches: SimBatches, authorised: Callable[[Request, str], bool]
         Route("/v1/messages/batches/{batch_id}", anthropic_get, methods=["GET"]),
         Route("/v1/messages/batches/{batch_id}/cancel", anthropic_cancel, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", anthropic_results, methods=["GET"]),
+        Route("/v1beta/batches", gemini_list, methods=["GET"]),
+        Route("/v1beta/batches/{name:path}", gemini_batch, methods=["GET", "POST"]),
         Route("/sim/batch-settings", settings, methods=["POST"]),
     ]

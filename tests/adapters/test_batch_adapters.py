@@ -134,7 +134,24 @@ def test_models_without_a_batch_api_run_live() -> None:
         "deepseek/deepseek-chat",
         "xai/grok-4",
         "openai-responses/o4-mini",
-        "google/gemini-2.5-flash",
     ):
         assert not has_batch_api(resolve_model(name)), name
     assert has_batch_api(resolve_model("openai/o4-mini"))
+
+
+async def test_gemini_line_is_the_live_request_inline() -> None:
+    from adapters.batch import GoogleBatchClient
+
+    spec = resolve_model("google/gemini-2.5-flash")
+    adapter = create_adapter(spec, api_key="k", base_url="http://127.0.0.1:9")
+    try:
+        client = batch_client(adapter)
+        assert isinstance(client, GoogleBatchClient) and has_batch_api(spec)
+        request = _request(spec.model)
+        line = client.line(request, "tb_1")
+        live = adapter.request_params(request)  # type: ignore[attr-defined]
+        assert line["metadata"] == {"key": "tb_1"} and line["contents"] == live["contents"]
+        assert line["config"] == {k: v for k, v in live["config"].items() if k != "http_options"}
+        assert line["config"]["system_instruction"] == "Be brief."
+    finally:
+        await adapter.aclose()

@@ -350,3 +350,24 @@ def test_cli_batch_options_and_estimate(tmp_path: Path, capsys: pytest.CaptureFi
         )
         assert Decimal(half[model]["worst_case_usd"]) < Decimal(full[model]["worst_case_usd"])
     assert half["deepseek/deepseek-chat"] == full["deepseek/deepseek-chat"]  # no batch API: live
+
+
+async def test_gemini_batch_mode_at_the_batch_price(tmp_path: Path, sim: Any) -> None:
+    model = "google/gemini-2.5-flash"
+    live = await _run(tmp_path / "live.db", sim, models=[model], max_output_tokens=48)
+    live_calls = _rows(tmp_path / "live.db", "select * from calls")
+    live_bill = _invoice_nano(sim)
+    sim.reset_invoice()
+    db = tmp_path / "batch.db"
+    out = await _run(db, sim, batch=True, models=[model], max_output_tokens=48)
+    assert live.status == out.status == "done"
+    calls = _rows(db, "select * from calls")
+    assert len(calls) == 12 and all(c["sent_to"] == "batch:google" and c["status"] == "ok" for c in calls)
+    meter = sum(int(c["cost_nano"]) for c in calls)
+    assert meter == _invoice_nano(sim)
+    batches = sim.state.batches
+    assert batches is not None and [b.final for b in batches.list("google")] == ["completed"]
+    usage = lambda cs: sorted((c["item_id"], c["input_uncached"], c["output_tokens"]) for c in cs)  # noqa: E731
+    assert usage(calls) == usage(live_calls)  # cut at the output limit: the same usage
+    assert abs(2 * meter - live_bill) <= len(calls)  # half the price
+    assert len(_rows(db, "select * from item_results where status in ('scored', 'unusable')")) == 12
