@@ -138,6 +138,30 @@ def run_report_dict(store: Store, run_id: str) -> dict[str, Any]:
         "unsettled_usd": usd_str(int(run["committed_nano"]) - int(run["spent_nano"])),
         "config": run.get("config") or {},
         "results": results,
+        **_paths(store, run_id),
+    }
+
+
+def _paths(store: Store, run_id: str) -> dict[str, Any]:
+    """``--batch`` runs: per model, the calls and dollars that went through a batch and live."""
+    from harness.store.batches import run_paths
+
+    paths = run_paths(store, run_id)
+    if not paths:
+        return {}
+    return {
+        "paths": {
+            model: {
+                way: {
+                    "calls": p["calls"],
+                    "answered": p["ok"],
+                    "spent_usd": usd_str(p["spent_nano"]),
+                    "unsettled_usd": usd_str(p["unsettled_nano"]),
+                }
+                for way, p in ways.items()
+            }
+            for model, ways in paths.items()
+        }
     }
 
 
@@ -281,6 +305,13 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
             console.print(
                 Text(f"{r['model']} {r['suite']}: model code ran at isolation {', '.join(r['sandbox'])}")
             )
+    for model, ways in (report.get("paths") or {}).items():
+        parts = [
+            f"{way} {ways[way]['calls']} calls {_usd(ways[way]['spent_usd'])}"
+            for way in ("batch", "live")
+            if way in ways
+        ]
+        console.print(Text(f"{model}: " + "; ".join(parts)))
     cached = sum(int(r.get("cached") or 0) for r in report["results"])
     if cached:
         from decimal import Decimal

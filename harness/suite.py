@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from harness.types import Message, Prompt
 
 __all__ = [
+    "BATCH_SUITES",
     "Item",
     "JudgeRequest",
     "JudgedSuite",
@@ -24,8 +25,28 @@ __all__ = [
     "StepAnswer",
     "SteppedSuite",
     "Suite",
+    "batchable",
     "score_answer",
 ]
+
+#: Suites whose units are single-turn and independent, so ``run --batch`` may send them through a
+#: batch API (docs/batch.md); user JSONL suites (``jsonl:*``) are single-turn too.
+BATCH_SUITES = frozenset(
+    {"mmlu-pro", "gpqa-diamond", "aime2024", "aime2025", "math500", "hle", "livecodebench", "demo"}
+)
+
+
+def batchable(suite: object) -> bool:
+    """Whether a suite's units can go through a batch API: a ``batchable`` attribute of the suite
+    says so itself, else its name (:data:`BATCH_SUITES`, ``jsonl:*``)."""
+    if isinstance(suite, SteppedSuite):
+        return False  # a chain of calls, each depending on the last
+    flag = getattr(suite, "batchable", None)
+    if flag is not None:
+        return bool(flag)
+    name = str(getattr(suite, "name", ""))
+    return name in BATCH_SUITES or name.startswith("jsonl:")
+
 
 #: ``scored``: an answer was judged (``correct`` True or False). ``unusable``: paid for but cannot
 #: be scored (empty, cut at the output limit, refused); never counted as wrong.

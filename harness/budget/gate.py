@@ -82,6 +82,34 @@ class BudgetGate:
             changed = self._changed
             await changed.wait()
 
+    async def try_reserve(self, start: CallStart) -> bool:
+        """Commit ``start``'s reservation if it fits now, without waiting (the batch path reserves a
+        whole batch this way and decides itself what to do with what does not fit).
+
+        Raises:
+            BudgetExhausted: the run is stopped.
+            StorageError: the database could not record the reservation.
+        """
+        if self.stopped is not None:
+            raise self.stopped
+        self._pending += 1
+        try:
+            admitted = await self.ledger.reserve(start)
+        finally:
+            self._pending -= 1
+        if admitted:
+            self._holding += 1
+        return admitted
+
+    def adopt(self, count: int) -> None:
+        """Count ``count`` reservations an earlier session admitted as this process's to settle
+        (the requests of a batch that ``resume`` re-attaches to)."""
+        self._holding += count
+
+    async def changed(self) -> None:
+        """Wait for the next settlement or stop (callers bound the wait themselves)."""
+        await self._changed.wait()
+
     def stop(self, attempted_nano: int = 0) -> None:
         """Stop the run at its budget: no reservation is admitted from now on."""
         if self.stopped is not None:

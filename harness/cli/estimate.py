@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from harness.cli.batch import batch_flag
 from harness.cli.common import data_dir_option, preset_of
 from harness.errors import StorageError
 
@@ -106,6 +107,7 @@ def _db_exists(db: str | None) -> bool:
     help="With --control: the correlation assumed between the two models' scores.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print JSON (amounts as decimal strings).")
+@batch_flag
 def estimate(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -128,6 +130,7 @@ def estimate(
     accuracy: float,
     rho: float,
     json_output: bool,
+    batch: bool,
 ) -> None:
     """Forecast what running SUITES against the models would cost, spending nothing.
 
@@ -192,6 +195,7 @@ def estimate(
         suite_options=suite_options,
         prices=prices,
         models_file=models_file,
+        batch=batch,
     )
     plan = prepare_run(base)  # ConfigError -> exit 2
     control_plan = None

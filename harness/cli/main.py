@@ -23,6 +23,7 @@ from harness.errors import ConfigError, HarnessError, StorageError
 
 __all__ = ["cli", "main"]
 
+from harness.cli.batch import batch_options, batch_overrides
 from harness.cli.common import (
     DEFAULT_SIM_BUDGET,
     _cell,
@@ -159,6 +160,7 @@ def cli() -> None:
 )
 @click.option("--pool", help="Also draw the run's spend from this budget pool (`tollbench pool create`).")
 @lease_option
+@batch_options
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],
@@ -197,6 +199,7 @@ def run(
     judge: str | None,
     pool: str | None,
     lease_s: float,
+    **batch_kw: Any,
 ) -> None:
     """Run SUITES against models under a hard dollar cap.
 
@@ -278,6 +281,7 @@ def run(
         judge=judge,
         pool=pool,
         lease_s=lease_s,
+        **batch_overrides(**batch_kw),
     )
     plan = prepare_run(options)  # ConfigError -> exit 2 before anything is written
     check_smallest_call(plan)
@@ -728,6 +732,14 @@ def sim() -> None:
 @click.option("--speed", default=1.0, show_default=True, help="Latency multiplier (0 = none).")
 @click.option("--answer-key", type=click.Path(path_type=Path), help="Answer key (JSONL).")
 @click.option("--allow-non-loopback", is_flag=True, help="Allow binding a non-loopback address.")
+@click.option(
+    "--batch-time",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Batch APIs' time scale: a batch's requests finish within SECONDS (docs/batch.md).",
+)
 def sim_serve(
     host: str,
     port: int,
@@ -736,6 +748,7 @@ def sim_serve(
     speed: float,
     answer_key: Path | None,
     allow_non_loopback: bool,
+    batch_time: float = 1.0,
 ) -> None:
     """Run the simulator in the foreground and print its base URLs."""
     from harness.sim import serve_forever
@@ -744,6 +757,8 @@ def sim_serve(
     if not 0 <= port <= 65535:
         _fail(f"--port must be 0 (a free port) to 65535, got {port}")
     check_speed(speed, "--speed")
+    if batch_time < 0:
+        _fail("--batch-time must not be negative")
 
     def ready(openai_url: str, anthropic_url: str) -> None:
         click.echo(f"OPENAI_BASE_URL={openai_url}")
@@ -761,6 +776,7 @@ def sim_serve(
             answer_key_file=answer_key,
             allow_non_loopback=allow_non_loopback,
             on_ready=ready,
+            batch_complete_s=batch_time,
         )
     except ValueError as exc:
         _fail(str(exc))

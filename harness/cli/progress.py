@@ -71,7 +71,18 @@ class ProgressDisplay:
         return (
             f"[{state.run_id}] {'; '.join(parts)} | spent {format_usd(state.spent_nano)} "
             f"(committed {format_usd(state.committed_nano)}) of {format_usd(state.budget_nano)}"
-            f" | {self._rate(state):.1f} calls/s{self._projected(state)}{tag}"
+            f" | {self._rate(state):.1f} calls/s{self._projected(state)}{self._batches(state)}{tag}"
+        )
+
+    @staticmethod
+    def _batches(state: RunState) -> str:
+        """``--batch``: the batches in flight and their requests done, failed and expiring."""
+        b = state.batch
+        if b is None or not b.submitted + b.reattached:
+            return ""
+        return (
+            f" | batches: {len(b.in_flight)} in flight, {b.requests} requests: {b.done} done, "
+            f"{b.failed} failed, {b.expiring} expiring"
         )
 
     @staticmethod
@@ -93,6 +104,8 @@ class ProgressDisplay:
             f"{format_usd(state.committed_nano - state.spent_nano)} of {format_usd(state.budget_nano)}  "
             f"{self._rate(state):.1f} calls/s{self._projected(state)}{tag}"
         )
+        if (batches := self._batches(state)) != "":
+            head.append(batches.replace(" | ", "\n", 1))
         if state.budget_stop:
             head.append("  budget reached: finishing in-flight calls", style="bold yellow")
         if state.interrupted:

@@ -35,7 +35,7 @@ import math
 import random
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
@@ -746,7 +746,42 @@ def forecast_plan(
                     note=note,
                 )
             )
+    if plan.options.batch:
+        rows = [_at_batch_price(plan, row, prompts[row.model][row.suite].bound) for row in rows]
     return Forecast(tuple(rows), sim)
+
+
+def _at_batch_price(plan: Plan, row: ForecastRow, bounds: Sequence[int]) -> ForecastRow:
+    """``--batch``: a row whose calls go through a batch API (harness.run.batch), at the batch price:
+    the worst case recomputed with the batch variant, the estimates scaled by the same ratio."""
+    from adapters.batch import has_batch_api
+    from harness.suite import batchable
+
+    mp = plan.models[row.model]
+    if not (has_batch_api(mp.spec) and batchable(plan.suites[row.suite])):
+        return row
+    from harness.types import Usage
+
+    sample = Usage(input_uncached=1000, output=1000)  # the expected costs are at the standard price
+    full = mp.price.cost(sample)
+    half = mp.price.cost(sample, batch=True)
+    if full <= 0 or half >= full:
+        return row
+    ratio = half / full
+
+    def scaled(nano: int) -> int:
+        return int((Decimal(nano) * ratio).to_integral_value(rounding=ROUND_CEILING))
+
+    worst = sum(usd_to_nano(mp.price.worst_case(b, mp.max_output_tokens, batch=True)) for b in bounds)
+    return replace(
+        row,
+        expected_nano=min(scaled(row.expected_nano), worst),
+        lower_nano=min(scaled(row.lower_nano), worst),
+        upper_nano=min(scaled(row.upper_nano), worst),
+        worst_case_nano=worst,
+        per_call_sd_nano=scaled(row.per_call_sd_nano),
+        note=(row.note + "; " if row.note else "") + "batch price",
+    )
 
 
 def _calibrated(est: Sequence[int], calls: Sequence[CallObs]) -> list[int]:

@@ -109,6 +109,21 @@ class RunOptions:
     """The budget pool the run also draws from (``tollbench pool create``; see docs/workers.md)."""
     lease_s: float = 60.0
     """How long this worker's claim on a unit lasts without a heartbeat (docs/workers.md)."""
+    batch: bool = False
+    """``--batch``: eligible units go through the providers' batch APIs (docs/batch.md)."""
+    batch_retry: str = "live"
+    """What errored or expired batch requests do next: ``live``, ``batch`` (a new batch) or ``none``."""
+    batch_deadline_s: float | None = None
+    """Cancel the batches still running this many seconds after the session started."""
+    batch_finish_live: bool = True
+    """After the deadline, finish the requests a batch did not answer live."""
+    batch_poll_s: float = 30.0
+    """First wait between polls of a batch (then x1.5 up to ``batch_poll_max_s``)."""
+    batch_poll_max_s: float = 300.0
+    batch_cancel_wait_s: float = 30.0
+    """On Ctrl-C: how long to wait for a cancelled batch to end (to settle what it answered)."""
+    batch_max_requests: int = 50_000
+    """Requests per batch (the provider's own limit if lower)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +273,10 @@ def prepare_run(options: RunOptions, *, env: Mapping[str, str] | None = None) ->
         raise ConfigError(f"--ci-method takes one of {', '.join(CI_METHODS)}, got {options.ci_method!r}")
     if options.control is not None and options.target_ci is None:
         raise ConfigError("--control needs --target-ci (the control variate narrows that interval)")
+    if options.batch and options.target_ci is not None:
+        raise ConfigError("--batch buys every unit at once; --target-ci stops one answer at a time: use one")
+    if options.batch_retry not in ("live", "batch", "none"):
+        raise ConfigError(f"--batch-retry takes live, batch or none, got {options.batch_retry!r}")
     if options.max_output_tokens is not None and options.max_output_tokens < 1:
         raise ConfigError("--max-output-tokens must be at least 1")
     if not options.suites:
@@ -548,6 +567,40 @@ def options_to_config(options: RunOptions) -> dict[str, Any]:
         "use_cache": options.use_cache,
         "judge": options.judge,
         "pool": options.pool,
+        **_batch_config(options),
+    }
+
+
+def _batch_config(options: RunOptions) -> dict[str, Any]:
+    """The ``--batch`` options (only for a batch run, so other runs' stored options are unchanged)."""
+    if not options.batch:
+        return {}
+    return {
+        "batch": {
+            "retry": options.batch_retry,
+            "deadline_s": options.batch_deadline_s,
+            "finish_live": options.batch_finish_live,
+            "poll_s": options.batch_poll_s,
+            "poll_max_s": options.batch_poll_max_s,
+            "cancel_wait_s": options.batch_cancel_wait_s,
+            "max_requests": options.batch_max_requests,
+        }
+    }
+
+
+def _batch_values(stored: Mapping[str, Any]) -> dict[str, Any]:
+    b = stored.get("batch")
+    if not isinstance(b, Mapping):
+        return {}
+    return {
+        "batch": True,
+        "batch_retry": str(b.get("retry", "live")),
+        "batch_deadline_s": None,  # a deadline belongs to the session that set it
+        "batch_finish_live": bool(b.get("finish_live", True)),
+        "batch_poll_s": float(b.get("poll_s", _default("batch_poll_s"))),
+        "batch_poll_max_s": float(b.get("poll_max_s", _default("batch_poll_max_s"))),
+        "batch_cancel_wait_s": float(b.get("cancel_wait_s", _default("batch_cancel_wait_s"))),
+        "batch_max_requests": int(b.get("max_requests", _default("batch_max_requests"))),
     }
 
 
@@ -634,6 +687,7 @@ def options_from_config(
         "use_cache": bool(stored.get("use_cache", _default("use_cache"))),
         "judge": stored.get("judge"),
         "pool": stored.get("pool"),
+        **_batch_values(stored),
     }
     values.update(overrides)
     return RunOptions(**values)

@@ -135,6 +135,8 @@ class RunState:
     """Failed attempts by (model, error type, one-line message)."""
     projection: Projection | None = None
     ledger: Ledger | None = None
+    batch: Any = None
+    """``--batch``: the batch path's progress (:class:`harness.run.batch.BatchProgress`)."""
 
     @property
     def spent_nano(self) -> int:
@@ -236,6 +238,8 @@ class Runner:
         )
         self._prompts: dict[tuple[str, str, int], Prompt] = {}
         self._done: set[UnitKey] = set()
+        self._batched: set[str] = set()
+        """Models the batch path owns (``--batch``; :mod:`harness.run.batch`): no workers for them."""
         self._prior: dict[UnitKey, PriorUnit] = dict(prior or {})
         self._cache: dict[str, CachedAnswer] = {}
         self._cache_loaded = False
@@ -431,6 +435,13 @@ class Runner:
                     # What is left of the budget (a resumed run has spent some) is what is shared.
                     left = max(0, ledger.budget_nano - ledger.committed_nano)
                     self._shares = Shares(split_budget(left, list(self.plan.models), opts.split))
+                batches = None
+                if opts.batch:
+                    from harness.run.batch import BatchDriver
+
+                    batches = BatchDriver(self)
+                    await batches.prepare()
+                    self._batched = batches.models
                 try:
                     async with anyio.create_task_group() as tg:
                         if self.handle_signals:
@@ -440,6 +451,8 @@ class Runner:
                         if self._claims is not None:
                             tg.start_soon(self._claims.keep_alive, self._worker_ended)
                         async with anyio.create_task_group() as work:
+                            if batches is not None:
+                                work.start_soon(batches.run)
                             for name, mp in self.plan.models.items():
                                 self._start_model(work, name, mp)
                         tg.cancel_scope.cancel()
@@ -551,6 +564,8 @@ class Runner:
         return all(p.done > 0 and p.scored == 0 and p.errors > 0 for p in self.state.per_model.values())
 
     def _start_model(self, tg: TaskGroup, name: str, mp: ModelPlan) -> None:
+        if name in self._batched:
+            return  # the batch path buys this model's units (harness.run.batch)
         units = [u for u in mp.units if unit_key(u) not in self._done]
         if self._claims is not None:
             # Units come from the run's claims, a few at a time (other workers buy the others).

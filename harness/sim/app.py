@@ -7,6 +7,8 @@ Routes:
   (the models routes answer in Anthropic's shape when the request has ``anthropic-version``)
 - Google Gemini: ``POST /v1beta/models/{model}:generateContent``,
   ``:streamGenerateContent?alt=sse`` and ``:countTokens`` (:mod:`harness.sim.wire_gemini`)
+- Batches (:mod:`harness.sim.batch`): OpenAI ``/v1/files``, ``/v1/batches``; Anthropic
+  ``/v1/messages/batches``; ``POST /sim/batch-settings`` (time scale and faults)
 - Control: ``GET /sim/invoice``, ``POST /sim/invoice/reset`` (starts a new invoice with a new
   ``instance`` id), ``POST /sim/answer-key`` (JSONL in the ``AnswerKey.save`` format),
   ``POST /sim/faults`` (JSON settings, ``null`` clears), ``GET /sim/health``
@@ -33,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from harness.answerkey import AnswerKey
+from harness.sim.batch import SimBatches, batch_routes, gemini_batch_create
 from harness.sim.faults import PRE_STREAM_FAULTS, FaultConfig
 from harness.sim.generate import CachePlan, OutputPlan, draw_cache, plan_output, prompt_tokens
 from harness.sim.invoice import usage_from_anthropic, usage_from_openai
@@ -337,6 +340,86 @@ class _Handlers:
             stall_s=fault.stall_s,
         )
 
+    # ------------------------------------------------------------------ batches
+
+    def batch_line(self, provider: str, api: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One request of a batch (:mod:`harness.sim.batch`): generated as the live non-streaming
+        call would be, and billed at the batch price; a refused request is an error line."""
+        s = self.s
+        rid = s.request_id(provider)
+        raw = _dumps(body)
+        profile: ModelProfile | None = None
+        try:
+            model = body.get("model")
+            if not isinstance(model, str) or not model:
+                raise Refuse(400, "you must provide a model parameter", "invalid_request_error")
+            profile = resolve_model(s.profiles, model.removeprefix("models/"), provider)
+            if profile is None:
+                raise Refuse(404, f"The model `{model}` does not exist", "not_found_error")
+            if body.get("stream"):
+                raise Refuse(400, "stream is not supported in a batch", "invalid_request_error")
+            parse = {"anthropic": parse_messages, "google": parse_gemini}.get(provider, parse_chat)
+            req = parse(profile, body)
+        except Refuse as err:
+            s.invoice.record(
+                request_id=rid,
+                provider=provider,
+                api=f"batch:{api}",
+                model=profile.id if profile else None,
+                status="refused",
+                http_status=err.status,
+            )
+            return err.status, {"type": err.kind, "message": err.message}
+        req["request_id"] = rid
+        req["stream"] = False
+        rng = s.rng_for(raw)
+        cache = draw_cache(
+            profile,
+            rng,
+            req["prompt"],
+            cache_control=req.get("cache_control", False),
+            ttl=req.get("cache_ttl", "5m"),
+        )
+        plan = plan_output(
+            profile,
+            rng,
+            limit=req["limit"],
+            user_text=req["user_text"],
+            answer_key=s.answer_key,
+            reasoning_enabled=req["reasoning"],
+            reasoning_cap=req.get("reasoning_cap"),
+            effort=req.get("effort"),
+            show_thinking=req.get("show_thinking", provider != "openai"),
+            structured=bool(req.get("structured")),
+        )
+        body_id = rid if provider == "google" else s.body_id("chat" if api == "chat" else "msg")
+        render = {"anthropic": self._render_messages, "google": self._render_gemini}.get(
+            provider, self._render_chat
+        )
+        payload, _ = render(profile, req, plan, cache, body_id)
+        raw_usage = payload["usageMetadata" if provider == "google" else "usage"]
+        if provider == "google":
+            usage = usage_from_gemini(raw_usage)
+        elif provider == "anthropic":
+            raw_usage["service_tier"] = "batch"
+            usage = usage_from_anthropic(raw_usage)
+        else:
+            usage = usage_from_openai(raw_usage)
+        s.invoice.record(
+            request_id=rid,
+            provider=provider,
+            api=f"batch:{api}",
+            model=profile.id,
+            response_model=profile.response_model,
+            body_id=body_id,
+            status="incomplete" if plan.finish == "length" else "completed",
+            http_status=200,
+            usage=usage,
+            raw_usage=raw_usage,
+            batch=True,
+        )
+        return 200, payload
+
     # ------------------------------------------------------------------ OpenAI
 
     def _render_chat(
@@ -455,6 +538,8 @@ class _Handlers:
         model, _, method = request.path_params["target"].rpartition(":")
         if method == "countTokens":
             return await self.gemini_count_tokens(request, model)
+        if method == "batchGenerateContent" and model and self.s.batches is not None:
+            return await gemini_batch_create(self.s.batches, request, model, self._authorised)
         if method not in ("generateContent", "streamGenerateContent") or not model:
             rid = self.s.request_id("google")
             err = Refuse(404, f"Method {method!r} is not found for models/{model}.", "NOT_FOUND")
@@ -569,7 +654,9 @@ def build_app(state: SimState) -> Starlette:
     """The ASGI application serving ``state``."""
     install_cut_log_filter()
     h = _Handlers(state)
+    state.batches = SimBatches(h.batch_line, state.batch_settings)
     routes = [
+        *batch_routes(state.batches, h._authorised),
         Route("/v1/chat/completions", h.chat, methods=["POST"]),
         *(
             Route(path, h.compat_chat, methods=["POST"])

@@ -103,7 +103,7 @@ def default_pricer(profiles: Mapping[str, ModelProfile]) -> Pricer:
                 table.append(None)
         return table[0]
 
-    def price(provider: str, model: str, usage: Usage) -> Decimal:
+    def price(provider: str, model: str, usage: Usage, *, batch: bool = False) -> Decimal:
         key = (provider, model)
         if key not in cache:
             found: Any = None
@@ -116,13 +116,14 @@ def default_pricer(profiles: Mapping[str, ModelProfile]) -> Pricer:
             cache[key] = found
         found = cache[key]
         if found is not None:
-            cost = found.cost(usage)
+            cost = found.cost(usage, batch=True) if batch else found.cost(usage)
             if isinstance(cost, Decimal):
                 return cost
         profile = profiles.get(model) or profiles.get(f"{provider}/{model}")
         if profile is None:
             raise KeyError(f"no price for {provider}/{model}")
-        return profile.fallback_cost(usage.as_dict())
+        full = profile.fallback_cost(usage.as_dict())
+        return full / 2 if batch else full
 
     return price
 
@@ -223,6 +224,13 @@ class Invoice:
         """What ``usage`` of ``provider/model`` costs on this invoice (US dollars)."""
         return self._pricer(provider, model, usage)
 
+    def _batch_price(self, provider: str, model: str, usage: Usage) -> Decimal:
+        """The batch price: the pricer's own (``batch=True``) when it has one, else half the price."""
+        try:
+            return self._pricer(provider, model, usage, batch=True)  # type: ignore[call-arg]
+        except TypeError:
+            return self._pricer(provider, model, usage) / 2
+
     def record(
         self,
         *,
@@ -239,12 +247,16 @@ class Invoice:
         raw_usage: Mapping[str, Any] | None = None,
         fault: str | None = None,
         client_request_id: str | None = None,
+        batch: bool = False,
     ) -> RequestRecord:
-        """Price and store one request (a refused one is stored with zero usage and cost)."""
+        """Price and store one request (a refused one is stored with zero usage and cost); a request
+        of a batch (``batch``) at the batch price."""
         u = usage if (usage is not None and status != "refused") else Usage()
         nano = 0
         if status != "refused" and model is not None:
-            nano = usd_to_nano(self._pricer(provider, model, u))
+            nano = usd_to_nano(
+                self._batch_price(provider, model, u) if batch else self._pricer(provider, model, u)
+            )
         rec = RequestRecord(
             request_id,
             provider,

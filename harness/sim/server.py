@@ -295,6 +295,7 @@ def serve_forever(
     allow_non_loopback: bool,
     on_ready: Callable[[str, str], None],
     faults: FaultConfig | None = None,
+    batch_complete_s: float = 1.0,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM; ``on_ready(openai_base_url, anthropic_base_url)``
     is called once the socket accepts connections.
@@ -313,6 +314,7 @@ def serve_forever(
     except (OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     state = SimState(profiles=loaded, seed=seed, answer_key=key, speed=speed, faults=faults)
+    state.batch_settings.complete_s = batch_complete_s
     sock = _bind(host, port)
     base = _url(host, sock.getsockname()[1])
     server = _Server(_config(build_app(state)), lambda: on_ready(base + "/v1", base))

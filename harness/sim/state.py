@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.answerkey import AnswerKey
+from harness.sim.batch import BatchSettings, SimBatches
 from harness.sim.faults import FAULT_KINDS, MID_STREAM_FAULTS, FaultConfig, FaultKind, normalise_fault_name
 from harness.sim.generate import request_rng
 from harness.sim.invoice import Invoice, Pricer, default_pricer
@@ -63,6 +64,10 @@ class SimState:
         self.faults = faults
         self.invoice = Invoice(pricer if pricer is not None else default_pricer(self.profiles))
         self.rate_limiter = RateLimiter()
+        self.batch_settings = BatchSettings()
+        """The batch APIs' time scale and faults (:mod:`harness.sim.batch`)."""
+        self.batches: SimBatches | None = None
+        """The batch APIs' files and batches (set by :func:`harness.sim.app.build_app`)."""
         self._seen: dict[bytes, int] = {}
         self._seen_lock = threading.Lock()
         self._counter = itertools.count(1)

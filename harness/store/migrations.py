@@ -353,6 +353,58 @@ def m006_workers_pools(conn: Connection) -> None:
     sa.Index("ix_unit_claims_worker", claims.c.run_id, claims.c.worker_id).create(conn)
 
 
+@migration
+def m007_batches(conn: Connection) -> None:
+    """Batch APIs (issue 13): one row per provider batch of a run, and one per request in it.
+
+    ``batches``: ``state`` is ``submitting`` (recorded, with its requests, before the provider is
+    asked; ``provider_batch_id`` still empty), ``submitted`` (the provider's id recorded), ``ended``
+    (every result settled), ``cancelling`` (a cancel was sent; its results are still to settle) or
+    ``abandoned`` (never created: its reservations were released); ``role`` is ``target`` (the
+    models' own calls) or ``judge`` (a judged suite's judge pass). ``batch_requests``: the request's
+    deterministic ``custom_id``, the ``calls`` row reserved for it, and its unit.
+    """
+    md = sa.MetaData()
+    ts = sa.DateTime(timezone=True)
+    sa.Table("runs", md, sa.Column("id", sa.String(64), primary_key=True))  # only for the foreign keys
+    sa.Table(
+        "batches",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("endpoint", sa.String(200), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("provider_batch_id", sa.String(200), nullable=True),
+        sa.Column("requests", sa.Integer, nullable=False),
+        sa.Column("reserved_nano", sa.BigInteger, nullable=False),
+        sa.Column("created_at", ts, nullable=False),
+        sa.Column("submitted_at", ts, nullable=True),
+        sa.Column("ended_at", ts, nullable=True),
+        sa.Column("status", sa.String(32), nullable=True),
+    )
+    sa.Table(
+        "batch_requests",
+        md,
+        sa.Column("batch_id", sa.String(64), sa.ForeignKey("batches.id"), primary_key=True),
+        sa.Column("custom_id", sa.String(64), primary_key=True),
+        sa.Column("call_id", sa.String(64), nullable=False),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("suite", sa.String(200), nullable=False),
+        sa.Column("item_id", sa.String(200), nullable=False),
+        sa.Column("repeat", sa.Integer, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+    )
+    md.create_all(conn, tables=[md.tables["batches"], md.tables["batch_requests"]])
+    b = md.tables["batches"]
+    sa.Index("ix_batches_run", b.c.run_id, b.c.state).create(conn)
+    r = md.tables["batch_requests"]
+    sa.Index("ix_batch_requests_call", r.c.call_id).create(conn)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this tollbench writes (number of the newest migration it knows)."""
 
