@@ -94,6 +94,9 @@ class BatchProgress:
     expiring: int = 0
     """Requests not answered yet in the last 10% of their batch's window, or expired."""
     in_flight: dict[str, BatchStatus] = field(default_factory=dict)
+    ended_done: int = 0
+    """Requests answered by batches that have ended (no longer in ``in_flight``)."""
+    ended_failed: int = 0
     settled_nano: int = 0
     requeued_live: int = 0
     requeued_batch: int = 0
@@ -713,7 +716,11 @@ class BatchDriver:
             prompt = r.prompt_for(unit)
             await r._score_and_finish(m.mp, unit, prompt, c.text, c.finish_reason, [cost], [q.call_id])
             self._finished(key)
-        self.progress.in_flight.pop(pid, None)
+        ended = self.progress.in_flight.pop(pid, None)
+        if ended is not None:  # its counts stay in the totals the display shows
+            self.progress.ended_done += ended.done
+            self.progress.ended_failed += ended.failed
+            self._count()
         final = status.status if status is not None else None
         await anyio.to_thread.run_sync(lambda: set_batch_state(r.store, rec.id, "ended", status=final))
 
@@ -822,8 +829,8 @@ class BatchDriver:
     def _count(self) -> None:
         p = self.progress
         statuses = list(p.in_flight.values())
-        p.done = sum(s.done for s in statuses)
-        p.failed = sum(s.failed for s in statuses)
+        p.done = p.ended_done + sum(s.done for s in statuses)
+        p.failed = p.ended_failed + sum(s.failed for s in statuses)
         now = time.time()
 
         def expiring(s: BatchStatus) -> int:
