@@ -93,10 +93,12 @@ def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     """``--control history``: the Rasch prediction of every item from other models' earlier runs.
 
     Returns:
-        ``{"run_id": None, "history": {"models", "runs"}, "scores", "spent_nano": 0, "reused": True}``,
+        ``{"run_id": None, "history": {"models", "runs", "items_covered", "correlation"}, "scores",
+        "spent_nano": 0, "reused": True}`` (``correlation``: the median leave-one-model-out correlation
+        of the prediction with each historical model's scores, None if undefined),
         or None with fewer than :data:`MIN_HISTORY_MODELS` other models.
     """
-    from harness.stats.irt import predicted_scores
+    from harness.stats.irt import history_correlation, predicted_scores
 
     own = set(plan.models)
     wanted = sorted({u.item.id for mp in plan.models.values() for u in mp.units if u.suite == suite})
@@ -122,7 +124,13 @@ def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     return {
         "run_id": None,
         "model": HISTORY,
-        "history": {"models": sorted(responses), "runs": runs, "items_covered": covered},
+        "history": {
+            "models": sorted(responses),
+            "runs": runs,
+            "items_covered": covered,
+            # how well the history predicted each of its models from the others: the forecast's rho
+            "correlation": history_correlation(responses),
+        },
         "scores": dict(predicted),
         "spent_nano": 0,
         "reused": True,

@@ -199,6 +199,15 @@ def test_control_history_uses_other_models_earlier_runs(
     code, out, err = _cli(capsys, *history)
     assert code == 0, err
     earlier = json.loads(out)["id"]
+    # estimate: the history row costs nothing and is forecast at the history's own correlation
+    est = ["estimate", str(suite), "-m", "openai/o4-mini", "--db", str(db), "--sim", "--json"]
+    code, out, err = _cli(capsys, *est, "--target-ci", "0.2", "--control", "history")
+    assert code == 0, err
+    rows = {r["method"]: r for r in json.loads(out)["target_ci"]["rows"]}
+    assert set(rows) == {"fixed", "betting", "eb", "history"}
+    assert "2 models' earlier runs, nothing bought" in rows["history"]["note"]
+    assert "leave-one-model-out" in rows["history"]["note"]
+    assert Decimal(rows["history"]["expected_usd"]) <= Decimal(rows["eb"]["expected_usd"])
     code, out, err = _cli(capsys, *base, "--json")
     assert code == 0, err
     assert f"item difficulty from history (2 models, runs {earlier})" in err
