@@ -82,7 +82,7 @@ def _db_exists(db: str | None) -> bool:
 )
 @click.option(
     "--control",
-    metavar="PROVIDER/MODEL|history",
+    metavar="MODEL|history",
     help="With --target-ci: include --control MODEL (or history: item difficulty from the database).",
 )
 @click.option(
