@@ -135,5 +135,7 @@ def forecast_target_ci(
                     if found and measured is not None
                     else f"needs earlier runs of 2 other models in the database; correlation {r:.2f} assumed"
                 )
+                if found and not found.get("used", True):
+                    note += f"; not worth it: the run would use {found['without']} without it"
             out.append(TargetForecast(row.model, row.suite, method, items, n, calls, expected, upper, note))
     return out
