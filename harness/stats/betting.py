@@ -21,12 +21,15 @@ replacement in a random order (docs/statistics.md has the derivations, assumptio
     empirical-Bernstein sequence of :mod:`harness.stats.sequential` running beside it, so the
     interval still narrows if the data drift away from the plan.
 
-:class:`ControlVariateCS` (``--control MODEL``)
+:class:`ControlVariateCS` (``--control MODEL``, ``--control history``)
     A cheap model's score ``c_i`` is known for every item before the expensive one is sampled. The
     predictable regression estimator ``u_i = y_i - beta_i (c_i - R_i)`` (``R_i`` the known mean of
     the control over the items not yet drawn, ``beta_i`` fitted on the earlier pairs) has the
-    remaining mean of ``y`` as its conditional mean, so the without-replacement empirical-Bernstein
-    martingale applies to it unchanged; its variance is ``Var(y) (1 - rho^2)`` at the best ``beta``.
+    remaining mean of ``y`` as its conditional mean whatever the control. A capital process bets on
+    ``u_i`` against it; each bet pays the exact penalty ``lambda d - log(1 + lambda d)`` of the
+    deviation ``d`` that occurred (the factor is then ``exp(lambda (m - mu_i)) (1 + lambda d)``, of
+    expectation <= 1), so the sequence pays for the residual's variance ``Var(y) (1 - rho^2)``, not
+    for its range, and stays closed-form in ``mu``.
 
 Everything here is statistics on scores, not money: floats are fine.
 """

@@ -7,24 +7,34 @@ Run it directly (it is not part of the test suite)::
 
 No HTTP: outcomes and costs are simulated, the statistics are the real ones.
 
-- 14 strata of unequal size (like MMLU-Pro's subjects), each with its own difficulty; an item is
-  answered correctly with probability ``accuracy_of_stratum`` (the strata's accuracies spread +-0.15
-  around the target accuracy, the overall accuracy is then computed exactly from the drawn outcomes).
+- 14 strata of unequal size (like MMLU-Pro's subjects), each with its own difficulty, and every item
+  with its own difficulty around its stratum's (``ITEM_SD`` logits): the expensive model answers item
+  ``i`` right with probability ``sigmoid(theta + logit(stratum accuracy) - b_i)`` (the strata's
+  accuracies spread +-0.15 around the target, ``theta`` set so the mean is the target; the overall
+  accuracy is then computed exactly from the drawn outcomes).
 - Each item's cost is what o4-mini would cost on it, drawn from the simulator's o4-mini profile
   (reasoning tokens grow with the stratum's difficulty) and priced with tollbench's price table. The
   control model is gpt-4o-mini (its profile and price), which answers *every* item.
 - The control's answer equals the expensive model's with probability ``rho`` and is otherwise an
   independent draw at the stratum's accuracy, so the two scores correlate with coefficient ``rho``.
+- ``history``: four earlier models (abilities ``HISTORY_OFFSETS`` logits around the expensive one's)
+  answered every item; their Rasch fit (:mod:`harness.stats.irt`) predicts each item's score and is the
+  control (forced here; a run uses it only where its leave-one-model-out correlation says it pays).
+  Nothing is bought for it.
 - Items are drawn in the run's random stratified order (:func:`harness.stats.sampling.seeded_order`) and fed
   to :class:`harness.stats.sequential.TargetCI`; the run stops when the 95% interval is no wider than
   +-half-width. The items still in flight when it stops (``--concurrency - 1``) are paid too.
 
 Methods: ``eb`` (the empirical-Bernstein sequence, the default before #17), ``betting`` (the
 horizon-tuned betting sequence, the default now), ``cv rho`` (``--control``: regression estimator on the
-cheap model's answers). ``fixed`` is the fixed-size Wilson sample the same width needs at the true
-accuracy, ``z^2 p (1 - p) / h^2`` (valid only at a size fixed in advance).
+cheap model's answers), ``history`` (``--control history``). ``fixed`` is the fixed-size Wilson sample
+the same width needs at the true accuracy, ``z^2 p (1 - p) / h^2`` (valid only at a size fixed in
+advance); ``forecast`` is what ``estimate --target-ci`` says before buying
+(:func:`harness.stats.sequential.planned_items` at the true accuracy and, for ``cv``, the measured
+correlation ``rho``; for ``history`` its leave-one-model-out correlation on the earlier models).
 
-Printed per accuracy and method: items at the stop (median, max), the cost of what was bought (cheap
+Printed per accuracy and method: the correlation of the control with the model's scores over all items,
+items at the stop (median, max), the cost of what was bought (cheap
 model's full run included) as a share of the expensive model's full run (median, max), the median
 interval half-width, and how often the interval covered the truth.
 """
