@@ -95,6 +95,9 @@ def _per_item(results: list[dict[str, Any]], model: str, suite: str) -> tuple[di
 def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     """``--control history``: the Rasch prediction of every item from other models' earlier runs.
 
+    A resumed run reads only the runs older than itself, so its control (and the choice to use it)
+    stays what it was when it started, unless those runs changed.
+
     Returns:
         ``{"run_id": None, "history": {"models", "runs", "items_covered", "correlation"}, "scores",
         "spent_nano": 0, "reused": True}`` (``correlation``: the median leave-one-model-out correlation
@@ -107,7 +110,11 @@ def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     wanted = sorted({u.item.id for mp in plan.models.values() for u in mp.units if u.suite == suite})
     responses: dict[str, dict[str, float]] = {}
     runs: list[str] = []
-    for run_id in _same_suite_runs(store, plan, suite):
+    candidates = _same_suite_runs(store, plan, suite)
+    own_run = plan.options.run_id
+    if own_run in candidates:  # resuming: runs newer than this one were not its history
+        candidates = candidates[candidates.index(own_run) + 1 :]
+    for run_id in candidates:
         results = store.item_results(run_id)
         used = False
         for model in sorted({r["model"] for r in results if r["suite"] == suite} - own):
