@@ -91,7 +91,11 @@ def _db_exists(db: str | None) -> bool:
     metavar="HALF_WIDTH",
     help="Also forecast the items and dollars --target-ci HALF_WIDTH needs with each interval method.",
 )
-@click.option("--control", metavar="PROVIDER/MODEL", help="With --target-ci: include --control MODEL.")
+@click.option(
+    "--control",
+    metavar="MODEL|history",
+    help="With --target-ci: include --control MODEL (or history: item difficulty from the database).",
+)
 @click.option(
     "--accuracy",
     type=float,
@@ -203,8 +207,10 @@ def estimate(
         from dataclasses import replace
 
         control_plan = prepare_run(replace(base, target_ci=target_ci, control=control))
-        # the forecast covers the control's full run too
-        plan = prepare_run(replace(base, models=(*models, control)))
+        # the control's earlier runs (and the history) count only if simulated or not like this estimate
+        control_plan.options = replace(control_plan.options, simulated=sim)
+        if control_plan.control != "history":  # the forecast covers the control's full run too
+            plan = prepare_run(replace(base, models=(*models, control)))
     store = None
     if pilot is not None or _db_exists(db):
         from harness.store.engine import Store
@@ -229,10 +235,13 @@ def estimate(
             min_history=2 if pilot is not None else MIN_HISTORY,
         )
         reused = False
+        history: dict[str, Any] = {}
         if control_plan is not None and store is not None:
             from harness.run.control import missing_controls
 
             reused = not missing_controls(store, control_plan)
+            runs = control_plan.control_runs
+            history = {suite: info["history"] for suite, info in runs.items() if info.get("history")}
     finally:
         if store is not None:
             store.close()
@@ -248,6 +257,7 @@ def estimate(
             control=control_plan.control if control_plan is not None else None,
             rho=rho,
             control_reused=reused,
+            history=history,
         )
     preset_info: dict[str, Any] | None = None
     if preset is not None:

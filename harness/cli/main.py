@@ -342,6 +342,14 @@ def run(
         store.close()
 
 
+def _history_note(h: dict[str, Any]) -> str:
+    rho = h.get("correlation")
+    return (
+        f"at its correlation {'n/a' if rho is None else f'{rho:.2f}'} it is forecast to need "
+        f"~{h['items_with']:,} items, the {h['without']} interval alone ~{h['items_without']:,}"
+    )
+
+
 def _run_control_first(plan: Any, store: Any, budget_usd: Decimal, sim: bool) -> Any:
     """--control: reuse the control model's earlier run on every suite, or run it now (inside the same
     budget); return the plan with the controls filled and the budget that is left."""
@@ -356,9 +364,10 @@ def _run_control_first(plan: Any, store: Any, budget_usd: Decimal, sim: bool) ->
     for suite, info in plan.control_runs.items():
         if info.get("history"):
             h = info["history"]
+            unused = "" if h.get("used", True) else f"; not used: {_history_note(h)}"
             click.echo(
                 f"control x {suite}: item difficulty from history ({len(h['models'])} models, "
-                f"runs {', '.join(h['runs'])})",
+                f"runs {', '.join(h['runs'])}){unused}",
                 err=True,
             )
         else:

@@ -9,7 +9,10 @@ For every model and suite of a forecast (:func:`harness.forecast.estimate.foreca
 - ``betting``: the default ``--ci-method`` (0/1 scores; with repeats the run uses ``eb``);
 - ``eb``: the empirical-Bernstein sequence;
 - ``control``: with ``--control MODEL`` at an assumed correlation, plus the control model's full run
-  (nothing when an earlier run of it can be reused).
+  (nothing when an earlier run of it can be reused);
+- ``history``: with ``--control history``, nothing bought for the control; the correlation is the
+  history's own leave-one-model-out one (how well the other models' Rasch fit predicted each model),
+  when the database holds the history, else the assumed one.
 
 The in-flight calls still paid after the stop (``concurrency - 1``) are included.
 """
@@ -23,6 +26,9 @@ from typing import Any
 from harness.forecast.estimate import Forecast, ForecastRow
 from harness.pricing.money import usd_str
 from harness.stats.sequential import planned_items
+
+#: ``--control history`` (as :data:`harness.run.control.HISTORY`).
+HISTORY = "history"
 
 __all__ = ["TargetForecast", "forecast_target_ci"]
 
@@ -72,6 +78,7 @@ def forecast_target_ci(
     rho: float = 0.6,
     control_reused: bool = False,
     concurrency: int = 16,
+    history: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[TargetForecast]:
     """Items and dollars per model, suite and method for ``--target-ci half_width``.
 
@@ -84,6 +91,8 @@ def forecast_target_ci(
         rho: the correlation assumed between the two models' scores.
         control_reused: an earlier run of the control covers the suites (its cost is already paid).
         concurrency: calls in flight; ``concurrency - 1`` more are paid after the stop.
+        history: with ``control="history"``: per suite, what :func:`harness.run.control.find_history`
+            found (``models``, ``correlation``); a suite without is forecast at ``rho``.
     """
     out: list[TargetForecast] = []
     control_rows = {r.suite: r for r in forecast.rows if r.model == control}
@@ -97,10 +106,16 @@ def forecast_target_ci(
         methods = ["fixed", "betting" if repeats == 1 else "eb"]
         if "eb" not in methods:
             methods.append("eb")
-        if control is not None:
+        if control == HISTORY:
+            methods.append("history")
+        elif control is not None:
             methods.append("control")
+        found = (history or {}).get(row.suite)
+        measured = found.get("correlation") if found else None
         for method in methods:
-            items = planned_items(method, accuracy, half_width, n, rho=rho) or n
+            r = measured if method == "history" and measured is not None else rho
+            kind = "control" if method == "history" else method
+            items = planned_items(kind, accuracy, half_width, n, rho=r) or n
             items = min(n, items + (0 if method == "fixed" else concurrency - 1))
             calls = items * repeats
             expected, upper = _share(row, calls)
@@ -113,5 +128,14 @@ def forecast_target_ci(
                     note = f"includes {control} on all {n:,} items; correlation {rho:.2f} assumed"
                 else:
                     note = f"{control}'s earlier run reused; correlation {rho:.2f} assumed"
+            if method == "history":
+                note = (
+                    f"item difficulty from {len(found['models'])} models' earlier runs, nothing bought; "
+                    f"correlation {r:.2f} (leave-one-model-out on the history)"
+                    if found and measured is not None
+                    else f"needs earlier runs of 2 other models in the database; correlation {r:.2f} assumed"
+                )
+                if found and not found.get("used", True):
+                    note += f"; not worth it: the run would use {found['without']} without it"
             out.append(TargetForecast(row.model, row.suite, method, items, n, calls, expected, upper, note))
     return out

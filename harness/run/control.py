@@ -9,7 +9,9 @@ its own, inside the same ``--budget``.
 
 ``--control history`` buys nothing: where the database holds earlier runs of at least
 :data:`MIN_HISTORY_MODELS` other models on the same suite, a Rasch fit of their per-item results
-(:mod:`harness.stats.irt`) predicts each item's score, and that prediction is the control.
+(:mod:`harness.stats.irt`) predicts each item's score, and that prediction is the control, where it
+is forecast to pay (:func:`history_pays`: at the history's own leave-one-model-out correlation, fewer
+items than the interval without a control); elsewhere the run uses its interval without one.
 
 Any fixed control scores keep the interval valid; scores that agree with the expensive model's make
 it narrower (docs/statistics.md).
@@ -29,6 +31,7 @@ __all__ = [
     "control_options",
     "find_control",
     "find_history",
+    "history_pays",
     "missing_controls",
 ]
 
@@ -92,17 +95,26 @@ def _per_item(results: list[dict[str, Any]], model: str, suite: str) -> tuple[di
 def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     """``--control history``: the Rasch prediction of every item from other models' earlier runs.
 
+    A resumed run reads only the runs older than itself, so its control (and the choice to use it)
+    stays what it was when it started, unless those runs changed.
+
     Returns:
-        ``{"run_id": None, "history": {"models", "runs"}, "scores", "spent_nano": 0, "reused": True}``,
+        ``{"run_id": None, "history": {"models", "runs", "items_covered", "correlation"}, "scores",
+        "spent_nano": 0, "reused": True}`` (``correlation``: the median leave-one-model-out correlation
+        of the prediction with each historical model's scores, None if undefined),
         or None with fewer than :data:`MIN_HISTORY_MODELS` other models.
     """
-    from harness.stats.irt import predicted_scores
+    from harness.stats.irt import history_correlation, predicted_scores
 
     own = set(plan.models)
     wanted = sorted({u.item.id for mp in plan.models.values() for u in mp.units if u.suite == suite})
     responses: dict[str, dict[str, float]] = {}
     runs: list[str] = []
-    for run_id in _same_suite_runs(store, plan, suite):
+    candidates = _same_suite_runs(store, plan, suite)
+    own_run = plan.options.run_id
+    if own_run in candidates:  # resuming: runs newer than this one were not its history
+        candidates = candidates[candidates.index(own_run) + 1 :]
+    for run_id in candidates:
         results = store.item_results(run_id)
         used = False
         for model in sorted({r["model"] for r in results if r["suite"] == suite} - own):
@@ -122,7 +134,13 @@ def find_history(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     return {
         "run_id": None,
         "model": HISTORY,
-        "history": {"models": sorted(responses), "runs": runs, "items_covered": covered},
+        "history": {
+            "models": sorted(responses),
+            "runs": runs,
+            "items_covered": covered,
+            # how well the history predicted each of its models from the others: the forecast's rho
+            "correlation": history_correlation(responses),
+        },
         "scores": dict(predicted),
         "spent_nano": 0,
         "reused": True,
@@ -152,9 +170,37 @@ def find_control(store: Store, plan: Plan, suite: str) -> dict[str, Any] | None:
     return None
 
 
+def history_pays(plan: Plan, suite: str, correlation: float | None) -> dict[str, Any]:
+    """Whether ``--control history`` is forecast to need fewer items than the run's interval without
+    it, at the history's own (leave-one-model-out) correlation and accuracy 0.5.
+
+    Decided before the model answers anything, so using or not using the history keeps the interval
+    valid. Returns ``{"used", "items_with", "items_without", "without"}``.
+    """
+    from harness.stats.sequential import planned_items
+
+    units = [u for mp in plan.models.values() for u in mp.units if u.suite == suite]
+    n = len({u.item.id for u in units}) or 1
+    repeats = max(1, len(units) // n // max(1, len(plan.models)))
+    without = "betting" if plan.options.ci_method == "betting" and repeats == 1 else "eb"
+    h = plan.options.target_ci or 0.05
+    items_without = planned_items(without, 0.5, h, n) or n
+    items_with = planned_items("control", 0.5, h, n, rho=max(0.0, correlation or 0.0)) or n
+    return {
+        "used": items_with < items_without,
+        "items_with": items_with,
+        "items_without": items_without,
+        "without": without,
+    }
+
+
 def missing_controls(store: Store, plan: Plan) -> list[str]:
     """Fill ``plan.controls`` and ``plan.control_runs`` from the database; return the suites that have
-    no control run covering every item yet."""
+    no control run covering every item yet.
+
+    With ``--control history``, a suite whose history is forecast not to pay (:func:`history_pays`) gets
+    its ``control_runs`` entry (``history.used`` False) but no controls: the run uses its interval
+    without a control there."""
     missing = []
     for suite in plan.suites:
         if suite in plan.controls:
@@ -165,6 +211,13 @@ def missing_controls(store: Store, plan: Plan) -> list[str]:
         if found is None:
             missing.append(suite)
             continue
-        plan.controls[suite] = found.pop("scores")
+        scores = found.pop("scores")
+        history = found.get("history")
+        if history is not None:
+            history.update(history_pays(plan, suite, history["correlation"]))
+            if not history["used"]:
+                plan.control_runs[suite] = found
+                continue
+        plan.controls[suite] = scores
         plan.control_runs[suite] = found
     return missing

@@ -520,6 +520,14 @@ class Runner:
             if target.method == "control":
                 entry["control"] = self._control_summary(target, suite, sum(costs))
                 entry["line"] += "; " + entry["control"]["line"]
+            elif (self.plan.control_runs.get(suite) or {}).get("history"):  # consulted, not used
+                history = self.plan.control_runs[suite]["history"]
+                line = (
+                    f"history of {len(history['models'])} models not used (forecast correlation "
+                    f"{history['correlation'] or 0:.2f}: no fewer items than without it)"
+                )
+                entry["control"] = {"model": self.plan.control, "history": history, "line": line}
+                entry["line"] += "; " + line
             out.append(entry)
         return out
 

@@ -21,12 +21,15 @@ replacement in a random order (docs/statistics.md has the derivations, assumptio
     empirical-Bernstein sequence of :mod:`harness.stats.sequential` running beside it, so the
     interval still narrows if the data drift away from the plan.
 
-:class:`ControlVariateCS` (``--control MODEL``)
+:class:`ControlVariateCS` (``--control MODEL``, ``--control history``)
     A cheap model's score ``c_i`` is known for every item before the expensive one is sampled. The
     predictable regression estimator ``u_i = y_i - beta_i (c_i - R_i)`` (``R_i`` the known mean of
     the control over the items not yet drawn, ``beta_i`` fitted on the earlier pairs) has the
-    remaining mean of ``y`` as its conditional mean, so the without-replacement empirical-Bernstein
-    martingale applies to it unchanged; its variance is ``Var(y) (1 - rho^2)`` at the best ``beta``.
+    remaining mean of ``y`` as its conditional mean whatever the control. A capital process bets on
+    ``u_i`` against it; each bet pays the exact penalty ``lambda d - log(1 + lambda d)`` of the
+    deviation ``d`` that occurred (the factor is then ``exp(lambda (m - mu_i)) (1 + lambda d)``, of
+    expectation <= 1), so the sequence pays for the residual's variance ``Var(y) (1 - rho^2)``, not
+    for its range, and stays closed-form in ``mu``.
 
 Everything here is statistics on scores, not money: floats are fine.
 """
@@ -53,6 +56,10 @@ EARLY = 0.9
 #: The horizon aims at this fraction of the target width (room for the estimate to move).
 MARGIN = 0.04
 _VAR_FLOOR = 1e-4
+#: Largest bet of the control-variate martingale, as a share of the largest step its deviation can take.
+CV_MAX_BET = 0.5
+#: Largest regression coefficient of the control variate.
+MAX_BETA = 2.0
 _TAIL_SDS = 14.0
 
 
@@ -354,15 +361,19 @@ class ControlVariateCS:
         self._sum_yy = 0.0
         self._a = 0.0
         self._b = 0.0
-        self._penalty = 0.0
+        self._penalty_low = 0.0
+        self._penalty_high = 0.0
         self._sq = 0.0
-        self._sum_z = 0.0
+        self._sum_u = 0.0
         self.low = 0.0
         self.high = 1.0
 
     @property
     def beta(self) -> float:
-        """The regression coefficient of the expensive on the cheap scores so far, in [0, 1]."""
+        """The regression coefficient of the expensive on the cheap scores so far, in [0, MAX_BETA].
+
+        Above 1 when the control's scores are compressed (a history prediction); never negative (a
+        control that disagrees is no help worth its noise)."""
         n = self.n
         if n < 10:
             return 0.0
@@ -370,7 +381,7 @@ class ControlVariateCS:
         cov = self._sum_yc / n - (self._sum_y / n) * (self._sum_c / n)
         if var_c <= 1e-12:
             return 0.0
-        return min(1.0, max(0.0, cov / var_c))
+        return min(MAX_BETA, max(0.0, cov / var_c))
 
     @property
     def correlation(self) -> float | None:
@@ -417,25 +428,29 @@ class ControlVariateCS:
         remaining = big_n - t + 1
         w = big_n / remaining
         r = min(1.0, max(0.0, self._control_left / remaining))  # known control mean of the items left
-        beta = self.beta
-        width = 1.0 + beta
-        # z in [0, 1]; E[z | past] = a * mu + b  (mu: the expensive model's population accuracy)
-        z = (y - beta * (c - r) + beta * (1.0 - r)) / width
-        a = w / width
-        b = (-self._sum_y / remaining + beta * (1.0 - r)) / width
-        mean_pred = (0.5 + self._sum_z) / t
+        beta = self.beta  # fitted on the earlier pairs only: predictable
+        # u has E[u | past] = w mu - S_y / remaining, whatever the control
+        u = y - beta * (c - r)
+        shift = self._sum_y / remaining
+        mean_pred = (0.5 + self._sum_u) / t  # predictable estimate of E[u | past]
         var_pred = max((0.25 + self._sq) / t, _VAR_FLOOR)
+        # the deviation u - mean_pred is bounded below by -lo_dev and above by hi_dev (predictable)
+        lo_dev = max(mean_pred + beta * (1.0 - r), 1e-6)
+        hi_dev = max(1.0 + beta * r - mean_pred, 1e-6)
         if self.target_half_width is not None:
-            lam = self.target_half_width * a / var_pred
+            lam = self.target_half_width * w / var_pred
         else:
-            lam = a * math.sqrt(2.0 * self._log_term / (var_pred * t * math.log(t + 1.0)))
-        lam = min(lam, MAX_BET)
-        dev = z - mean_pred
-        self._a += lam * (z - b)
-        self._b += lam * a
-        self._penalty += (-math.log1p(-lam) - lam) * dev * dev
+            lam = w * math.sqrt(2.0 * self._log_term / (var_pred * t * math.log(t + 1.0)))
+        lam = min(lam, CV_MAX_BET / max(lo_dev, hi_dev))
+        dev = u - mean_pred
+        self._a += lam * (u + shift)
+        self._b += lam * w
+        # The exact penalty of this bet: exp(lam d - (lam d - log(1 + lam d))) = 1 + lam d for the
+        # observed deviation d (Fan et al.'s psi_E(lam) d^2 bounds it for the worst d; docs/statistics.md)
+        self._penalty_low += lam * dev - math.log1p(lam * dev)
+        self._penalty_high += -lam * dev - math.log1p(-lam * dev)
         self._sq += dev * dev
-        self._sum_z += z
+        self._sum_u += u
         self._sum_y += y
         self._sum_c += c
         self._sum_yc += y * c
@@ -443,8 +458,8 @@ class ControlVariateCS:
         self._sum_yy += y * y
         self._control_left -= c
         self.n = t
-        low = (self._a - self._penalty - self._log_term) / self._b
-        high = (self._a + self._penalty + self._log_term) / self._b
+        low = (self._a - self._penalty_low - self._log_term) / self._b
+        high = (self._a + self._penalty_high + self._log_term) / self._b
         low = max(low, self._sum_y / big_n)
         high = min(high, (self._sum_y + big_n - t) / big_n)
         self.low = max(self.low, low, 0.0)

@@ -7,24 +7,34 @@ Run it directly (it is not part of the test suite)::
 
 No HTTP: outcomes and costs are simulated, the statistics are the real ones.
 
-- 14 strata of unequal size (like MMLU-Pro's subjects), each with its own difficulty; an item is
-  answered correctly with probability ``accuracy_of_stratum`` (the strata's accuracies spread +-0.15
-  around the target accuracy, the overall accuracy is then computed exactly from the drawn outcomes).
+- 14 strata of unequal size (like MMLU-Pro's subjects), each with its own difficulty, and every item
+  with its own difficulty around its stratum's (``ITEM_SD`` logits): the expensive model answers item
+  ``i`` right with probability ``sigmoid(theta + logit(stratum accuracy) - b_i)`` (the strata's
+  accuracies spread +-0.15 around the target, ``theta`` set so the mean is the target; the overall
+  accuracy is then computed exactly from the drawn outcomes).
 - Each item's cost is what o4-mini would cost on it, drawn from the simulator's o4-mini profile
   (reasoning tokens grow with the stratum's difficulty) and priced with tollbench's price table. The
   control model is gpt-4o-mini (its profile and price), which answers *every* item.
 - The control's answer equals the expensive model's with probability ``rho`` and is otherwise an
   independent draw at the stratum's accuracy, so the two scores correlate with coefficient ``rho``.
+- ``history``: four earlier models (abilities ``HISTORY_OFFSETS`` logits around the expensive one's)
+  answered every item; their Rasch fit (:mod:`harness.stats.irt`) predicts each item's score and is the
+  control (forced here; a run uses it only where its leave-one-model-out correlation says it pays).
+  Nothing is bought for it.
 - Items are drawn in the run's random stratified order (:func:`harness.stats.sampling.seeded_order`) and fed
   to :class:`harness.stats.sequential.TargetCI`; the run stops when the 95% interval is no wider than
   +-half-width. The items still in flight when it stops (``--concurrency - 1``) are paid too.
 
 Methods: ``eb`` (the empirical-Bernstein sequence, the default before #17), ``betting`` (the
 horizon-tuned betting sequence, the default now), ``cv rho`` (``--control``: regression estimator on the
-cheap model's answers). ``fixed`` is the fixed-size Wilson sample the same width needs at the true
-accuracy, ``z^2 p (1 - p) / h^2`` (valid only at a size fixed in advance).
+cheap model's answers), ``history`` (``--control history``). ``fixed`` is the fixed-size Wilson sample
+the same width needs at the true accuracy, ``z^2 p (1 - p) / h^2`` (valid only at a size fixed in
+advance); ``forecast`` is what ``estimate --target-ci`` says before buying
+(:func:`harness.stats.sequential.planned_items` at the true accuracy and, for ``cv``, the measured
+correlation ``rho``; for ``history`` its leave-one-model-out correlation on the earlier models).
 
-Printed per accuracy and method: items at the stop (median, max), the cost of what was bought (cheap
+Printed per accuracy and method: the correlation of the control with the model's scores over all items,
+items at the stop (median, max), the cost of what was bought (cheap
 model's full run included) as a share of the expensive model's full run (median, max), the median
 interval half-width, and how often the interval covered the truth.
 """
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import multiprocessing
 import random
 import statistics
@@ -45,12 +56,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from harness.pricing.money import usd_to_nano
 from harness.pricing.table import PriceTable
 from harness.sim.profiles import load_profiles
+from harness.stats.irt import history_correlation, predicted_scores
 from harness.stats.sampling import seeded_order
-from harness.stats.sequential import TargetCI
+from harness.stats.sequential import TargetCI, planned_items
 from harness.suite import Item
 from harness.types import Usage
 
 STRATA = 14
+#: Spread (logits) of the items' own difficulty around their stratum's.
+ITEM_SD = 1.2
+#: The earlier models of ``history``: abilities (logits) relative to the expensive model's.
+HISTORY_OFFSETS = (-1.0, -0.3, 0.4, 1.1)
 
 
 def _rates(provider: str, model: str) -> tuple[int, int]:
@@ -94,25 +110,85 @@ def _stratum_accuracy(accuracy: float, stratum: str) -> float:
     return min(0.99, max(0.01, accuracy + 0.15 * (2 * s / (STRATA - 1) - 1)))
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+@functools.lru_cache(maxsize=2)
+def _difficulty(seed: int, n_items: int) -> dict[str, float]:
+    """Each item's own difficulty (logits), the same for every model and accuracy of a seed."""
+    items = _costs(seed, n_items)[0]
+    rng = random.Random(f"{seed}-difficulty")
+    return {it.id: rng.gauss(0.0, ITEM_SD) for it in items}
+
+
+def _item_accuracy(seed: int, n_items: int, accuracy: float, offset: float = 0.0) -> dict[str, float]:
+    """P(right) per item for a model ``offset`` logits abler than one of mean accuracy ``accuracy``:
+    ``sigmoid(theta + logit(stratum accuracy) - difficulty)``, ``theta`` set so the mean is ``accuracy``."""
+    items = _costs(seed, n_items)[0]
+    diff = _difficulty(seed, n_items)
+    base = {it.id: _logit(_stratum_accuracy(accuracy, it.stratum)) - diff[it.id] for it in items}
+    lo, hi = -6.0, 6.0
+    for _ in range(40):
+        mid = (lo + hi) / 2.0
+        if sum(_sigmoid(mid + v) for v in base.values()) / n_items < accuracy:
+            lo = mid
+        else:
+            hi = mid
+    theta = (lo + hi) / 2.0 + offset
+    return {i: _sigmoid(theta + v) for i, v in base.items()}
+
+
+def _history_control(seed: int, n_items: int, accuracy: float) -> tuple[dict[str, float | None], float]:
+    """``--control history``: a Rasch fit of earlier models' 0/1 results on every item predicts the
+    expensive model's score per item (the models differ from it in ability, share the difficulties)."""
+    responses: dict[str, dict[str, float]] = {}
+    for k, offset in enumerate(HISTORY_OFFSETS):
+        rng = random.Random(f"{seed}-{accuracy}-history-{k}")
+        p = _item_accuracy(seed, n_items, accuracy, offset)
+        responses[f"m{k}"] = {i: float(rng.random() < pi) for i, pi in p.items()}
+    items = list(_difficulty(seed, n_items))
+    return dict(predicted_scores(responses, items)), history_correlation(responses) or 0.0
+
+
+def _correlation(xs: list[float], ys: list[float]) -> float:
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxy = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    sxx = math.fsum((x - mx) ** 2 for x in xs)
+    syy = math.fsum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+
+
 def _one(
     seed: int, n_items: int, accuracy: float, half_width: float, concurrency: int, rhos: tuple[float, ...]
 ) -> dict[str, dict[str, float]]:
     items, cost, cheap, _ = _costs(seed, n_items)
     rng = random.Random(f"{seed}-{accuracy}")
-    acc = {it.id: _stratum_accuracy(accuracy, it.stratum) for it in items}
+    acc = _item_accuracy(seed, n_items, accuracy)
     correct = {it.id: rng.random() < acc[it.id] for it in items}
     truth = sum(correct.values()) / n_items
     order = [it.id for it in seeded_order(items, seed)]
     full = sum(cost.values())
     full_cheap = sum(cheap.values())
+    stratum = {it.id: it.stratum for it in items}
     out: dict[str, dict[str, float]] = {}
     methods: list[tuple[str, dict[str, float | None] | None]] = [("eb", None), ("betting", None)]
     for rho in rhos:
         crng = random.Random(f"{seed}-{accuracy}-{rho}")
         control: dict[str, float | None] = {
-            i: float(correct[i]) if crng.random() < rho else float(crng.random() < acc[i]) for i in order
+            i: float(correct[i])
+            if crng.random() < rho
+            else float(crng.random() < _stratum_accuracy(accuracy, stratum[i]))
+            for i in order
         }
         methods.append((f"cv {rho}", control))
+    history, history_rho = _history_control(seed, n_items, accuracy)
+    methods.append(("history", history))
+    ys = [float(correct[i]) for i in order]
     for name, control in methods:
         method = "eb" if name == "eb" else "betting"
         target = TargetCI(half_width, population=n_items, order=order, method=method, control=control)
@@ -124,13 +200,17 @@ def _one(
                 break
         paid = order[: min(n_items, stop + concurrency - 1)]
         iv = target.interval()
-        spent = sum(cost[i] for i in paid) + (full_cheap if control is not None else 0.0)
+        bought_cheap = full_cheap if name.startswith("cv") else 0.0  # history costs nothing new
+        spent = sum(cost[i] for i in paid) + bought_cheap
+        rho_all = _correlation(ys, [float(control[i] or 0.0) for i in order]) if control else 0.0
         out[name] = {
             "n": stop,
             "cost_fraction": spent / full,
             "half_width": iv.half_width,
             "covered": float(iv.low <= truth <= iv.high),
             "truth": truth,
+            "rho": rho_all,
+            "rho_forecast": history_rho if name == "history" else rho_all,
             "full_usd": full / 1e9,
             "cheap_usd": full_cheap / 1e9,
         }
@@ -158,8 +238,8 @@ def main() -> None:
         "cost % = bought / expensive model's full run (cv: the cheap model's full run included)"
     )
     print(
-        f"{'accuracy':>8} {'method':>8} {'fixed n':>7} {'n stop (median, max)':>21} "
-        f"{'cost % (median, max)':>21} {'half-width':>10} {'coverage':>8}"
+        f"{'accuracy':>8} {'method':>8} {'rho':>5} {'fixed n':>7} {'forecast':>8} "
+        f"{'n stop (median, max)':>21} {'cost % (median, max)':>21} {'half-width':>10} {'coverage':>8}"
     )
     t0 = time.perf_counter()
     for accuracy in args.accuracy:
@@ -178,15 +258,22 @@ def main() -> None:
         for name in runs[0]:
             rs = [r[name] for r in runs]
             truth = statistics.mean(r["truth"] for r in rs)
+            rho = statistics.mean(r["rho"] for r in rs)
             fixed = z2 * truth * (1 - truth) / args.half_width**2
+            kind = "control" if name.startswith("cv") or name == "history" else name
+            # the forecast is made before buying: history's correlation is its leave-one-model-out one
+            rho_f = statistics.mean(r["rho_forecast"] for r in rs)
+            forecast = planned_items(kind, truth, args.half_width, args.items, rho=rho_f) or args.items
             ns = [r["n"] for r in rs]
             fr = [r["cost_fraction"] for r in rs]
             print(
-                f"{accuracy:>8.2f} {name:>8} {fixed:>7,.0f} "
+                f"{accuracy:>8.2f} {name:>8} {rho if kind == 'control' else float('nan'):>5.2f} "
+                f"{fixed:>7,.0f} {forecast:>8,} "
                 f"{statistics.median(ns):>13,.0f}, {max(ns):>6,.0f} "
                 f"{100 * statistics.median(fr):>12.1f}%, {100 * max(fr):>5.1f}% "
                 f"{statistics.median(r['half_width'] for r in rs):>10.4f} "
-                f"{statistics.mean(r['covered'] for r in rs):>8.3f}"
+                f"{statistics.mean(r['covered'] for r in rs):>8.3f}",
+                flush=True,
             )
     first = _costs(0, args.items)
     print(

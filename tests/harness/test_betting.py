@@ -180,6 +180,44 @@ def test_control_variate_regression_estimate_and_interval() -> None:
         ControlVariateCS(0.95, [2.0])
 
 
+@pytest.mark.parametrize("dist", [(0.4, 0.4, 0.1, 0.1), (0.7, 0.05, 0.2, 0.05), (0.1, 0.1, 0.4, 0.4)])
+@pytest.mark.parametrize("lam", [0.05, 0.3, 0.9])
+def test_the_control_variate_penalty_keeps_a_supermartingale(dist: tuple[float, ...], lam: float) -> None:
+    """One factor of the control variate's capital: exp(lam (u - mu) - (lam d - log(1 + lam d))) with
+    d = u - m (m the predictable centre) has expectation <= 1 under any law of u of mean mu, whatever
+    m: the per-observation penalty is exact, so no bound is lost to the range of u."""
+    beta, r = 0.8, 0.45
+    values = [1 - beta * (1 - r), beta * r, 1 + beta * r, -beta * (1 - r)]  # (y, c) = 11, 00, 10, 01
+    mu = sum(p * u for p, u in zip(dist, values, strict=True))
+    for m in (0.2, mu, 0.7):
+        lo_dev = m + beta * (1 - r)
+        bet = min(lam, 0.99 / lo_dev)  # 1 + bet d > 0 for every possible u
+        factor = [math.exp(bet * (u - mu) - (bet * (u - m) - math.log1p(bet * (u - m)))) for u in values]
+        assert sum(p * f for p, f in zip(dist, factor, strict=True)) <= 1.0 + 1e-12
+    # the penalty is never negative and is the quadratic one for small deviations
+    assert all(lam * d - math.log1p(lam * d) >= 0 for d in (-0.9, -0.1, 0.0, 0.3, 1.2))
+
+
+def test_control_variate_needs_about_one_minus_rho_squared_of_the_items() -> None:
+    """rho 0.8: the residual's variance is 0.36 of the score's; the stop needs well under half the
+    items of the same (empirical-Bernstein-type) sequence without the control (measured ~0.42)."""
+    rng = random.Random(21)
+    big_n = 6000
+    y = [rng.random() < 0.5 for _ in range(big_n)]
+    c = {str(i): float(yi) if rng.random() < 0.8 else float(rng.random() < 0.5) for i, yi in enumerate(y)}
+    order = [str(i) for i in range(big_n)]
+    stops = {}
+    for name, control in (("eb", None), ("control", c)):
+        t = TargetCI(0.03, population=big_n, order=order, method="eb", control=control)
+        for i in order:
+            t.add(i, y[int(i)])
+            if t.done:
+                break
+        assert t.method == name and t.interval().half_width <= 0.03
+        stops[name] = t.n
+    assert stops["control"] < 0.5 * stops["eb"], stops
+
+
 def _fixture(
     seed: int, big_n: int, acc: float, rho: float
 ) -> tuple[list[Item], dict[str, bool], dict[str, float]]:
@@ -194,8 +232,25 @@ def _fixture(
     return items, y, c
 
 
+def _history_fixture(
+    seed: int, big_n: int, acc: float
+) -> tuple[list[Item], dict[str, bool], dict[str, float]]:
+    """Items of their own difficulty; the control is a noisy prediction of each item's P(right) in (0, 1)
+    (what a Rasch fit of earlier models gives)."""
+    rng = random.Random(seed)
+    items = [Item(f"s{i % 4}-{i}", "q", "a", stratum=f"s{i % 4}") for i in range(big_n)]
+    logit = math.log(acc / (1 - acc))
+    p = {
+        it.id: 1 / (1 + math.exp(-(logit + 0.3 * (int(it.stratum[1]) - 1.5) + rng.gauss(0, 1.2))))
+        for it in items
+    }
+    y = {i: rng.random() < pi for i, pi in p.items()}
+    c = {i: 1 / (1 + math.exp(-(math.log(pi / (1 - pi)) * 0.7 + rng.gauss(0, 0.6)))) for i, pi in p.items()}
+    return items, y, c
+
+
 @pytest.mark.parametrize("acc", [0.5, 0.8])
-@pytest.mark.parametrize("method", ["betting", "eb", "control"])
+@pytest.mark.parametrize("method", ["betting", "eb", "control", "history"])
 def test_coverage_under_adversarial_stopping(acc: float, method: str) -> None:
     """The adversary stops at the first time the interval misses the truth (before the target stops the
     run, or at any later time up to the whole population): the truth is inside at that time in >= 93%
@@ -203,7 +258,9 @@ def test_coverage_under_adversarial_stopping(acc: float, method: str) -> None:
     runs, big_n, h = 200, 300, 0.08
     missed = 0
     for seed in range(runs):
-        items, y, c = _fixture(seed, big_n, acc, 0.6)
+        items, y, c = (
+            _history_fixture(seed, big_n, acc) if method == "history" else _fixture(seed, big_n, acc, 0.6)
+        )
         truth = sum(y.values()) / big_n
         order = [it.id for it in seeded_order(items, seed)] if seed % 2 else [it.id for it in items]
         if not seed % 2:
@@ -213,9 +270,9 @@ def test_coverage_under_adversarial_stopping(acc: float, method: str) -> None:
             population=big_n,
             order=order,
             method="eb" if method == "eb" else "betting",
-            control=c if method == "control" else None,
+            control=c if method in ("control", "history") else None,
         )
-        assert target.method == method
+        assert target.method == ("control" if method == "history" else method)
         for iid in order:
             target.add(iid, y[iid])
             iv = target.interval()
@@ -251,6 +308,31 @@ def test_rasch_fit_recovers_item_order_and_keeps_perfect_items_finite() -> None:
     assert pred["never-seen"] == pytest.approx(sum(pred[i] for i in items) / n)
     with pytest.raises(ValueError, match="outside"):
         rasch_fit({"m": {"i": 2.0}})
+    # items the same models answered alike share one difficulty (one fit per answer pattern)
+    same = [i for i in items if all(responses[m][i] == responses[m][items[0]] for m in abilities)]
+    assert len({b[i] for i in same}) == 1
+
+
+def test_history_forecasts_its_own_correlation_leaving_one_model_out() -> None:
+    from harness.stats.irt import history_correlation
+
+    rng = random.Random(3)
+    items = [f"i{k}" for k in range(400)]
+    spread = {i: rng.gauss(0.0, 2.0) for i in items}
+    flat = dict.fromkeys(items, 0.0)
+
+    def responses(b: dict[str, float]) -> dict[str, dict[str, float]]:
+        return {
+            m: {i: float(rng.random() < 1 / (1 + math.exp(-(t - b[i])))) for i in items}
+            for m, t in {"a": -0.5, "b": 0.0, "c": 0.5, "d": 1.0}.items()
+        }
+
+    # items that differ in difficulty are predicted from the other models; items that do not, are not
+    rho = history_correlation(responses(spread))
+    assert rho is not None and rho > 0.4
+    flat_rho = history_correlation(responses(flat))
+    assert flat_rho is not None and abs(flat_rho) < 0.15
+    assert history_correlation({"a": dict.fromkeys(items, 1.0)}) is None
 
 
 def test_runs_stored_before_ci_method_resume_on_the_sequence_they_used() -> None:

@@ -199,11 +199,47 @@ def test_control_history_uses_other_models_earlier_runs(
     code, out, err = _cli(capsys, *history)
     assert code == 0, err
     earlier = json.loads(out)["id"]
+    # estimate: the history row costs nothing and is forecast at the history's own correlation
+    est = ["estimate", str(suite), "-m", "openai/o4-mini", "--db", str(db), "--sim", "--json"]
+    code, out, err = _cli(capsys, *est, "--target-ci", "0.2", "--control", "history")
+    assert code == 0, err
+    rows = {r["method"]: r for r in json.loads(out)["target_ci"]["rows"]}
+    assert set(rows) == {"fixed", "betting", "eb", "history"}
+    assert "2 models' earlier runs, nothing bought" in rows["history"]["note"]
+    assert "leave-one-model-out" in rows["history"]["note"]
+    assert Decimal(rows["history"]["expected_usd"]) <= Decimal(rows["eb"]["expected_usd"])
     code, out, err = _cli(capsys, *base, "--json")
     assert code == 0, err
     assert f"item difficulty from history (2 models, runs {earlier})" in err
     (summary,) = _config(db, json.loads(out)["id"])["target_ci"]
-    assert summary["method"] == "control" and summary["reached"]
-    assert summary["control"]["history"]["models"] == ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]
-    assert summary["control"]["control_spent_usd"] == "0"
-    assert "item difficulty from history" in summary["line"]
+    history = summary["control"]["history"]
+    assert history["models"] == ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]
+    # the simulator's models barely agree item by item: the history is forecast not to pay, and the
+    # run says so and uses the betting interval (decided before the model answered anything)
+    assert history["correlation"] is not None and history["correlation"] < 0.5
+    assert not history["used"] and history["items_with"] >= history["items_without"]
+    assert "not used" in err and "not worth it" in rows["history"]["note"]
+    assert summary["method"] == "betting" and summary["reached"]
+    assert "history of 2 models not used" in summary["line"]
+    code, out, _ = _cli(capsys, "show", json.loads(out)["id"], "--db", str(db))
+    assert code == 0 and "history of 2 models not used" in out
+
+
+def test_history_is_used_where_it_is_forecast_to_pay(tmp_path: Path) -> None:
+    from harness.run.control import history_pays
+    from harness.run.plan import RunOptions, prepare_run
+
+    opts = RunOptions(
+        suites=[str(_suite(tmp_path, 3000))],
+        models=["openai/o4-mini"],
+        budget_usd=Decimal(1),
+        target_ci=0.03,
+        control="history",
+        simulated=True,
+    )
+    plan = prepare_run(opts)
+    (suite,) = plan.suites
+    good, poor = history_pays(plan, suite, 0.8), history_pays(plan, suite, 0.3)
+    assert good["used"] and good["items_with"] < good["items_without"] and good["without"] == "betting"
+    assert not poor["used"] and poor["items_without"] == good["items_without"]
+    assert not history_pays(plan, suite, None)["used"]
