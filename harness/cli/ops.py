@@ -135,6 +135,8 @@ def resume(
             click.echo(json.dumps(report, indent=2))
         else:
             print_run(report, _stdout())
+            for summary in report["config"].get("target_ci") or []:  # as `run` prints them
+                click.echo(summary["line"])
         if outcome.errors:
             click.echo("Failed attempts:", err=True)
             for line in outcome.errors:

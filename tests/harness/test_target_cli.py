@@ -243,3 +243,22 @@ def test_history_is_used_where_it_is_forecast_to_pay(tmp_path: Path) -> None:
     assert good["used"] and good["items_with"] < good["items_without"] and good["without"] == "betting"
     assert not poor["used"] and poor["items_without"] == good["items_without"]
     assert not history_pays(plan, suite, None)["used"]
+
+
+def test_resume_continues_the_target_and_prints_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, suite = tmp_path / "runs.db", _suite(tmp_path)
+    args = _run(db, suite, "openai/gpt-4o-mini", "-c", "1", "--json")
+    args[args.index("--budget") + 1] = "0.0015"  # a few items, then the budget
+    code, out, err = _cli(capsys, *args)
+    assert code == 3, err
+    run_id = json.loads(out)["id"]
+    (first,) = _config(db, run_id)["target_ci"]
+    assert not first["reached"]
+    code, out, err = _cli(capsys, "resume", run_id, "--add-budget", "5", "--db", str(db))
+    assert code == 0, err
+    (summary,) = _config(db, run_id)["target_ci"]
+    assert summary["reached"] and first["n_items"] < summary["n_items"] < 160
+    # resume prints the target's line as run does (n of N, the interval, reached)
+    assert summary["line"] in out and "of 160 items" in out
