@@ -158,9 +158,7 @@ class ClientPool(Generic[_C]):
     def _new_client(self) -> int:
         if self._ssl is None:
             self._ssl = httpx2.create_ssl_context()
-        limits = httpx2.Limits(
-            max_connections=self._per_client, max_keepalive_connections=self._per_client
-        )
+        limits = httpx2.Limits(max_connections=self._per_client, max_keepalive_connections=self._per_client)
         http = self._http_client(limits=limits, timeout=self._timeout, verify=self._ssl)
         self._clients.append(self._make(http, self._timeout))
         self._busy.append(0)
