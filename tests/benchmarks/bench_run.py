@@ -241,7 +241,8 @@ def mean_output_tokens(db: Path) -> float:
 def print_table(title: str, bare: Figure, rows: list[Figure | tuple[str, str]]) -> None:
     print(title)
     print(
-        f"  {'runner':<22} {'calls':>6} {'calls/s':>8} {'ratio':>6} {'wall s':>7} {'CPU ms/call':>11} {'peak MB':>8}"
+        f"  {'runner':<22} {'calls':>6} {'calls/s':>8} {'ratio':>6} {'wall s':>7} "
+        f"{'CPU ms/call':>11} {'peak MB':>8}"
     )
     for row in [bare, *rows]:
         if isinstance(row, tuple):
