@@ -128,6 +128,7 @@ class ClientPool(Generic[_C]):
         timeout: the clients' timeout (:func:`build_timeout`); its pool timeout is dropped: waiting
             for a pooled connection is not a provider failure (the runner's attempt deadline still
             bounds the call).
+        base_url: where the clients send (see :func:`_tls_context`).
     """
 
     def __init__(
@@ -137,8 +138,10 @@ class ClientPool(Generic[_C]):
         http_client: Callable[..., httpx2.AsyncClient],
         max_connections: int,
         timeout: httpx2.Timeout,
+        base_url: str | None = None,
     ) -> None:
         self._make = make
+        self._base_url = base_url
         self._http_client = http_client
         self._timeout = httpx2.Timeout(
             connect=timeout.connect, read=timeout.read, write=timeout.write, pool=None
@@ -157,7 +160,7 @@ class ClientPool(Generic[_C]):
 
     def _new_client(self) -> int:
         if self._ssl is None:
-            self._ssl = httpx2.create_ssl_context()
+            self._ssl = _tls_context(self._base_url)
         limits = httpx2.Limits(max_connections=self._per_client, max_keepalive_connections=self._per_client)
         http = self._http_client(limits=limits, timeout=self._timeout, verify=self._ssl)
         self._clients.append(self._make(http, self._timeout))
@@ -181,6 +184,17 @@ class ClientPool(Generic[_C]):
         """Close every client's connections."""
         for client in self._clients:
             await client.close()  # type: ignore[attr-defined]
+
+
+def _tls_context(base_url: str | None) -> ssl.SSLContext:
+    """The TLS context of a pool's clients. Loading the trust store takes a tenth of a second or more
+    of start-up; a plain ``http://`` endpoint (the simulator, a local server) never needs it, so it
+    gets a context that verifies certificates against no trust anchor at all: were it ever
+    redirected to ``https://``, the connection would fail, never go unverified."""
+    if base_url is not None and base_url.lower().startswith("http://"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED are on
+        return ctx
+    return httpx2.create_ssl_context()
 
 
 # -- header parsing -----------------------------------------------------------------------------------

@@ -181,6 +181,7 @@ class AnthropicMessagesAdapter(AdapterBase):
                 http_client=anthropic.DefaultAsyncHttpxClient,
                 max_connections=max_connections,
                 timeout=timeout,
+                base_url=base_url,
             )
             self._client = self._pool.clients[0]
 

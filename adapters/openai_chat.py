@@ -186,6 +186,7 @@ class OpenAIChatAdapter(AdapterBase):
                 http_client=openai.DefaultAsyncHttpxClient,
                 max_connections=max_connections,
                 timeout=timeout,
+                base_url=base_url,
             )
             self._client = self._pool.clients[0]
         # A non-streaming answer arrives only once it is complete: no stall timeout while it is made

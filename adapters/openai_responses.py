@@ -111,6 +111,7 @@ class OpenAIResponsesAdapter(AdapterBase):
                 http_client=openai.DefaultAsyncHttpxClient,
                 max_connections=max_connections,
                 timeout=timeout,
+                base_url=base_url,
             )
             self._client = self._pool.clients[0]
 
