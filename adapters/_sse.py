@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
+import httpx2
 import orjson
 
 __all__ = [
@@ -32,8 +33,21 @@ __all__ = [
     "ResponsesAccumulator",
     "SSESplitter",
     "StreamErrorEvent",
+    "body_chunks",
     "loads",
 ]
+
+
+def body_chunks(response: httpx2.Response) -> AsyncIterable[bytes]:
+    """The response body as it arrives. Without a content encoding that is the transport's own byte
+    stream (httpx's decoders and re-chunking do nothing then but cost time on every read; the SDKs
+    drain bodies the same way); with one, ``aiter_bytes()`` decodes it. Transport failures are
+    ``httpx2`` exceptions either way, and the caller closes the response."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    stream = response.stream
+    if encoding in ("", "identity") and isinstance(stream, AsyncIterable):
+        return stream
+    return response.aiter_bytes()
 
 
 def loads(data: bytes) -> Any:

@@ -45,7 +45,7 @@ from ._common import (
     stream_error,
     transport_error,
 )
-from ._sse import MessagesAccumulator, SSESplitter, StreamErrorEvent
+from ._sse import MessagesAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 
 __all__ = ["AnthropicMessagesAdapter", "map_anthropic_error", "usage_from_anthropic"]
 
@@ -252,7 +252,7 @@ class AnthropicMessagesAdapter(AdapterBase):
                 try:
                     splitter = SSESplitter()
                     feed = acc.feed
-                    async for chunk in http.aiter_bytes():
+                    async for chunk in body_chunks(http):
                         for name, data in splitter.feed(chunk):
                             feed(name, data)
                 except StreamErrorEvent as event:

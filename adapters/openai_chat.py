@@ -42,7 +42,7 @@ from ._common import (
     stream_error,
     transport_error,
 )
-from ._sse import ChatAccumulator, SSESplitter, StreamErrorEvent
+from ._sse import ChatAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 from .openai_compat import provider_cost, usage_for_dialect
 
 __all__ = ["OpenAIChatAdapter", "map_openai_error", "merged_extra_body", "usage_from_openai_chat"]
@@ -538,7 +538,7 @@ async def _read_sse(http: httpx2.Response, acc: ChatAccumulator) -> None:
     rest of the body is read (briefly), so the connection goes back to the pool, as the SDK does."""
     splitter = SSESplitter()
     feed = acc.feed
-    body = http.aiter_bytes()
+    body = aiter(body_chunks(http))
     async for raw in body:
         for _, data in splitter.feed(raw):
             if feed(data):

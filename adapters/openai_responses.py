@@ -38,7 +38,7 @@ from ._common import (
     request_id_from_headers,
     stream_error,
 )
-from ._sse import ResponsesAccumulator, SSESplitter, StreamErrorEvent
+from ._sse import ResponsesAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 from .openai_chat import map_openai_error
 
 __all__ = ["OpenAIResponsesAdapter", "usage_from_openai_responses"]
@@ -166,7 +166,7 @@ class OpenAIResponsesAdapter(AdapterBase):
                 try:
                     splitter = SSESplitter()
                     feed = acc.feed
-                    body = http.aiter_bytes()
+                    body = body_chunks(http)
                     stop = False
                     async for chunk in body:
                         for _, data in splitter.feed(chunk):

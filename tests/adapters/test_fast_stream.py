@@ -282,3 +282,29 @@ def test_splitter_matches_the_sdk_decoder() -> None:
         got = splitter.feed(raw[:cut]) + splitter.feed(raw[cut:])
         assert got == expected, cut
     assert json.loads(expected[0][1]) == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("api", "name"), [("chat", "oa_chat_stream.sse"), ("messages", "an_stream_thinking.sse")]
+)
+async def test_gzip_encoded_stream_is_decoded_on_both_paths(
+    server: ScriptedServer, api: str, name: str
+) -> None:
+    import gzip
+
+    raw = gzip.compress("".join(events_from_file(TRANSCRIPTS / name)).encode())
+    out = []
+    for fast in (True, False):
+        server.push(Reply.sse([raw[:40], raw[40:]], headers={**headers_for(api), "content-encoding": "gzip"}))
+        adapter = create_adapter(
+            spec_for(api),
+            api_key=API_KEY,
+            base_url=server.url if api == "messages" else server.url + "/v1",
+            connect_timeout_s=2.0,
+            fast_stream=fast,
+        )
+        try:
+            out.append(_fields(await adapter.complete(make_request(api))))
+        finally:
+            await adapter.aclose()
+    assert out[0] == out[1] and out[0]["finish_reason"] == "stop" and out[0]["text"]

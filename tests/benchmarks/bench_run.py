@@ -358,6 +358,7 @@ def main() -> None:
     ap.add_argument("--baseline-src", type=Path, help="another checkout to measure as 'before'")
     ap.add_argument("--streams", type=int, default=0, help="also run this many concurrent long streams")
     ap.add_argument("--stream-seconds", type=float, default=30.0)
+    ap.add_argument("--sim-workers", type=int, default=2, help="simulator processes for --streams")
     ap.add_argument("--cost-rows", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -410,7 +411,7 @@ def streams_figure(
     profile = next(p for key, p in sim_profiles().items() if key.endswith(MODEL))
     natural = profile.ttft_s + (mean_out or 200.0) / profile.tokens_per_s
     speed = args.stream_seconds / natural
-    sim = start_sim_process(speed=speed)
+    sim = start_sim_process(speed=speed, workers=args.sim_workers)
     try:
         for name, src in srcs[:1]:
             db = tmp / "streams.db"
@@ -420,7 +421,7 @@ def streams_figure(
             failed = f"; failed {dict(errors)}" if errors else "; none failed"
             print(
                 f"{args.streams:,} concurrent streams of about {args.stream_seconds:g}s ({name}, "
-                f"simulator speed {speed:.2f}): {fig.calls:,} calls ok in {fig.wall_s:.1f}s wall, peak "
+                f"simulator speed {speed:.2f}, {args.sim_workers} processes): {fig.calls:,} calls ok in {fig.wall_s:.1f}s wall, peak "
                 f"{fig.peak_mb:.0f} MB, CPU {1000 * fig.cpu_s / max(1, fig.calls):.2f} ms/call, "
                 f"start-up {startup:.2f}s{failed}"
             )
