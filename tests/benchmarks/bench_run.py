@@ -62,26 +62,30 @@ async def main() -> None:
     http = httpx2.AsyncClient(limits=limits, timeout=timeout)
     client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=timeout, http_client=http)
     sem = anyio.Semaphore(conc)
-    done = 0
+    done = failed = 0
     async def one(i: int) -> None:
-        nonlocal done
+        nonlocal done, failed
         p = prompts[i % len(prompts)]
         async with sem:
-            stream = await client.chat.completions.create(
-                model=sys.argv[5], messages=[{"role": m.role, "content": m.content} for m in p.messages],
-                max_completion_tokens=max_out, stream=True, stream_options={"include_usage": True})
-            text = []
-            async for chunk in stream:
-                for c in chunk.choices or []:
-                    if c.delta.content:
-                        text.append(c.delta.content)
+            try:
+                stream = await client.chat.completions.create(
+                    model=sys.argv[5], messages=[{"role": m.role, "content": m.content} for m in p.messages],
+                    max_completion_tokens=max_out, stream=True, stream_options={"include_usage": True})
+                text = []
+                async for chunk in stream:
+                    for c in chunk.choices or []:
+                        if c.delta.content:
+                            text.append(c.delta.content)
+            except Exception:  # counted, not retried (a dropped keep-alive connection on a loaded host)
+                failed += 1
+                return
             done += 1
     t0 = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for i in range(n):
             tg.start_soon(one, i)
     dt = time.perf_counter() - t0
-    print(f"{done} {dt}")
+    print(f"{done} {dt} {failed}")
     await client.close()
 
 anyio.run(main)
@@ -156,8 +160,9 @@ def _measured(
 def bare_loop(base_url: str, calls: int, concurrency: int, max_out: int) -> Figure:
     cmd = [sys.executable, "-c", BARE_LOOP, base_url, str(calls), str(concurrency), str(max_out), MODEL]
     out, wall, cpu, peak = _measured(cmd, cwd=ROOT)
-    done, seconds = out.split()
-    return Figure("bare SDK loop", int(done), int(done) / float(seconds), wall, cpu, peak)
+    done, seconds, failed = out.split()
+    note = f"failed {failed} (no retries)" if int(failed) else ""
+    return Figure("bare SDK loop", int(done), int(done) / float(seconds), wall, cpu, peak, note)
 
 
 def inspect_run(base_url: str, calls: int, concurrency: int, max_out: int, log_dir: Path) -> Figure | str:
