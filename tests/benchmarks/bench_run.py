@@ -426,7 +426,8 @@ def streams_figure(
             failed = f"; failed {dict(errors)}" if errors else "; none failed"
             print(
                 f"{args.streams:,} concurrent streams of about {args.stream_seconds:g}s ({name}, "
-                f"simulator speed {speed:.2f}, {args.sim_workers} processes): {fig.calls:,} calls ok in {fig.wall_s:.1f}s wall, peak "
+                f"simulator speed {speed:.2f}, {args.sim_workers} processes): {fig.calls:,} calls ok in "
+                f"{fig.wall_s:.1f}s wall, peak "
                 f"{fig.peak_mb:.0f} MB, CPU {1000 * fig.cpu_s / max(1, fig.calls):.2f} ms/call, "
                 f"start-up {startup:.2f}s{failed}"
             )
