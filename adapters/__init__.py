@@ -32,6 +32,8 @@ def create_adapter(
     base_url: str | None = None,
     stall_timeout_s: float = 120.0,
     connect_timeout_s: float = 10.0,
+    max_connections: int | None = None,
+    fast_stream: bool | None = None,
 ) -> Adapter:
     """Build the adapter for a resolved model.
 
@@ -46,6 +48,11 @@ def create_adapter(
             ``*_BASE_URL`` environment variable.
         stall_timeout_s: longest silence allowed while streaming.
         connect_timeout_s: connect timeout.
+        max_connections: the most calls in flight at once (the run's concurrency): the OpenAI and
+            Anthropic adapters then spread their calls over SDK clients of at most 64 connections
+            each (:class:`adapters._common.ClientPool`). None: one SDK client with the SDK's pool.
+        fast_stream: read streams from the SDK's raw response with :mod:`adapters._sse` (the
+            default where an adapter has it); False: the SDK's own stream of models.
 
     Raises:
         harness.errors.UnknownModel: ``spec.api`` names no adapter.
@@ -57,11 +64,18 @@ def create_adapter(
         raise UnknownModel(f"{spec.name}: unknown api {spec.api!r}; use one of {known}") from None
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
+    extra: dict[str, object] = {}
+    if getattr(cls, "POOLED", False):  # the adapters with a ClientPool and a fast stream path
+        if max_connections is not None:
+            extra["max_connections"] = max_connections
+        if fast_stream is not None:
+            extra["fast_stream"] = fast_stream
     adapter: Adapter = cls(
         spec,
         api_key=api_key,
         base_url=base_url if base_url is not None else spec.base_url,
         stall_timeout_s=stall_timeout_s,
         connect_timeout_s=connect_timeout_s,
+        **extra,
     )
     return adapter

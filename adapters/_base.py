@@ -4,6 +4,7 @@ bound used for reservations, the checked ``extra_body``, and closing its SDK cli
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from harness.models import check_extra_body
@@ -36,8 +37,12 @@ class AdapterBase:
     """Price-table provider name."""
     API: ClassVar[str]
     """``chat``, ``responses`` or ``messages``."""
+    POOLED: ClassVar[bool] = False
+    """The adapter takes ``max_connections`` and ``fast_stream`` (see :func:`adapters.create_adapter`)."""
 
     _client: Any
+    _pool: Any = None
+    """A :class:`adapters._common.ClientPool` when the adapter was built with ``max_connections``."""
 
     def __init__(self, spec: ModelSpec, api_key: str) -> None:
         self._spec = spec
@@ -83,9 +88,19 @@ class AdapterBase:
         bound = input_tokens_upper_bound(request.messages, self._spec.image_rule)
         return bound + extra_body_tokens_upper_bound(extra)
 
+    def _lease(self) -> AbstractContextManager[Any]:
+        """The SDK client for one call (the least-busy one of the pool, when there is one)."""
+        if self._pool is not None:
+            lease: AbstractContextManager[Any] = self._pool.lease()
+            return lease
+        return nullcontext(self._client)
+
     async def aclose(self) -> None:
-        """Close the SDK client's connection pool."""
-        await self._client.close()
+        """Close the SDK client's connection pool (every client's, with a pool)."""
+        if self._pool is not None:
+            await self._pool.aclose()
+        else:
+            await self._client.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._spec.name!r})"

@@ -13,11 +13,13 @@ from __future__ import annotations
 import email.utils
 import math
 import re
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx2
 
@@ -33,11 +35,13 @@ from harness.errors import (
 from harness.types import FinishReason, RateLimitInfo, RetryDecision, Usage
 
 __all__ = [
+    "CONNECTIONS_PER_CLIENT",
     "NON_RETRYABLE_CODES",
     "PROVEN_UNSENT",
     "HeaderLike",
     "billed_unless_proven_free",
     "body_error_fields",
+    "ClientPool",
     "build_timeout",
     "classify_status",
     "decimal_str",
@@ -95,6 +99,102 @@ def build_timeout(*, connect_timeout_s: float, stall_timeout_s: float) -> httpx2
         write=stall_timeout_s,
         pool=stall_timeout_s,
     )
+
+
+# -- connection pools ---------------------------------------------------------------------------------
+
+#: Connections per SDK client in a :class:`ClientPool`. httpcore's pool walks its connections and its
+#: waiting requests on every request and every release, so one pool of thousands of connections
+#: costs time per request in proportion to its size; many small pools do not.
+CONNECTIONS_PER_CLIENT = 64
+
+_C = TypeVar("_C")
+
+
+class ClientPool(Generic[_C]):
+    """As many SDK clients as a concurrency needs, each with at most :data:`CONNECTIONS_PER_CLIENT`
+    connections (all kept alive), made on first need.
+
+    Without it an SDK client has the SDK's pool (1,000 connections, 100 kept alive): at a higher
+    concurrency calls wait for a connection until the pool timeout (``PoolTimeout``), and above 100 the
+    connections are closed and opened again on every call. :meth:`lease` lends the least-busy client.
+
+    Args:
+        make: builds one SDK client around the given ``httpx2.AsyncClient`` with the given timeout.
+        http_client: the SDK's own httpx client class (``openai.DefaultAsyncHttpxClient``...), called
+            with ``limits``, ``timeout`` and a TLS context shared by all clients (building one per
+            client would cost tens of milliseconds each).
+        max_connections: the most connections in use at once (the run's concurrency).
+        timeout: the clients' timeout (:func:`build_timeout`); its pool timeout is dropped: waiting
+            for a pooled connection is not a provider failure (the runner's attempt deadline still
+            bounds the call).
+        base_url: where the clients send (see :func:`_tls_context`).
+    """
+
+    def __init__(
+        self,
+        make: Callable[[httpx2.AsyncClient, httpx2.Timeout], _C],
+        *,
+        http_client: Callable[..., httpx2.AsyncClient],
+        max_connections: int,
+        timeout: httpx2.Timeout,
+        base_url: str | None = None,
+    ) -> None:
+        self._make = make
+        self._base_url = base_url
+        self._http_client = http_client
+        self._timeout = httpx2.Timeout(
+            connect=timeout.connect, read=timeout.read, write=timeout.write, pool=None
+        )
+        self._per_client = max(1, min(CONNECTIONS_PER_CLIENT, max_connections))
+        self._max_clients = max(1, -(-max_connections // self._per_client))
+        self._ssl: ssl.SSLContext | None = None
+        self._clients: list[_C] = []
+        self._busy: list[int] = []
+        self._new_client()
+
+    @property
+    def clients(self) -> list[_C]:
+        """The clients made so far (the first one always exists)."""
+        return self._clients
+
+    def _new_client(self) -> int:
+        if self._ssl is None:
+            self._ssl = _tls_context(self._base_url)
+        limits = httpx2.Limits(max_connections=self._per_client, max_keepalive_connections=self._per_client)
+        http = self._http_client(limits=limits, timeout=self._timeout, verify=self._ssl)
+        self._clients.append(self._make(http, self._timeout))
+        self._busy.append(0)
+        return len(self._clients) - 1
+
+    @contextmanager
+    def lease(self) -> Iterator[_C]:
+        """The least-busy client (a new one when all are full and the pool may grow), for one call."""
+        busy = self._busy
+        index = min(range(len(busy)), key=busy.__getitem__) if len(busy) > 1 else 0
+        if busy[index] >= self._per_client and len(busy) < self._max_clients:
+            index = self._new_client()
+        busy[index] += 1
+        try:
+            yield self._clients[index]
+        finally:
+            busy[index] -= 1
+
+    async def aclose(self) -> None:
+        """Close every client's connections."""
+        for client in self._clients:
+            await client.close()  # type: ignore[attr-defined]
+
+
+def _tls_context(base_url: str | None) -> ssl.SSLContext:
+    """The TLS context of a pool's clients. Loading the trust store takes a tenth of a second or more
+    of start-up; a plain ``http://`` endpoint (the simulator, a local server) never needs it, so it
+    gets a context that verifies certificates against no trust anchor at all: were it ever
+    redirected to ``https://``, the connection would fail, never go unverified."""
+    if base_url is not None and base_url.lower().startswith("http://"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED are on
+        return ctx
+    return httpx2.create_ssl_context()
 
 
 # -- header parsing -----------------------------------------------------------------------------------

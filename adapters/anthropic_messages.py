@@ -15,6 +15,7 @@ The 2.x SDK has no ``temperature`` argument: a temperature goes in ``extra_body`
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,12 +23,15 @@ from typing import Any
 import anthropic
 import anyio
 import httpx2
+from anthropic.types import MessageDeltaUsage
+from anthropic.types import Usage as AnthropicUsage
 
 from harness.errors import ConfigError, ProviderError
 from harness.types import Completion, Message, ModelSpec, Request, Usage
 
 from ._base import AdapterBase, nonneg
 from ._common import (
+    ClientPool,
     HeaderLike,
     billed_unless_proven_free,
     body_error_fields,
@@ -41,6 +45,7 @@ from ._common import (
     stream_error,
     transport_error,
 )
+from ._sse import MessagesAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 
 __all__ = ["AnthropicMessagesAdapter", "map_anthropic_error", "usage_from_anthropic"]
 
@@ -143,6 +148,7 @@ class AnthropicMessagesAdapter(AdapterBase):
 
     PROVIDER = "anthropic"
     API = "messages"
+    POOLED = True
 
     def __init__(
         self,
@@ -152,6 +158,8 @@ class AnthropicMessagesAdapter(AdapterBase):
         base_url: str | None = None,
         stall_timeout_s: float = 120.0,
         connect_timeout_s: float = 10.0,
+        max_connections: int | None = None,
+        fast_stream: bool = True,
     ) -> None:
         """Build the SDK client (SDK retries and OpenTelemetry spans off).
 
@@ -161,15 +169,33 @@ class AnthropicMessagesAdapter(AdapterBase):
             base_url: host root without ``/v1`` (None: the SDK default or ``ANTHROPIC_BASE_URL``).
             stall_timeout_s: longest silence allowed while streaming.
             connect_timeout_s: TCP/TLS connect timeout.
+            max_connections: the most calls in flight at once (a
+                :class:`~adapters._common.ClientPool`; None: one client with the SDK's pool).
+            fast_stream: read streams with :mod:`adapters._sse`; False: the SDK's event models.
         """
         super().__init__(spec, api_key)
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=0,
-            timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
-            open_telemetry=False,
-        )
+        self.fast_stream = fast_stream
+        timeout = build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s)
+        if max_connections is None:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, open_telemetry=False
+            )
+        else:
+            self._pool = ClientPool(
+                lambda http, t: anthropic.AsyncAnthropic(
+                    api_key=api_key,
+                    base_url=base_url,
+                    max_retries=0,
+                    timeout=t,
+                    open_telemetry=False,
+                    http_client=http,
+                ),
+                http_client=anthropic.DefaultAsyncHttpxClient,
+                max_connections=max_connections,
+                timeout=timeout,
+                base_url=base_url,
+            )
+            self._client = self._pool.clients[0]
 
     def request_params(self, request: Request) -> dict[str, Any]:
         """The keyword arguments passed to ``messages.create`` (the JSON body's fields).
@@ -223,9 +249,69 @@ class AnthropicMessagesAdapter(AdapterBase):
                 classified for retry, with ``generation_started`` set for failures mid-stream.
         """
         params = self.request_params(request)
+        with self._lease() as client:
+            if self.fast_stream:
+                return await self._complete_fast(client, params)
+            return await self._complete_sdk(client, params)
+
+    async def _complete_fast(self, client: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Completion:
+        """The stream read from the SDK's raw response with :mod:`adapters._sse`."""
+        started = time.perf_counter()
+        acc = MessagesAccumulator(started=started, start_usage=_start_usage, delta_usage=_delta_usage)
+        headers: HeaderLike | None = None
+        try:
+            async with client.messages.with_streaming_response.create(**params) as raw:
+                http = raw.http_response
+                headers = http.headers
+                try:
+                    splitter = SSESplitter()
+                    feed = acc.feed
+                    async for chunk in body_chunks(http):
+                        for name, data in splitter.feed(chunk):
+                            feed(name, data)
+                except StreamErrorEvent as event:
+                    # What the SDK raises for `event: error`: a status error with the 200 response.
+                    raise client._make_status_error(event.message, body=event.body, response=http) from None
+                except (ValueError, TypeError, AttributeError, LookupError) as exc:
+                    raise malformed_stream(
+                        exc if isinstance(exc, ValueError) else ValueError(str(exc)),
+                        provider="anthropic",
+                        request_id=request_id_from_headers(headers),
+                        partial_text="".join(acc.parts),
+                        partial_usage=usage_from_anthropic(acc.usage) if acc.usage else None,
+                    ) from exc
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await http.aclose()
+        except (anthropic.APIError, httpx2.TransportError, ssl.SSLError, anyio.EndOfStream) as exc:
+            mapped = map_anthropic_error(
+                exc,
+                generation_started=headers is not None,
+                api_key=self._api_key,
+                headers=headers,
+                partial_text="".join(acc.parts),
+                partial_usage=usage_from_anthropic(acc.usage) if acc.usage else None,
+            )
+            if mapped is None:
+                raise
+            raise mapped from exc
+        assert headers is not None
+        return self._result(
+            text="".join(acc.parts),
+            usage=acc.usage,
+            delta_seen=acc.delta_seen,
+            raw_finish=acc.raw_finish,
+            response_model=acc.response_model,
+            headers=headers,
+            ttft=acc.ttft,
+            started=started,
+        )
+
+    async def _complete_sdk(self, client: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Completion:
+        """The reference path: the SDK's stream of event models."""
         started = time.perf_counter()
         try:
-            stream = await self._client.messages.create(**params)
+            stream = await client.messages.create(**params)
         except (anthropic.APIError, httpx2.TransportError) as exc:
             mapped = map_anthropic_error(exc, generation_started=False, api_key=self._api_key)
             if mapped is None:
@@ -291,17 +377,41 @@ class AnthropicMessagesAdapter(AdapterBase):
             with anyio.CancelScope(shield=True):
                 await stream.close()
 
+        return self._result(
+            text="".join(parts),
+            usage=usage,
+            delta_seen=delta_seen,
+            raw_finish=raw_finish,
+            response_model=response_model,
+            headers=headers,
+            ttft=ttft,
+            started=started,
+        )
+
+    def _result(
+        self,
+        *,
+        text: str,
+        usage: dict[str, Any] | None,
+        delta_seen: bool,
+        raw_finish: str | None,
+        response_model: str | None,
+        headers: HeaderLike,
+        ttft: float | None,
+        started: float,
+    ) -> Completion:
+        """A finished stream's completion; the same rules on both paths."""
         if raw_finish is None:  # no message_delta with a stop reason: the answer may be cut short
             raise no_finish_reason(
                 provider="anthropic",
                 request_id=request_id_from_headers(headers),
-                partial_text="".join(parts),
+                partial_text=text,
                 partial_usage=usage_from_anthropic(usage) if usage else None,
             )
         latency = time.perf_counter() - started
         tier = usage.get("service_tier") if usage else None
         return Completion(
-            text="".join(parts),
+            text=text,
             usage=usage_from_anthropic(usage) if delta_seen and usage is not None else Usage(),
             usage_known=delta_seen,
             finish_reason=finish_reason(raw_finish),
@@ -314,3 +424,15 @@ class AnthropicMessagesAdapter(AdapterBase):
             latency_s=latency,
             rate_limits=rate_limits_from_headers(headers),
         )
+
+
+def _start_usage(raw: dict[str, Any]) -> dict[str, Any]:
+    """A ``message_start`` usage as the SDK path stores it (its model, dumped)."""
+    dumped: dict[str, Any] = AnthropicUsage.construct(**raw).model_dump()
+    return dumped
+
+
+def _delta_usage(raw: dict[str, Any]) -> dict[str, Any]:
+    """A ``message_delta`` usage as the SDK path merges it (its model, dumped)."""
+    dumped: dict[str, Any] = MessageDeltaUsage.construct(**raw).model_dump()
+    return dumped

@@ -12,12 +12,14 @@ Usage normalisation (PROTOCOLS.md §8.1): ``cached_tokens`` and ``cache_write_to
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, cast
 
 import anyio
+import httpx2
 import openai
 from openai.types import CompletionUsage
 
@@ -26,6 +28,7 @@ from harness.types import Completion, Message, ModelSpec, Request, Usage
 
 from ._base import AdapterBase
 from ._common import (
+    ClientPool,
     HeaderLike,
     billed_unless_proven_free,
     body_error_fields,
@@ -39,6 +42,7 @@ from ._common import (
     stream_error,
     transport_error,
 )
+from ._sse import ChatAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 from .openai_compat import provider_cost, usage_for_dialect
 
 __all__ = ["OpenAIChatAdapter", "map_openai_error", "merged_extra_body", "usage_from_openai_chat"]
@@ -148,6 +152,7 @@ class OpenAIChatAdapter(AdapterBase):
 
     PROVIDER = "openai"
     API = "chat"
+    POOLED = True
 
     def __init__(
         self,
@@ -157,6 +162,8 @@ class OpenAIChatAdapter(AdapterBase):
         base_url: str | None = None,
         stall_timeout_s: float = 120.0,
         connect_timeout_s: float = 10.0,
+        max_connections: int | None = None,
+        fast_stream: bool = True,
     ) -> None:
         """Build the SDK client (SDK retries off; the harness owns retries).
 
@@ -167,15 +174,30 @@ class OpenAIChatAdapter(AdapterBase):
                 ``OPENAI_BASE_URL``).
             stall_timeout_s: longest silence allowed while streaming.
             connect_timeout_s: TCP/TLS connect timeout.
+            max_connections: the most calls in flight at once; given, the calls share a
+                :class:`~adapters._common.ClientPool` sized to it (None: one client, the SDK's pool).
+            fast_stream: read streams with :mod:`adapters._sse` (orjson, no model per chunk); False
+                iterates the SDK's stream of chunk models (the reference path).
         """
         super().__init__(spec, api_key)
         self._dialect = spec.dialect or "openai"
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=0,
-            timeout=build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s),
-        )
+        self.fast_stream = fast_stream
+        timeout = build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s)
+        if max_connections is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+            )
+        else:
+            self._pool = ClientPool(
+                lambda http, t: openai.AsyncOpenAI(
+                    api_key=api_key, base_url=base_url, max_retries=0, timeout=t, http_client=http
+                ),
+                http_client=openai.DefaultAsyncHttpxClient,
+                max_connections=max_connections,
+                timeout=timeout,
+                base_url=base_url,
+            )
+            self._client = self._pool.clients[0]
         # A non-streaming answer arrives only once it is complete: no stall timeout while it is made
         # (the runner's attempt timeout still bounds the whole attempt).
         self._whole_answer_timeout = build_timeout(
@@ -269,12 +291,76 @@ class OpenAIChatAdapter(AdapterBase):
         """
         if not self.streams():
             return await self._complete_whole(request)
+        with self._lease() as client:
+            if self.fast_stream:
+                return await self._complete_fast(client, request)
+            return await self._complete_sdk(client, request)
+
+    async def _complete_fast(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
+        """The stream read from the SDK's raw response with :mod:`adapters._sse`."""
+        params = self.request_params(request)
+        provider = self.provider
+        started = time.perf_counter()
+        acc = ChatAccumulator(limit=request.max_output_tokens, started=started)
+        headers: HeaderLike | None = None
+        try:
+            async with client.chat.completions.with_streaming_response.create(**params) as raw:
+                http = raw.http_response
+                headers = http.headers
+                try:
+                    await _read_sse(http, acc)
+                except StreamErrorEvent as event:
+                    raise openai.APIError(event.message, http.request, body=event.body) from None
+                except httpx2.TimeoutException as exc:
+                    raise openai.APITimeoutError(request=http.request) from exc
+                except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream) as exc:
+                    raise openai.APIConnectionError(request=http.request) from exc
+                except (ValueError, TypeError, AttributeError, LookupError) as exc:
+                    raise malformed_stream(
+                        exc if isinstance(exc, ValueError) else ValueError(str(exc)),
+                        provider=provider,
+                        request_id=request_id_from_headers(headers),
+                        partial_text="".join(acc.parts),
+                        output_bound=acc.nbytes + acc.chunks,
+                    ) from exc
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await http.aclose()
+        except openai.APIError as exc:
+            response_started = headers is not None
+            raise map_openai_error(
+                exc,
+                generation_started=response_started,
+                api_key=self._api_key,
+                headers=headers,
+                partial_text="".join(acc.parts),
+                provider=provider,
+                output_bound=acc.nbytes + acc.chunks if response_started else 0,
+            ) from exc
+        assert headers is not None
+        usage = CompletionUsage.construct(**acc.usage) if isinstance(acc.usage, dict) else None
+        return self._stream_result(
+            text="".join(acc.parts),
+            usage=usage,
+            raw_finish=acc.raw_finish,
+            cut=acc.cut,
+            refused=acc.refused,
+            headers=headers,
+            response_model=acc.response_model,
+            tier=acc.tier,
+            ttft=acc.ttft,
+            started=started,
+            output_bound=acc.nbytes + acc.chunks,
+        )
+
+    async def _complete_sdk(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
+        """The reference path: the SDK's stream of chunk models."""
         params = self.request_params(request)
         provider = self.provider
         limit = request.max_output_tokens
         started = time.perf_counter()
         try:
-            stream = await self._client.chat.completions.create(**params)
+            stream = await client.chat.completions.create(**params)
         except openai.APIError as exc:
             raise map_openai_error(
                 exc, generation_started=False, api_key=self._api_key, provider=provider
@@ -349,7 +435,37 @@ class OpenAIChatAdapter(AdapterBase):
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.close()
+        return self._stream_result(
+            text="".join(parts),
+            usage=usage,
+            raw_finish=raw_finish,
+            cut=cut,
+            refused=refused,
+            headers=headers,
+            response_model=response_model,
+            tier=tier,
+            ttft=ttft,
+            started=started,
+            output_bound=nbytes + chunks,
+        )
 
+    def _stream_result(
+        self,
+        *,
+        text: str,
+        usage: CompletionUsage | None,
+        raw_finish: str | None,
+        cut: bool,
+        refused: bool,
+        headers: HeaderLike,
+        response_model: str | None,
+        tier: str | None,
+        ttft: float | None,
+        started: float,
+        output_bound: int,
+    ) -> Completion:
+        """A finished stream's completion; the same rules on both paths."""
+        provider = self.provider
         if cut:
             raw_finish = "client_output_limit"
         elif raw_finish is None:
@@ -358,13 +474,13 @@ class OpenAIChatAdapter(AdapterBase):
             raise no_finish_reason(
                 provider=provider,
                 request_id=request_id_from_headers(headers),
-                partial_text="".join(parts),
-                output_bound=nbytes + chunks,
+                partial_text=text,
+                output_bound=output_bound,
             )
         elif usage is None and self._dialect != "openai":
             self.no_stream_usage = True  # remembered: with streaming = "auto", the next calls ask whole
         completion = self._completion(
-            text="".join(parts),
+            text=text,
             usage=usage,
             raw_finish=raw_finish,
             refused=refused,
@@ -373,7 +489,7 @@ class OpenAIChatAdapter(AdapterBase):
             tier=tier,
             ttft=ttft,
             started=started,
-            output_bound=nbytes + chunks,
+            output_bound=output_bound,
             streamed=True,
         )
         if cut:
@@ -424,6 +540,29 @@ class OpenAIChatAdapter(AdapterBase):
             output_bound=bound,
             streamed=False,
         )
+
+
+async def _read_sse(http: httpx2.Response, acc: ChatAccumulator) -> None:
+    """Feed the response's events to ``acc`` until it says stop or the body ends. After ``[DONE]`` the
+    rest of the body is read (briefly), so the connection goes back to the pool, as the SDK does."""
+    splitter = SSESplitter()
+    feed = acc.feed
+    body = aiter(body_chunks(http))
+    async for raw in body:
+        for _, data in splitter.feed(raw):
+            if feed(data):
+                if acc.done:
+                    await _drain(body)
+                return
+
+
+async def _drain(body: Any) -> None:
+    with anyio.move_on_after(1.0):
+        try:
+            async for _ in body:
+                pass
+        except (httpx2.RequestError, anyio.EndOfStream):
+            pass  # cleanup must not turn a finished answer into a failure
 
 
 def _reasoning_text(delta: object) -> str:

@@ -18,17 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-
 from harness.errors import DataError
 
 __all__ = [
@@ -232,6 +221,14 @@ def _needs_data(suite: str, source: HubSource) -> str:
     )
 
 
+def hf_hub_download(*args: Any, **kwargs: Any) -> Any:
+    """``huggingface_hub.hf_hub_download``, imported on first use (it costs a tenth of a second of
+    start-up, and most runs never download)."""
+    from huggingface_hub import hf_hub_download as download
+
+    return download(*args, **kwargs)
+
+
 def fetch_hub_file(suite: str, source: HubSource, *, offline: bool | None) -> Path:
     """Download (or find in the cache) a dataset file at its pinned revision.
 
@@ -244,6 +241,16 @@ def fetch_hub_file(suite: str, source: HubSource, *, offline: bool | None) -> Pa
     Raises:
         DataError: with what to do (``--data``, or how to get access to a gated dataset).
     """
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
         path = hf_hub_download(
             source.repo_id,

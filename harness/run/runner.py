@@ -392,6 +392,7 @@ class Runner:
                 api_key=mp.api_key,
                 base_url=self._base_url(mp.spec),
                 stall_timeout_s=opts.stall_timeout_s,
+                max_connections=opts.concurrency,  # a connection per worker: no wait for the pool
             )
             provider_slots[mp.spec.provider] = provider_slots.get(mp.spec.provider, 0) + opts.concurrency
             if mp.spec.streaming == "auto" and mp.spec.dialect not in ("", "openai"):
@@ -409,6 +410,7 @@ class Runner:
                 api_key=judge.api_key,
                 base_url=self._base_url(judge.spec),
                 stall_timeout_s=opts.stall_timeout_s,
+                max_connections=opts.concurrency * max(1, len(self.plan.models)),
             )
             provider_slots.setdefault(judge.spec.provider, opts.concurrency)
         self._limiters = {p: AdaptiveLimiter(n) for p, n in provider_slots.items()}

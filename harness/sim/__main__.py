@@ -1,7 +1,7 @@
 """``python -m harness.sim``: the simulator in the foreground (used by :class:`SimProcess`).
 
 Flags: ``--host --port --profiles --seed --speed --answer-key FILE --faults FILE --ready-file FILE
---parent-pid PID --allow-non-loopback``. Once listening it prints the two base URLs and, with
+--parent-pid PID --allow-non-loopback --workers N``. Once listening it prints the two base URLs and, with
 ``--ready-file``, writes the base URL (``http://127.0.0.1:PORT``) to that file atomically. With
 ``--parent-pid`` it stops when that process is gone (a ``run --sim`` killed with SIGKILL leaves no
 simulator behind).
@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ready-file", type=Path)
     ap.add_argument("--parent-pid", type=int, help="Stop when this process is gone.")
     ap.add_argument("--allow-non-loopback", action="store_true")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Server processes on the one socket (for load; each keeps its own invoice).",
+    )
     args = ap.parse_args(argv)
     if args.parent_pid is not None:
         _watch_parent(args.parent_pid)
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_non_loopback=args.allow_non_loopback,
             on_ready=on_ready,
             faults=faults,
+            workers=args.workers,
         )
     except (ConfigError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)

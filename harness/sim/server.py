@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -79,6 +80,11 @@ def check_speed(speed: float, flag: str = "--sim-speed") -> None:
         )
 
 
+#: Pending connections the listening socket holds (the kernel caps it at ``net.core.somaxconn``):
+#: a run that opens 10,000 streams at once connects them all in the first second.
+LISTEN_BACKLOG = 16384
+
+
 def _bind(host: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be 0 (a free port) to 65535, got {port}")
@@ -90,7 +96,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot bind the simulator to {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -145,7 +151,7 @@ def _config(app: Any) -> uvicorn.Config:
         loop="asyncio",
         timeout_graceful_shutdown=1,
         timeout_keep_alive=30,
-        backlog=2048,
+        backlog=LISTEN_BACKLOG,
     )
 
 
@@ -296,9 +302,16 @@ def serve_forever(
     on_ready: Callable[[str, str], None],
     faults: FaultConfig | None = None,
     batch_complete_s: float = 1.0,
+    workers: int = 1,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM; ``on_ready(openai_base_url, anthropic_base_url)``
     is called once the socket accepts connections.
+
+    With ``workers`` > 1 the process forks that many servers in all onto the one listening socket
+    (the kernel spreads the connections), to serve loads one process cannot (10,000 concurrent
+    streams). Each worker keeps its own state: the invoice, rate limits and ``/sim/*`` endpoints then
+    answer for whichever worker a request reaches, so use several workers for load, not for billing
+    checks.
 
     Raises:
         ConfigError: a non-loopback host without permission, an unbindable address, or a bad
@@ -313,15 +326,44 @@ def serve_forever(
         key = AnswerKey.load(answer_key_file) if answer_key_file is not None else None
     except (OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     state = SimState(profiles=loaded, seed=seed, answer_key=key, speed=speed, faults=faults)
     state.batch_settings.complete_s = batch_complete_s
     sock = _bind(host, port)
     base = _url(host, sock.getsockname()[1])
+    children: list[int] = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve on the shared socket until the first process is gone
+            _stop_with(os.getppid())
+            try:
+                _Server(_config(build_app(state)), lambda: None).run(sockets=[sock])
+            finally:
+                os._exit(0)
+        children.append(pid)
     server = _Server(_config(build_app(state)), lambda: on_ready(base + "/v1", base))
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _stop_with(pid: int, interval_s: float = 0.5) -> None:
+    """SIGTERM ourselves (an orderly shutdown) once process ``pid`` is no longer our parent."""
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class SimClient:
@@ -445,6 +487,7 @@ def start_sim_process(
     speed: float = 0.0,
     answer_key_file: Path | None = None,
     faults_file: Path | None = None,
+    workers: int = 1,
 ) -> SimProcess:
     """Start ``python -m harness.sim`` on a free loopback port and wait until it listens.
 
@@ -477,6 +520,8 @@ def start_sim_process(
         cmd += ["--answer-key", str(answer_key_file)]
     if faults_file is not None:
         cmd += ["--faults", str(faults_file)]
+    if workers != 1:
+        cmd += ["--workers", str(workers)]
     with errlog.open("wb") as err:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=sim_environment()

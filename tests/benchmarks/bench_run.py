@@ -1,23 +1,35 @@
-"""Benchmark: `tollbench run` against a bare SDK loop on the same simulator, and `tollbench costs` over a
-large database.
+"""Benchmark: `tollbench run` against a bare SDK loop (and Inspect AI when installed) on one simulator,
+side by side; `tollbench run` start-up; 10,000 concurrent long streams; `tollbench costs` over a large
+database.
 
 Run it directly (it is not part of the test suite)::
 
-    python tests/benchmarks/bench_run.py [--calls 3000] [--concurrency 64 512] [--cost-rows 1000000]
+    python tests/benchmarks/bench_run.py [--calls 2000] [--concurrency 64 512]
+        [--baseline-src DIR] [--streams 10000 --stream-seconds 30] [--cost-rows 10000000]
 
-It prints figures and ratios; it asserts nothing about speed (these machines are shared and noisy).
+It prints figures; it asserts nothing about speed (these machines are shared and noisy).
 
 1. Starts the simulator in its own process with no added latency.
-2. For each concurrency: a bare ``AsyncOpenAI(max_retries=0)`` streaming loop in ANOTHER process sends N
-   calls with the demo suite's prompts; then ``tollbench run demo --repeats R`` (in another process, through
-   the CLI, metering into a fresh SQLite file) sends the same number of calls to the same simulator.
-   calls/s of tollbench is measured from its own call rows (first start to last finish).
-3. Builds a SQLite database with ``--cost-rows`` call rows and times ``tollbench costs --by model,suite``.
+2. For each concurrency, each runner sends the same N streamed calls with the demo suite's prompts, in
+   its own process: a bare ``AsyncOpenAI(max_retries=0)`` streaming loop; ``tollbench run demo``
+   (through the CLI, metering into a fresh SQLite file); the same from ``--baseline-src`` (a checkout
+   of another revision, for before/after figures in one sitting); Inspect AI's ``eval`` when
+   ``inspect_ai`` is importable. Per runner: calls/s over the calls (first start to last finish; for
+   tollbench from its own call rows), that divided by the bare loop's (the throughput ratio), the whole
+   command's wall time, client CPU per call (user + system of the whole process, start-up included)
+   and peak resident memory.
+3. ``tollbench run`` start-up: from the process's start to its first call's start (from the call row).
+4. With ``--streams``: one ``tollbench run -c N`` over N simulated streams paced to last about
+   ``--stream-seconds`` each (the simulator's ``--speed`` is set from the first run's mean output);
+   prints the wall time, peak memory and how many calls failed, by error type.
+5. Builds a SQLite database of ``--cost-rows`` call rows (rows copied inside SQLite) and times
+   ``tollbench costs --by model,suite`` (the query alone, and the whole command).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sqlite3
@@ -25,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,85 +55,216 @@ suite = get_suite("demo")
 prompts = [suite.render(item, 0, 0) for item in suite.items]
 
 async def main() -> None:
-    # connect timeout raised from the SDK default of 5 s: 512 connects at once on a loaded machine
+    # connect timeout raised from the SDK default of 5 s: 512 connects at once on a loaded machine;
+    # the pool sized to the concurrency, as anyone writing this loop for speed would
     timeout = httpx2.Timeout(600, connect=60)
-    client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=timeout)
+    limits = httpx2.Limits(max_connections=conc, max_keepalive_connections=conc)
+    http = httpx2.AsyncClient(limits=limits, timeout=timeout)
+    client = AsyncOpenAI(api_key="bench", base_url=base_url, max_retries=0, timeout=timeout, http_client=http)
     sem = anyio.Semaphore(conc)
-    done = 0
+    done = failed = 0
     async def one(i: int) -> None:
-        nonlocal done
+        nonlocal done, failed
         p = prompts[i % len(prompts)]
         async with sem:
-            stream = await client.chat.completions.create(
-                model=sys.argv[5], messages=[{"role": m.role, "content": m.content} for m in p.messages],
-                max_completion_tokens=max_out, stream=True, stream_options={"include_usage": True})
-            text = []
-            async for chunk in stream:
-                for c in chunk.choices or []:
-                    if c.delta.content:
-                        text.append(c.delta.content)
+            try:
+                stream = await client.chat.completions.create(
+                    model=sys.argv[5], messages=[{"role": m.role, "content": m.content} for m in p.messages],
+                    max_completion_tokens=max_out, stream=True, stream_options={"include_usage": True})
+                text = []
+                async for chunk in stream:
+                    for c in chunk.choices or []:
+                        if c.delta.content:
+                            text.append(c.delta.content)
+            except Exception:  # counted, not retried (a dropped keep-alive connection on a loaded host)
+                failed += 1
+                return
             done += 1
     t0 = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for i in range(n):
             tg.start_soon(one, i)
     dt = time.perf_counter() - t0
-    print(f"{done} {dt}")
+    print(f"{done} {dt} {failed}")
     await client.close()
 
 anyio.run(main)
 """
 
+INSPECT = r"""
+import sys, time
+from inspect_ai import Task, eval as inspect_eval
+from inspect_ai.dataset import Sample
+from inspect_ai.solver import generate
+from suites import get_suite
 
-def bare_loop(base_url: str, calls: int, concurrency: int, max_out: int) -> float:
-    out = subprocess.run(
-        [sys.executable, "-c", BARE_LOOP, base_url, str(calls), str(concurrency), str(max_out), MODEL],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout.split()
-    done, seconds = int(out[0]), float(out[1])
-    return done / seconds
+base_url, n, conc, max_out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+suite = get_suite("demo")
+prompts = [suite.render(item, 0, 0) for item in suite.items]
+samples = [Sample(input=prompts[i % len(prompts)].messages[-1].content, id=i) for i in range(n)]
+t0 = time.perf_counter()
+logs = inspect_eval(
+    Task(dataset=samples, solver=generate()), model="openai/" + sys.argv[5], model_base_url=base_url,
+    max_connections=conc, max_tokens=max_out, display="none", log_dir=sys.argv[6], max_retries=0,
+)
+dt = time.perf_counter() - t0
+print(f"{sum(len(log.samples or []) for log in logs)} {dt}")
+"""
 
 
-def tollbench_run(sim_url: str, calls: int, concurrency: int, max_out: int, db: Path) -> tuple[float, int]:
+@dataclass
+class Figure:
+    name: str
+    calls: int
+    calls_per_s: float
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+    note: str = ""
+
+
+def _measured(
+    cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[str, float, float, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait4 gives this child's own rusage (RUSAGE_CHILDREN's peak RSS is a maximum over all children)
+    out_text = ""
+    assert proc.stdout is not None and proc.stderr is not None
+    import threading
+
+    chunks: dict[str, str] = {}
+
+    def read(name: str, stream: object) -> None:
+        chunks[name] = stream.read()  # type: ignore[attr-defined]
+
+    readers = [
+        threading.Thread(target=read, args=("out", proc.stdout)),
+        threading.Thread(target=read, args=("err", proc.stderr)),
+    ]
+    for t in readers:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    for t in readers:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out_text = chunks.get("out", "")
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd[:5])} exited {proc.returncode}: {chunks.get('err', '').strip()[-2000:]}"
+        )
+    return out_text, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def bare_loop(base_url: str, calls: int, concurrency: int, max_out: int) -> Figure:
+    cmd = [sys.executable, "-c", BARE_LOOP, base_url, str(calls), str(concurrency), str(max_out), MODEL]
+    out, wall, cpu, peak = _measured(cmd, cwd=ROOT)
+    done, seconds, failed = out.split()
+    note = f"failed {failed} (no retries)" if int(failed) else ""
+    return Figure("bare SDK loop", int(done), int(done) / float(seconds), wall, cpu, peak, note)
+
+
+def inspect_run(base_url: str, calls: int, concurrency: int, max_out: int, log_dir: Path) -> Figure | str:
+    if importlib.util.find_spec("inspect_ai") is None:
+        return "not installed"
+    env = dict(os.environ, OPENAI_API_KEY="bench-not-secret")
+    cmd = [
+        sys.executable,
+        "-c",
+        INSPECT,
+        base_url,
+        str(calls),
+        str(concurrency),
+        str(max_out),
+        MODEL,
+        str(log_dir),
+    ]
+    try:
+        out, wall, cpu, peak = _measured(cmd, cwd=ROOT, env=env)
+    except RuntimeError as exc:
+        return f"failed: {str(exc)[-300:]}"
+    done, seconds = out.split()[-2:]
+    return Figure("Inspect AI", int(done), int(done) / float(seconds), wall, cpu, peak)
+
+
+def _call_window(db: Path) -> tuple[int, float, datetime, Counter[str]]:
+    con = sqlite3.connect(db)
+    n, first, last = con.execute(
+        "select count(*), min(started_at), max(finished_at) from calls where status = 'ok'"
+    ).fetchone()
+    errors = Counter(
+        {
+            str(k): v
+            for k, v in con.execute(
+                "select coalesce(error_type, status), count(*) from calls where status != 'ok' group by 1"
+            )
+        }
+    )
+    con.close()
+    start = datetime.fromisoformat(str(first))
+    seconds = (datetime.fromisoformat(str(last)) - start).total_seconds()
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return int(n), seconds, start, errors
+
+
+def tollbench_run(
+    name: str,
+    src: Path,
+    sim_url: str,
+    calls: int,
+    concurrency: int,
+    max_out: int,
+    db: Path,
+) -> tuple[Figure, float, Counter[str]]:
+    """A figure, the start-up (process start to first call start) and the failures by type."""
     from suites import get_suite
 
     items = len(get_suite("demo").items)
     repeats = max(1, calls // items)
-    env = dict(os.environ, OPENAI_API_KEY="bench-not-secret")
+    env = dict(os.environ, OPENAI_API_KEY="bench-not-secret", PYTHONPATH=str(src))
     cmd = [
-        sys.executable,
-        "-m",
-        "harness",
-        "run",
-        "demo",
-        "-m",
-        f"openai/{MODEL}",
-        "--budget",
-        "1000",
-        "--base-url",
-        sim_url,
-        "--repeats",
-        str(repeats),
-        "-c",
-        str(concurrency),
-        "--db",
-        str(db),
-        "--max-output-tokens",
-        str(max_out),
-        "--json",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env)
+        sys.executable, "-m", "harness", "run", "demo", "-m", f"openai/{MODEL}", "--budget", "100000",
+        "--base-url", sim_url, "--repeats", str(repeats), "-c", str(concurrency), "--db", str(db),
+        "--max-output-tokens", str(max_out), "--json",
+    ]  # fmt: skip
+    spawned = datetime.now(UTC)
+    _, wall, cpu, peak = _measured(cmd, cwd=src, env=env)
+    n, seconds, first, errors = _call_window(db)
+    startup = (first - spawned).total_seconds()
+    return Figure(name, n, n / seconds if seconds > 0 else 0.0, wall, cpu, peak), startup, errors
+
+
+def mean_output_tokens(db: Path) -> float:
     con = sqlite3.connect(db)
-    n, first, last = con.execute("select count(*), min(started_at), max(finished_at) from calls").fetchone()
+    (value,) = con.execute("select avg(output_tokens) from calls where status = 'ok'").fetchone()
     con.close()
-    seconds = (datetime.fromisoformat(str(last)) - datetime.fromisoformat(str(first))).total_seconds()
-    return n / seconds, n
+    return float(value or 0.0)
+
+
+def print_table(title: str, bare: Figure, rows: list[Figure | tuple[str, str]]) -> None:
+    print(title)
+    print(
+        f"  {'runner':<22} {'calls':>6} {'calls/s':>8} {'ratio':>6} {'wall s':>7} "
+        f"{'CPU ms/call':>11} {'peak MB':>8}"
+    )
+    for row in [bare, *rows]:
+        if isinstance(row, tuple):
+            print(f"  {row[0]:<22} {row[1]}")
+            continue
+        ratio = row.calls_per_s / bare.calls_per_s if bare.calls_per_s else 0.0
+        cpu_ms = 1000 * row.cpu_s / row.calls if row.calls else 0.0
+        print(
+            f"  {row.name:<22} {row.calls:>6} {row.calls_per_s:>8.0f} {ratio:>6.2f} {row.wall_s:>7.1f} "
+            f"{cpu_ms:>11.2f} {row.peak_mb:>8.0f}{('  ' + row.note) if row.note else ''}"
+        )
+    sys.stdout.flush()
 
 
 def build_cost_db(path: Path, rows: int) -> None:
+    """``rows`` call rows over 4 runs, 2 models and 3 suites: 100,000 written from Python, the rest
+    copied inside SQLite with fresh ids."""
     from harness.store.engine import Store
 
     store = Store.open(str(path))
@@ -136,10 +281,13 @@ def build_cost_db(path: Path, rows: int) -> None:
     ]
     store.close()
     con = sqlite3.connect(path)
+    con.execute("pragma journal_mode=off")
+    con.execute("pragma synchronous=off")
     cols = [r[1] for r in con.execute("pragma table_info(calls)")]
-    now = datetime.now().isoformat()
+    now = datetime.now(UTC).isoformat()
+    seed = min(rows, 100_000)
     batch = []
-    for i in range(rows):
+    for i in range(seed):
         row = dict.fromkeys(cols)
         row.update(
             id=f"{i:032x}",
@@ -169,75 +317,122 @@ def build_cost_db(path: Path, rows: int) -> None:
             cached=0,
         )
         batch.append(tuple(row[c] for c in cols))
-        if len(batch) == 50_000:
-            con.executemany(f"insert into calls values ({','.join('?' * len(cols))})", batch)
-            batch.clear()
-    if batch:
-        con.executemany(f"insert into calls values ({','.join('?' * len(cols))})", batch)
+    con.executemany(f"insert into calls values ({','.join('?' * len(cols))})", batch)
     con.commit()
+    copied = seed
+    while copied < rows:
+        take = min(seed, rows - copied)
+        select = ", ".join(f"printf('%032x', rowid + {copied})" if c == "id" else f'"{c}"' for c in cols)
+        con.execute(
+            f"insert into calls ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
+            f"select {select} from calls where rowid <= {take}"
+        )
+        copied += take
+    con.commit()
+    con.execute("analyze")
     con.close()
+
+
+def costs_figures(tmp: Path, rows: int, src: Path) -> None:
+    db = tmp / "costs.db"
+    t0 = time.perf_counter()
+    build_cost_db(db, rows)
+    print(f"built {rows:,} call rows in {time.perf_counter() - t0:.1f}s ({db.stat().st_size / 2**20:.0f} MB)")
+    cmd = [sys.executable, "-m", "harness", "costs", "--by", "model,suite", "--json", "--db", str(db)]
+    env = dict(os.environ, PYTHONPATH=str(src))
+    for attempt in ("cold", "warm"):
+        out, cli_s, _, _ = _measured(cmd, cwd=src, env=env)
+        from harness.store.engine import Store
+
+        store = Store.open(str(db))
+        t0 = time.perf_counter()
+        store.cost_summary(by=["model", "suite"])
+        q_s = time.perf_counter() - t0
+        store.close()
+        print(
+            f"tollbench costs --by model,suite over {rows:,} rows ({attempt}): query {q_s:.3f}s, "
+            f"whole command {cli_s:.3f}s ({len(json.loads(out))} groups)"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--calls", type=int, default=3000)
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[64, 512])
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, nargs="*", default=[64, 512])
     ap.add_argument("--max-output-tokens", type=int, default=2048)
-    ap.add_argument("--cost-rows", type=int, default=1_000_000)
+    ap.add_argument("--baseline-src", type=Path, help="another checkout to measure as 'before'")
+    ap.add_argument("--streams", type=int, default=0, help="also run this many concurrent long streams")
+    ap.add_argument("--stream-seconds", type=float, default=30.0)
+    ap.add_argument("--sim-workers", type=int, default=2, help="simulator processes for --streams")
+    ap.add_argument("--cost-rows", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     from harness.sim import start_sim_process
 
-    with tempfile.TemporaryDirectory() as tmp:
+    srcs = [("tollbench", ROOT)]
+    if args.baseline_src is not None:
+        srcs.append(("tollbench (baseline)", args.baseline_src.resolve()))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        mean_out = 0.0
         sim = start_sim_process(speed=0.0)
         try:
             for conc in args.concurrency:
                 bare = bare_loop(sim.openai_base_url, args.calls, conc, args.max_output_tokens)
-                tb, n = tollbench_run(
-                    sim.openai_base_url, args.calls, conc, args.max_output_tokens, Path(tmp) / f"run{conc}.db"
+                rows: list[Figure | tuple[str, str]] = []
+                for name, src in srcs:
+                    db = tmp / f"run-{conc}-{len(rows)}.db"
+                    fig, startup, errors = tollbench_run(
+                        name, src, sim.openai_base_url, args.calls, conc, args.max_output_tokens, db
+                    )
+                    fig.note = f"start-up {startup:.2f}s" + (f"; failed {dict(errors)}" if errors else "")
+                    rows.append(fig)
+                    if src == ROOT:
+                        mean_out = mean_output_tokens(db)
+                inspect = inspect_run(
+                    sim.openai_base_url, args.calls, conc, args.max_output_tokens, tmp / f"inspect-{conc}"
                 )
-                print(
-                    f"concurrency {conc}: bare SDK loop {bare:.0f} calls/s; tollbench run {tb:.0f} calls/s "
-                    f"({n} calls); ratio {tb / bare:.2f}"
+                rows.append(inspect if isinstance(inspect, Figure) else ("Inspect AI", inspect))
+                print_table(
+                    f"concurrency {conc}, {args.calls} streamed calls, up to {args.max_output_tokens} output "
+                    "tokens (ratio: calls/s over the bare loop's)",
+                    bare,
+                    rows,
                 )
         finally:
             sim.stop()
+        if args.streams:
+            streams_figure(args, srcs, tmp, mean_out)
         if args.cost_rows:
-            db = Path(tmp) / "costs.db"
-            t0 = time.perf_counter()
-            build_cost_db(db, args.cost_rows)
-            print(f"built {args.cost_rows:,} call rows in {time.perf_counter() - t0:.1f}s")
-            for _ in range(2):
-                t0 = time.perf_counter()
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "harness",
-                        "costs",
-                        "--by",
-                        "model,suite",
-                        "--json",
-                        "--db",
-                        str(db),
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                ).stdout
-                cli_s = time.perf_counter() - t0
-                from harness.store.engine import Store
+            costs_figures(tmp, args.cost_rows, ROOT)
 
-                store = Store.open(str(db))
-                t0 = time.perf_counter()
-                store.cost_summary(by=["model", "suite"])
-                q_s = time.perf_counter() - t0
-                store.close()
-                print(
-                    f"tollbench costs --by model,suite over {args.cost_rows:,} rows: query {q_s:.3f}s, "
-                    f"whole command {cli_s:.3f}s ({len(json.loads(out))} groups)"
-                )
+
+def streams_figure(
+    args: argparse.Namespace, srcs: list[tuple[str, Path]], tmp: Path, mean_out: float
+) -> None:
+    from harness.sim import start_sim_process
+    from harness.sim.profiles import sim_profiles
+
+    profile = next(p for key, p in sim_profiles().items() if key.endswith(MODEL))
+    natural = profile.ttft_s + (mean_out or 200.0) / profile.tokens_per_s
+    speed = args.stream_seconds / natural
+    sim = start_sim_process(speed=speed, workers=args.sim_workers)
+    try:
+        for name, src in srcs[:1]:
+            db = tmp / "streams.db"
+            fig, startup, errors = tollbench_run(
+                name, src, sim.openai_base_url, args.streams, args.streams, args.max_output_tokens, db
+            )
+            failed = f"; failed {dict(errors)}" if errors else "; none failed"
+            print(
+                f"{args.streams:,} concurrent streams of about {args.stream_seconds:g}s ({name}, "
+                f"simulator speed {speed:.2f}, {args.sim_workers} processes): {fig.calls:,} calls ok in "
+                f"{fig.wall_s:.1f}s wall, peak "
+                f"{fig.peak_mb:.0f} MB, CPU {1000 * fig.cpu_s / max(1, fig.calls):.2f} ms/call, "
+                f"start-up {startup:.2f}s{failed}"
+            )
+    finally:
+        sim.stop()
 
 
 if __name__ == "__main__":
