@@ -32,7 +32,7 @@ from harness.run.cache import CachedAnswer
 from harness.run.retry import RetryPolicy
 from harness.stats.sampling import seeded_order, stratified_sample
 from harness.stats.sequential import CI_METHODS
-from harness.suite import Item, JudgedSuite, Suite
+from harness.suite import Item, JudgedSuite, Suite, batchable
 from harness.types import ModelSpec
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "check_budget_usd",
     "check_seconds",
     "check_smallest_call",
+    "goes_by_batch",
     "options_from_config",
     "options_to_config",
     "prepare_run",
@@ -429,7 +430,7 @@ def smallest_call_nano(plan: Plan, model: str) -> int | None:
     from harness.types import input_tokens_upper_bound
 
     mp = plan.models[model]
-    min_bound: int | None = None
+    smallest: int | None = None
     seen: set[tuple[str, str, int]] = set()
     for unit in mp.units:
         key = (unit.suite, unit.item.id, unit.repeat)
@@ -438,11 +439,22 @@ def smallest_call_nano(plan: Plan, model: str) -> int | None:
         seen.add(key)
         prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, plan.options.seed)
         bound = input_tokens_upper_bound(prompt.messages, mp.spec.image_rule)
-        if min_bound is None or bound < min_bound:
-            min_bound = bound  # prices are per token: the shortest prompt is the cheapest call
-    if min_bound is None:
-        return None
-    return usd_to_nano(mp.price.worst_case(min_bound, mp.max_output_tokens))
+        batch = goes_by_batch(plan, mp.spec, plan.suites[unit.suite])
+        nano = usd_to_nano(mp.price.worst_case(bound, mp.max_output_tokens, batch=batch))
+        if smallest is None or nano < smallest:
+            smallest = nano
+    return smallest
+
+
+def goes_by_batch(plan: Plan, spec: ModelSpec, suite: Suite) -> bool:
+    """Whether ``run --batch`` sends ``spec``'s units of ``suite`` through a batch API (and reserves them
+    at the batch price): the suite is single-turn (:func:`harness.suite.batchable`) and the model is on
+    OpenAI's own Chat Completions, Anthropic Messages or Gemini (``adapters.batch.batch_client``)."""
+    if not plan.options.batch or not batchable(suite):
+        return False
+    if spec.api in ("messages", "gemini"):
+        return True
+    return spec.api == "chat" and spec.provider == "openai" and spec.dialect == "openai"
 
 
 def check_smallest_call(plan: Plan) -> None:

@@ -3,6 +3,7 @@ after kill -9, expiry with partial output, errored lines re-run (docs/batch.md).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -371,3 +372,24 @@ async def test_gemini_batch_mode_at_the_batch_price(tmp_path: Path, sim: Any) ->
     assert usage(calls) == usage(live_calls)  # cut at the output limit: the same usage
     assert abs(2 * meter - live_bill) <= len(calls)  # half the price
     assert len(_rows(db, "select * from item_results where status in ('scored', 'unusable')")) == 12
+
+
+def test_a_budget_only_a_batch_call_fits_is_taken_with_batch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli.main import main
+    from harness.run.plan import RunOptions, prepare_run, smallest_call_nano
+
+    opts = RunOptions(suites=["demo"], models=[MODELS[0]], budget_usd=Decimal(1), simulated=True)
+    live = smallest_call_nano(prepare_run(opts), MODELS[0])
+    batch = smallest_call_nano(prepare_run(replace(opts, batch=True)), MODELS[0])
+    assert live is not None and batch is not None and batch < live
+    between = str(Decimal(batch + live) / 2 / 10**9)
+    args = ["run", "demo", "-m", MODELS[0], "--sim", "--limit", "1", "--budget", between]
+    code = main([*args, "--db", str(tmp_path / "live.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "the smallest call of" in err  # live: refused before anything is written
+    # with --batch the same budget holds one call at the batch price: accepted (it runs)
+    code = main([*args, "--batch", "--db", str(tmp_path / "batch.db")])
+    err = capsys.readouterr().err
+    assert "the smallest call of" not in err and code in (0, 3), err
