@@ -235,14 +235,18 @@ def _command(
             cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         else:
             cmd += ["--unshare-all", "--cap-drop", "ALL"]
+        # Mounts apply in order: the fresh /tmp first, so an interpreter bound from under /tmp (a
+        # venv in /tmp) is mounted on top of it rather than hidden by it.
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         binds = _bind_dirs(python)
-        parents = sorted({str(a) for d in binds for a in Path(d).parents if str(a) != "/"}, key=len)
+        parents = sorted(
+            {str(a) for d in binds for a in Path(d).parents if str(a) not in ("/", "/tmp")}, key=len
+        )
         for parent in parents:  # traversable by the sandbox uid (bwrap copies a 0700 /root)
             cmd += ["--perms", "0755", "--dir", parent]
         for d in binds:
             cmd += ["--ro-bind", d, d]
-        cmd += ["--ro-bind", str(_LAUNCHER), "/launcher.py"]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", workdir, box]
+        cmd += ["--ro-bind", str(_LAUNCHER), "/launcher.py", "--bind", workdir, box]
         cmd += ["--chdir", "/", "--"]  # the launcher enters the 0700 work directory as its uid
         launcher = [_host_python(), "-I", "-S", "/launcher.py"]
         return [*cmd, *launcher, json.dumps(config)], uid

@@ -224,3 +224,17 @@ def test_runs_side_by_side_cannot_read_each_others_files(level: core.IsolationLe
     t.join()
     assert box["a"].ok and result.ok, result.stderr
     assert secret.encode() not in result.stdout
+
+
+def test_an_interpreter_under_tmp_is_bound_on_top_of_the_fresh_tmp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bwrap applies mounts in order: a venv in /tmp (a CI clone there) bound before `--tmpfs /tmp`
+    # was hidden by it ("execvp ...: No such file or directory") and the sandbox fell back a level.
+    monkeypatch.setattr(core.sys, "prefix", "/tmp/somewhere/.venv")
+    monkeypatch.setattr(core.os.path, "exists", lambda p: True)
+    cmd, _ = core._command("bwrap", "/tmp/somewhere/.venv/bin/python", "/tmp/w", Limits(), ["m.py"])
+    tmpfs = cmd.index("--tmpfs")
+    assert cmd[tmpfs + 1] == "/tmp"
+    binds = [i for i, a in enumerate(cmd) if a == "--ro-bind" and cmd[i + 1].startswith("/tmp/")]
+    assert binds and all(i > tmpfs for i in binds)
+    dirs = [i for i, a in enumerate(cmd) if a == "--dir" and cmd[i + 1].startswith("/tmp")]
+    assert all(i > tmpfs for i in dirs)
