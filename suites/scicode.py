@@ -48,13 +48,14 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
 from harness.errors import ConfigError, DataError
-from harness.sandbox import GIB, Limits, run_python
+from harness.sandbox import GIB, Limits, run_python, run_python_sync
 from harness.suite import STEP_SEPARATOR, Item, Score, StepAnswer
 from harness.types import Message, Prompt
 
@@ -585,6 +586,8 @@ def load(
     if timeout_s <= 0:
         raise ConfigError("scicode: timeout must be positive")
     level = require_isolation(INFO.name, _truthy(opts.get("unsafe_sandbox", "false")))
+    if need_targets:
+        _require_sandbox_modules()
     if data is None:
         raise DataError(
             "scicode needs its problems: pass --data with SciCode's problems_test.jsonl and "
@@ -637,3 +640,35 @@ def _test_data(opts: Mapping[str, str], offline: bool | None) -> Path:
                 "copy you made yourself"
             )
     return path
+
+
+#: What SciCode's tests import inside the sandbox.
+SANDBOX_MODULES = ("numpy", "scipy", "sympy", "h5py")
+
+
+@lru_cache(maxsize=1)
+def _sandbox_missing() -> tuple[str, ...]:
+    """The modules of :data:`SANDBOX_MODULES` the sandbox's interpreter cannot find (probed once)."""
+    probe = "import importlib.util\nprint(' '.join(m for m in %r if importlib.util.find_spec(m) is None))\n"
+    result = run_python_sync({"probe.py": probe % (SANDBOX_MODULES,)}, "probe.py")
+    if not result.ok:
+        why = result.launch_error or result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        raise ConfigError(f"scicode: the sandbox could not run its interpreter ({why})")
+    return tuple(result.stdout.decode("utf-8", "replace").split())
+
+
+def _require_sandbox_modules() -> None:
+    """Refuse a run whose every step would fail on an import (scored 0, silently).
+
+    Raises:
+        ConfigError: naming the modules missing and the fixes.
+    """
+    missing = _sandbox_missing()
+    if missing:
+        from harness.sandbox import isolation
+
+        raise ConfigError(
+            f"scicode: the sandbox's python ({isolation().python}) cannot import {', '.join(missing)}, "
+            "which SciCode's tests need: install them there (pip install 'tollbench[scicode]') or set "
+            "TOLLBENCH_SANDBOX_PYTHON to an interpreter that has them (tollbench sandbox check)"
+        )

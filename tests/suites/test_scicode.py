@@ -217,3 +217,21 @@ def test_run_scicode_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 0, err
     (result,) = json.loads(out)["results"]
     assert result["items"] == 3 and result["substeps"]["scored"] == 5 and result["calls"] == 5
+
+
+def test_a_sandbox_python_without_numpy_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cli.main import main
+
+    assert sc._sandbox_missing() == ()  # the real probe: this machine's sandbox has them all
+    # Every step would fail on its imports and score 0: refused, one line, exit 2, nothing written.
+    monkeypatch.setattr(sc, "_sandbox_missing", lambda: ("numpy", "h5py"))
+    with pytest.raises(ConfigError, match=r"cannot import numpy, h5py, which SciCode's tests need"):
+        _load(tmp_path)
+    data = fx.write_problems(tmp_path / "problems_test.jsonl")
+    db = tmp_path / "runs.db"
+    code = main(["run", "scicode", "--data", str(data), "--sim", "-m", "openai/gpt-4o-mini", "--db", str(db)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and "TOLLBENCH_SANDBOX_PYTHON" in err[0]
+    assert not db.exists()
