@@ -300,8 +300,16 @@ class BatchDriver:
                     tg.start_soon(self._submit, m, chunk)
                     continue
                 if gate.in_flight == 0:
-                    gate.stop(self._reserve_nano(m, m.queue[0]))
-                    return
+                    # The last settle may have landed while that reservation was being tried: with
+                    # nothing in flight nothing can change any more, so one more try is the answer.
+                    chunk = await self._reserve_chunk(m)
+                    if chunk:
+                        m.in_flight += 1
+                        tg.start_soon(self._submit, m, chunk)
+                        continue
+                    if gate.in_flight == 0:
+                        gate.stop(self._reserve_nano(m, m.queue[0]))
+                        return
             elif m.in_flight == 0 and m.live == 0 and not (judge and self._targets_running):
                 return
             with anyio.move_on_after(1.0):  # a settle (anywhere in the run) wakes it; a second at most
