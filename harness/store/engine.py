@@ -271,6 +271,27 @@ item_results_table = _table(ItemResultRecord)
 prices_table = _table(PriceRecord)
 endpoint_facts_table = _table(EndpointFactRecord)
 
+_totals_md = sa.MetaData()
+run_totals_table = sa.Table(
+    "run_totals",
+    _totals_md,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("suite", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in migrations.RUN_TOTALS_SUMS),
+)
+"""Per-run cost totals of runs in a final status (migration ``m008_run_totals``)."""
+run_totals_state_table = sa.Table(
+    "run_totals_state",
+    _totals_md,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+)
+"""Which runs have a complete ``run_totals`` snapshot (``ready``) or one being computed (``pending``)."""
+
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 #: Variables whose name says "this is a key" (``OPENAI_API_KEY``, ``VLLM_TOKEN``): their values are
 #: redacted down to :data:`~harness.redact.MIN_KEY_LENGTH` characters, as whole tokens. Other
@@ -875,87 +896,152 @@ class Store:
         since: date | None = None,
         until: date | None = None,
         run_id: str | None = None,
+        snapshots: bool = True,
     ) -> list[dict[str, Any]]:
         """Spend and tokens grouped by any of ``run, model, suite, day, provider``.
 
         Each row has the group keys, ``calls``, the token sums, ``spent_nano`` (settled cost),
         ``unsettled_nano`` (open reservations at their worst case), ``cached`` (calls answered from
-        the response cache), ``saved_nano`` (what those answers cost when they were bought) and
-        ``simulated`` (True, False or ``"mixed"``). ``since`` and ``until`` are inclusive UTC days of
-        the calls' start times.
+        the response cache), ``saved_nano`` (what those answers cost when they were bought), the
+        usage-unknown and provider-reported sums, and ``simulated`` (True, False or ``"mixed"``).
+        ``since`` and ``until`` are inclusive UTC days of the calls' start times.
+
+        Runs in a final status are read from their ``run_totals`` snapshot (computed and stored here on
+        the first query that needs it, see :meth:`_snapshot_totals`); the others are summed from their
+        calls. ``snapshots=False`` sums every run from its calls (the reference the tests compare to).
         """
         unknown = [k for k in by if k not in COST_GROUP_KEYS]
         if unknown:
             raise ValueError(f"cannot group costs by {', '.join(unknown)}; use {', '.join(COST_GROUP_KEYS)}")
         keys = list(dict.fromkeys(by))
-        c = calls_table
-        # Always group by the leading columns of ix_calls_summary (an index-only scan in index order,
-        # no sort), then roll up to the requested keys here; the day is added only when asked for.
-        group: list[sa.ColumnElement[Any]] = [c.c.run_id, c.c.model, c.c.suite, c.c.provider]
-        if "day" in keys:
-            group.append(sa.func.date(c.c.started_at).label("day"))
-        group_names = ["run_id", "model", "suite", "provider", *(["day"] if "day" in keys else [])]
+        with_day = "day" in keys
+        r, s = runs_table, run_totals_state_table
+        only_run = [r.c.id == run_id] if run_id is not None else []
+        if snapshots:
+            with self.begin_read("summing costs") as conn:
+                final = {row.id for row in conn.execute(sa.select(r.c.id, r.c.status).where(*only_run))
+                         if row.status in TERMINAL_STATUSES}  # fmt: skip
+                final -= self._ready_runs(conn, run_id)
+            if final:
+                self._snapshot_totals(sorted(final))
+        c, t = calls_table, run_totals_table
         filters: list[sa.ColumnElement[bool]] = []
+        totals_filters: list[sa.ColumnElement[bool]] = []
         if run_id is not None:
             filters.append(c.c.run_id == run_id)
+            totals_filters.append(t.c.run_id == run_id)
         if since is not None:
             filters.append(c.c.started_at >= _day_start(since))
+            totals_filters.append(t.c.day >= since.isoformat())
         if until is not None:
             filters.append(c.c.started_at < _day_start(until + timedelta(days=1)))
-        stmt = sa.select(*group, *_call_sums(c)).where(*filters).group_by(*group)
-        # Cache savings come from a second, small query over the cached rows (ix_calls_cached), so the
-        # main one stays an index-only scan of ix_calls_summary.
-        saved_stmt = (
-            sa.select(
-                *group,
-                sa.func.count().label("cached"),
-                sa.func.sum(sa.func.coalesce(c.c.reproduce_nano, 0)).label("saved_nano"),
-            )
-            .where(c.c.cached.is_(True), *filters)
-            .group_by(*group)
-        )
-        # Usage-unknown and provider-reported calls: a third small query (ix_calls_unknown_or_reported).
-        extra_stmt = sa.select(*group, *_extra_sums(c)).where(_extra_filter(c), *filters).group_by(*group)
-        sums = ("calls", *_TOKEN_SUMS, "spent_nano", "unsettled_nano", "cached", "saved_nano")
-        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+            totals_filters.append(t.c.day <= until.isoformat())
+        groups: list[tuple[tuple[Any, ...], dict[str, int]]] = []
         with self.begin_read("summing costs") as conn:
-            saved_rows = {
-                tuple(r._mapping[n] for n in group_names): (int(r.cached), int(r.saved_nano or 0))
-                for r in conn.execute(saved_stmt)
-            }
-            extra_rows = {
-                tuple(r._mapping[n] for n in group_names): {
-                    k: int(r._mapping[k] or 0) for k in _UNKNOWN_AND_REPORTED
-                }
-                for r in conn.execute(extra_stmt)
-            }
-            rows = conn.execute(stmt).all()
-            run_ids = sorted({row.run_id for row in rows})
-            simulated: dict[str, bool] = {}
-            for chunk in range(0, len(run_ids), 500):
-                sel = sa.select(runs_table.c.id, runs_table.c.simulated).where(
-                    runs_table.c.id.in_(run_ids[chunk : chunk + 500])
+            simulated = {row.id: bool(row.simulated) for row in conn.execute(
+                sa.select(r.c.id, r.c.simulated).where(*only_run))}  # fmt: skip
+            ready = self._ready_runs(conn, run_id) if snapshots else set()
+            if ready:
+                stmt = sa.select(t).where(
+                    *totals_filters, t.c.run_id.in_(sa.select(s.c.run_id).where(s.c.state == "ready"))
                 )
-                simulated.update({r.id: bool(r.simulated) for r in conn.execute(sel)})
-        for row in rows:
-            m = row._mapping
-            values = {k: (m["run_id"] if k == "run" else _plain(m[k])) for k in keys}
+                for row in conn.execute(stmt):
+                    m = row._mapping
+                    key = (m["run_id"], m["model"], m["suite"], m["provider"], m["day"] if with_day else None)
+                    groups.append((key, {k: int(m[k]) for k in migrations.RUN_TOTALS_SUMS}))
+            if not ready:
+                groups.extend(_sum_calls(conn, filters, with_day).items())
+            else:
+                live = sorted(set(simulated) - ready)
+                for chunk in range(0, len(live), 500):
+                    where = [*filters, c.c.run_id.in_(live[chunk : chunk + 500])]
+                    groups.extend(_sum_calls(conn, where, with_day).items())
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for group, sums in groups:
+            named = dict(zip(("run", "model", "suite", "provider", "day"), group, strict=True))
+            values = {k: named[k] for k in keys}
             key = tuple(values[k] for k in keys)
             entry = out.get(key)
             if entry is None:
-                entry = out[key] = {**values, **dict.fromkeys(sums, 0), "simulated": None}
-            cached, saved = saved_rows.get(tuple(m[n] for n in group_names), (0, 0))
-            entry["cached"] += cached
-            entry["saved_nano"] += saved
-            for name, value in extra_rows.get(tuple(m[n] for n in group_names), {}).items():
-                entry[name] = entry.get(name, 0) + value
-            for name in sums[:-2]:
-                entry[name] += int(m[name] or 0)
-            sim = simulated.get(m["run_id"], False)
+                entry = out[key] = {
+                    **values,
+                    **dict.fromkeys(migrations.RUN_TOTALS_SUMS, 0),
+                    "simulated": None,
+                }
+            for name, value in sums.items():
+                entry[name] += value
+            sim = simulated.get(group[0], False)
             entry["simulated"] = sim if entry["simulated"] in (None, sim) else "mixed"
         for entry in out.values():
             entry["cache_write"] = entry["cache_write_5m"] + entry["cache_write_1h"]
         return [out[k] for k in sorted(out, key=lambda k: tuple("" if v is None else str(v) for v in k))]
+
+    def _ready_runs(self, conn: Connection, run_id: str | None) -> set[str]:
+        s = run_totals_state_table
+        where = [s.c.state == "ready", *([s.c.run_id == run_id] if run_id is not None else [])]
+        return {str(v) for v in conn.execute(sa.select(s.c.run_id).where(*where)).scalars()}
+
+    def _snapshot_totals(self, run_ids: Sequence[str]) -> set[str]:
+        """Compute and store the ``run_totals`` of finished runs; returns the runs now snapshotted.
+
+        Never fails: on a read-only database, a lock wait that times out or any database error, the
+        caller simply sums those runs from their calls. Correct against concurrent writers to
+        ``calls`` without holding the write lock while summing:
+
+        1. one short write transaction marks each run ``pending`` under a fresh token (if its status is
+           still final); from its commit on, any write to the run's calls (or a resume) deletes the
+           marker, through the triggers of ``m008_run_totals``;
+        2. on PostgreSQL, ``LOCK TABLE calls IN SHARE MODE`` (released at once) waits for writers that
+           were in flight before the markers existed (their trigger could not see them);
+        3. the calls are summed in one read snapshot taken after that;
+        4. one short write transaction turns the markers still ``pending`` with our token into
+           ``ready`` and inserts the totals of exactly those runs. A marker deleted in between means the
+           sums may be stale: that run is not stored.
+        """
+        r, s, t = runs_table, run_totals_state_table, run_totals_table
+        token = secrets.token_hex(16)
+        try:
+            with self.begin_write("snapshotting run totals") as conn:
+                final: list[str] = []
+                for chunk in _chunks(run_ids):
+                    rows = conn.execute(sa.select(r.c.id, r.c.status).where(r.c.id.in_(chunk)))
+                    final.extend(row.id for row in rows if row.status in TERMINAL_STATUSES)
+                for chunk in _chunks(final):
+                    conn.execute(sa.delete(s).where(s.c.run_id.in_(chunk)))
+                    conn.execute(sa.delete(t).where(t.c.run_id.in_(chunk)))
+                if final:
+                    conn.execute(
+                        sa.insert(s), [{"run_id": i, "state": "pending", "token": token} for i in final]
+                    )
+            if not final:
+                return set()
+            if self.dialect == "postgresql":
+                with self.begin_write("snapshotting run totals") as conn:
+                    conn.execute(sa.text("LOCK TABLE calls IN SHARE MODE"))
+            sums: dict[tuple[Any, ...], dict[str, int]] = {}
+            with self.begin_read("snapshotting run totals") as conn:
+                for chunk in _chunks(final):
+                    sums.update(_sum_calls(conn, [calls_table.c.run_id.in_(chunk)], True))
+            stored: set[str] = set()
+            with self.begin_write("snapshotting run totals") as conn:
+                for chunk in _chunks(final):
+                    result = conn.execute(
+                        sa.update(s)
+                        .where(s.c.run_id.in_(chunk), s.c.token == token, s.c.state == "pending")
+                        .values(state="ready")
+                        .returning(s.c.run_id)
+                    )
+                    stored.update(str(v) for v in result.scalars())
+                snapshot = [
+                    {**dict(zip(("run_id", "model", "suite", "provider", "day"), key, strict=True)), **v}
+                    for key, v in sums.items()
+                    if key[0] in stored
+                ]
+                if snapshot:
+                    conn.execute(sa.insert(t), snapshot)
+            return stored
+        except (StorageError, sa.exc.SQLAlchemyError, sqlite3.Error):
+            return set()
 
 
 _TOKEN_SUMS = (
@@ -979,6 +1065,59 @@ def _call_sums(c: sa.Table) -> list[sa.ColumnElement[Any]]:
         sa.func.sum(c.c.cost_nano).label("spent_nano"),
         sa.func.sum(sa.case((c.c.status == "reserved", c.c.reserved_nano), else_=0)).label("unsettled_nano"),
     ]
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _sum_calls(
+    conn: Connection, filters: Sequence[sa.ColumnElement[bool]], with_day: bool
+) -> dict[tuple[Any, ...], dict[str, int]]:
+    """Every sum ``tollbench costs`` prints, per (run, model, suite, provider, UTC day or None), summed
+    from the call rows matching ``filters``. The one aggregation behind both the live query and the
+    ``run_totals`` snapshots (so they cannot drift).
+
+    Always groups by the leading columns of ix_calls_summary (an index-only scan in index order, no
+    sort); the day is added only when asked for (snapshots always keep it).
+    """
+    c = calls_table
+    group: list[sa.ColumnElement[Any]] = [c.c.run_id, c.c.model, c.c.suite, c.c.provider]
+    if with_day:
+        group.append(sa.func.date(c.c.started_at).label("day"))
+
+    def key(row: Any) -> tuple[Any, ...]:
+        head = tuple(row[:4])
+        return (*head, _plain(row[4]) if with_day else None)
+
+    stmt = sa.select(*group, *_call_sums(c)).where(*filters).group_by(*group)
+    # Cache savings come from a second, small query over the cached rows (ix_calls_cached), so the
+    # main one stays an index-only scan of ix_calls_summary.
+    saved_stmt = (
+        sa.select(
+            *group,
+            sa.func.count().label("cached"),
+            sa.func.sum(sa.func.coalesce(c.c.reproduce_nano, 0)).label("saved_nano"),
+        )
+        .where(c.c.cached.is_(True), *filters)
+        .group_by(*group)
+    )
+    # Usage-unknown and provider-reported calls: a third small query (ix_calls_unknown_or_reported).
+    extra_stmt = sa.select(*group, *_extra_sums(c)).where(_extra_filter(c), *filters).group_by(*group)
+    out: dict[tuple[Any, ...], dict[str, int]] = {}
+    zero = dict.fromkeys(migrations.RUN_TOTALS_SUMS, 0)
+    for stmt_, names in (
+        (stmt, ("calls", *_TOKEN_SUMS, "spent_nano", "unsettled_nano")),
+        (saved_stmt, ("cached", "saved_nano")),
+        (extra_stmt, _UNKNOWN_AND_REPORTED),
+    ):
+        for row in conn.execute(stmt_):
+            entry = out.setdefault(key(row), dict(zero))
+            m = row._mapping
+            for name in names:
+                entry[name] += int(m[name] or 0)
+    return out
 
 
 def _unknown_cond(c: sa.Table) -> sa.ColumnElement[bool]:

@@ -405,6 +405,90 @@ def m007_batches(conn: Connection) -> None:
     sa.Index("ix_batch_requests_call", r.c.call_id).create(conn)
 
 
+#: The sums a ``run_totals`` row keeps (every sum ``tollbench costs`` prints), in their order.
+RUN_TOTALS_SUMS = (
+    "calls", "input_uncached", "cache_read", "cache_write_5m", "cache_write_1h", "output_tokens",
+    "reasoning_tokens", "spent_nano", "unsettled_nano", "cached", "saved_nano", "unknown_calls",
+    "unknown_nano", "unknown_output_bound", "reported_calls", "reported_nano", "reported_ours_nano",
+)  # fmt: skip
+
+_TERMINAL_SQL = "('done', 'budget_exhausted', 'interrupted', 'failed')"
+
+
+@migration
+def m008_run_totals(conn: Connection) -> None:
+    """Per-run cost totals, so ``tollbench costs`` over millions of calls reads a few rows (issue 16).
+
+    ``run_totals`` holds one row per (run, model, suite, provider, UTC day of ``started_at``) of a run
+    in a final status: every sum ``costs`` prints, computed from the run's calls by the same aggregation
+    ``costs`` uses for the others. ``run_totals_state`` says which runs have a complete snapshot
+    (``state`` = ``ready``; ``pending`` while one is being computed). The snapshot is valid by
+    construction: triggers on ``calls`` (INSERT, UPDATE, DELETE) delete the snapshot of the call's run,
+    and a trigger on ``runs`` deletes it when the run's status becomes non-final (a resume), so any
+    write that could change a run's totals removes them in the same transaction. A running run has no
+    snapshot, so on the hot path the triggers' deletes match nothing.
+    """
+    md = sa.MetaData()
+    big = sa.BigInteger
+    sa.Table(
+        "run_totals",
+        md,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("suite", sa.String(200), primary_key=True),
+        sa.Column("provider", sa.String(64), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        *(sa.Column(name, big, nullable=False) for name in RUN_TOTALS_SUMS),
+    )
+    sa.Table(
+        "run_totals_state",
+        md,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("token", sa.String(64), nullable=False),
+    )
+    md.create_all(conn)
+    wipe = "DELETE FROM run_totals_state WHERE run_id = {r}; DELETE FROM run_totals WHERE run_id = {r};"
+    old, new = wipe.format(r="OLD.run_id"), wipe.format(r="NEW.run_id")
+    if conn.dialect.name == "postgresql":
+        functions = {
+            "calls": (
+                f"IF TG_OP = 'DELETE' THEN {old} ELSE {new} "
+                f"IF TG_OP = 'UPDATE' AND OLD.run_id <> NEW.run_id THEN {old} END IF; END IF;"
+            ),
+            "runs": wipe.format(r="NEW.id"),
+        }
+        for name, body in functions.items():
+            conn.execute(
+                sa.text(
+                    f"CREATE FUNCTION tollbench_{name}_drop_totals() RETURNS trigger LANGUAGE plpgsql "
+                    f"AS $$ BEGIN {body} RETURN NULL; END $$"
+                )
+            )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER calls_drop_totals AFTER INSERT OR UPDATE OR DELETE ON calls "
+                "FOR EACH ROW EXECUTE FUNCTION tollbench_calls_drop_totals()"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER runs_drop_totals AFTER UPDATE OF status ON runs FOR EACH ROW "
+                f"WHEN (NEW.status NOT IN {_TERMINAL_SQL}) EXECUTE FUNCTION tollbench_runs_drop_totals()"
+            )
+        )
+        return
+    for name, when, body in (
+        ("calls_insert_drop_totals", "INSERT ON calls", new),
+        ("calls_update_drop_totals", "UPDATE ON calls", new),
+        ("calls_move_drop_totals", "UPDATE OF run_id ON calls WHEN OLD.run_id <> NEW.run_id", old),
+        ("calls_delete_drop_totals", "DELETE ON calls", old),
+        ("runs_drop_totals", f"UPDATE OF status ON runs WHEN NEW.status NOT IN {_TERMINAL_SQL}",
+         wipe.format(r="NEW.id")),
+    ):  # fmt: skip
+        conn.execute(sa.text(f"CREATE TRIGGER {name} AFTER {when} BEGIN {body} END"))
+
+
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this tollbench writes (number of the newest migration it knows)."""
 

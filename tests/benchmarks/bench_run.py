@@ -23,7 +23,9 @@ It prints figures; it asserts nothing about speed (these machines are shared and
    ``--stream-seconds`` each (the simulator's ``--speed`` is set from the first run's mean output);
    prints the wall time, peak memory and how many calls failed, by error type.
 5. Builds a SQLite database of ``--cost-rows`` call rows (rows copied inside SQLite) and times
-   ``tollbench costs --by model,suite`` (the query alone, and the whole command).
+   ``tollbench costs --by model,suite``: the live query (every call summed) beside the snapshot path
+   (per-run ``run_totals``; cold = computed on the way, warm = read), the query alone and the whole
+   command (``--concurrency`` with no value skips the streaming figures).
 """
 
 from __future__ import annotations
@@ -279,6 +281,8 @@ def build_cost_db(path: Path, rows: int) -> None:
         )
         for _ in range(4)
     ]
+    for run_id in run_ids:  # finished runs: ``costs`` reads them from their run_totals snapshot
+        store.set_run_status(run_id, "done")
     store.close()
     con = sqlite3.connect(path)
     con.execute("pragma journal_mode=off")
@@ -334,25 +338,43 @@ def build_cost_db(path: Path, rows: int) -> None:
 
 
 def costs_figures(tmp: Path, rows: int, src: Path) -> None:
+    """The live query (every call summed) beside the snapshot path (``run_totals``: cold = the first
+    call computes and stores the finished runs' totals, warm = it reads them), in process and as the
+    whole ``tollbench costs`` command."""
     db = tmp / "costs.db"
     t0 = time.perf_counter()
     build_cost_db(db, rows)
     print(f"built {rows:,} call rows in {time.perf_counter() - t0:.1f}s ({db.stat().st_size / 2**20:.0f} MB)")
     cmd = [sys.executable, "-m", "harness", "costs", "--by", "model,suite", "--json", "--db", str(db)]
     env = dict(os.environ, PYTHONPATH=str(src))
-    for attempt in ("cold", "warm"):
-        out, cli_s, _, _ = _measured(cmd, cwd=src, env=env)
-        from harness.store.engine import Store
+    from harness.store.engine import Store
 
+    def query(**kw: bool) -> tuple[float, list[dict[str, object]]]:
         store = Store.open(str(db))
         t0 = time.perf_counter()
-        store.cost_summary(by=["model", "suite"])
-        q_s = time.perf_counter() - t0
+        result = store.cost_summary(by=["model", "suite"], **kw)
+        elapsed = time.perf_counter() - t0
         store.close()
-        print(
-            f"tollbench costs --by model,suite over {rows:,} rows ({attempt}): query {q_s:.3f}s, "
-            f"whole command {cli_s:.3f}s ({len(json.loads(out))} groups)"
-        )
+        return elapsed, result
+
+    def forget() -> None:
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM run_totals_state")
+            con.execute("DELETE FROM run_totals")
+        con.close()
+
+    live_s, live = query(snapshots=False)
+    cold_s, cold = query()
+    warm_s, warm = query()
+    assert live == cold == warm, "the snapshot path must equal the live query"
+    forget()
+    _, cli_cold_s, _, _ = _measured(cmd, cwd=src, env=env)
+    out, cli_warm_s, _, _ = _measured(cmd, cwd=src, env=env)
+    label = f"tollbench costs --by model,suite over {rows:,} rows ({len(json.loads(out))} groups)"
+    print(
+        f"{label}: query live {live_s:.3f}s | snapshots cold {cold_s:.3f}s, warm {warm_s:.3f}s; "
+        f"whole command cold {cli_cold_s:.3f}s, warm {cli_warm_s:.3f}s"
+    )
 
 
 def main() -> None:
