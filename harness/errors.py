@@ -155,6 +155,12 @@ class StreamInterrupted(ProviderError):
     started), or the stream was malformed; always ``may_be_billed``."""
 
 
+class UnitLost(HarnessError):
+    """This worker's lease on the unit ran out (the process was paused or starved) and another worker
+    may have taken it: the attempt it had reserved is not sent (settled at 0) and the unit is left to
+    its new owner (harness.run.claims)."""
+
+
 class BudgetExhausted(HarnessError):
     """The next reservation does not fit in the run's budget (all amounts in nano-dollars)."""
 

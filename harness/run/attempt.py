@@ -9,7 +9,8 @@ The charging rule (:func:`failure_charge`), the one place that decides what a fa
 
 - an answer with known usage costs its price; an answer without usage costs its reservation;
 - a :class:`~harness.errors.ProviderError` that the adapter proved free (an HTTP error status received
-  before any output, or a request that provably never left: ``generation_started`` False) costs 0;
+  before any output, or a request that provably never left: ``generation_started`` False) costs 0,
+  as does :class:`~harness.errors.UnitLost` (the unit's lease ran out before it was sent);
 - anything else once the request may have left the process (a timeout, a dropped connection, a
   cancellation, an unexpected exception) is usage-unknown and costs the full reservation, which stays
   an upper bound of what the provider can bill.
@@ -31,7 +32,7 @@ import anyio
 from harness.budget.gate import BudgetGate
 from harness.budget.ledger import CallEnd, CallStart
 from harness.budget.shares import ShareHold
-from harness.errors import ProviderError
+from harness.errors import ProviderError, UnitLost
 from harness.pricing.money import usd_to_nano
 from harness.run.cache import response_record
 from harness.types import Completion
@@ -46,6 +47,8 @@ def failure_charge(
     nothing when proven free, else its reservation, or more when the output received before the
     failure could be billed more (``bound_charge`` of the error's ``output_bound``)."""
     if isinstance(exc, ProviderError) and not exc.generation_started:
+        return 0
+    if isinstance(exc, UnitLost):  # raised before the request was sent
         return 0
     if isinstance(exc, ProviderError) and bound_charge is not None and exc.output_bound:
         return max(reserved_nano, bound_charge(exc.output_bound))

@@ -40,6 +40,7 @@ from anyio.abc import TaskGroup
 
 from adapters.batch import BatchClient, BatchResult, BatchStatus, batch_client
 from harness.budget.ledger import CallEnd, CallStart
+from harness.errors import UnitLost
 from harness.pricing.money import usd_to_nano
 from harness.run.attempt import one_line
 from harness.run.cache import canonical_request, request_key, response_record
@@ -821,7 +822,10 @@ class BatchDriver:
                     return
                 if r._claims is not None and not await r._claims.still_mine(key):
                     return
-                await r._process(m.mp, unit)
+                try:
+                    await r._process(m.mp, unit)
+                except UnitLost:
+                    return  # its lease ran out before the request was sent: another worker's now
                 self._finished(key)
         finally:
             m.live -= 1

@@ -185,6 +185,7 @@ async def _attempt(
             async with Reservation(
                 gate, start, hold=hold, on_settled=settled, bound_charge=bound_charge
             ) as reservation:
+                await runner.lease_holds(unit)
                 runner.state.calls += 1
                 try:
                     with anyio.fail_after(timeout_s):

@@ -41,6 +41,7 @@ from harness.errors import (
     RateLimited,
     ShareExhausted,
     StorageError,
+    UnitLost,
 )
 from harness.forecast.projection import Projection, summarize_partial
 from harness.pricing.money import format_usd, usd_str, usd_to_nano
@@ -604,9 +605,27 @@ class Runner:
                 claims = self._claims
                 if claims is not None and not await claims.still_mine(unit_key(unit)):
                     continue  # another worker took it after this one's lease expired
-                await self._process(mp, unit)
+                try:
+                    await self._process(mp, unit)
+                except UnitLost:
+                    continue  # its lease ran out while it waited to send: the unit is another's now
                 if claims is not None:
                     claims.finished(unit_key(unit))
+
+    async def lease_holds(self, unit: Unit) -> None:
+        """Called with an attempt reserved, just before it is sent: the unit is still this worker's.
+
+        The reservation can wait (for the ledger's batch, a share, a provider slot) and the process
+        can be paused anywhere; a request sent after its lease ran out could buy a unit another worker
+        has bought meanwhile.
+
+        Raises:
+            UnitLost: the lease ran out and was not renewed, or another worker took the unit (the
+                attempt settles at 0: it was never sent).
+        """
+        claims = self._claims
+        if claims is not None and not await claims.still_mine(unit_key(unit)):
+            raise UnitLost(f"{unit.model} {unit.item.id}#{unit.repeat}: lease lost before it was sent")
 
     @asynccontextmanager
     async def _worker_life(self, model: str) -> AsyncIterator[None]:
@@ -730,6 +749,7 @@ class Runner:
                 async with Reservation(
                     gate, start, hold=hold, on_settled=settled, bound_charge=bound_charge
                 ) as attempt:
+                    await self.lease_holds(unit)
                     last_call[:] = [start.call_id]
                     self.state.calls += 1
                     self.state.per_model[spec.name].calls += 1

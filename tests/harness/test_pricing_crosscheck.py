@@ -122,9 +122,11 @@ KNOWN_DIFFERENCES: dict[str, KnownDifference] = {
     "deepseek-off-peak-not-modelled": KnownDifference(
         "genai-prices prices DeepSeek's 2025 off-peak window (UTC 16:30-00:30, 50-75% off); ours meters "
         "the standard price, an upper bound (harness/data/prices/deepseek.toml)",
-        lambda c: c.row.provider == "deepseek"
-        and c.when.date() < date(2025, 9, 5)
-        and not (0 <= c.when.hour * 60 + c.when.minute - 30 < 16 * 60),
+        lambda c: (
+            c.row.provider == "deepseek"
+            and c.when.date() < date(2025, 9, 5)
+            and not (0 <= c.when.hour * 60 + c.when.minute - 30 < 16 * 60)
+        ),
     ),
     "deepseek-v3.1-and-v3.2": KnownDifference(
         "genai-prices models only DeepSeek's first two price rows (PRICING.md §4.4): not V3.1 (from "

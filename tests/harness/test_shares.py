@@ -22,7 +22,7 @@ from harness.budget.gate import BudgetGate
 from harness.budget.ledger import CallEnd, CallStart
 from harness.budget.shares import Shares
 from harness.budget.split import split_budget
-from harness.errors import BudgetExhausted, CallTimeout, RateLimited, ShareExhausted
+from harness.errors import BudgetExhausted, CallTimeout, RateLimited, ShareExhausted, UnitLost
 from harness.run.attempt import Reservation, failure_charge
 from harness.types import Completion, RetryDecision, Usage
 
@@ -160,6 +160,8 @@ def test_only_a_provider_refusal_before_output_is_free() -> None:
     assert failure_charge(TimeoutError(), 70) == 70
     assert failure_charge(RuntimeError("bug"), 70) == 70
     assert failure_charge(None, 70) == 70
+    # Reserved, then found its unit's lease gone before sending (harness.run.claims): never sent.
+    assert failure_charge(UnitLost("lease lost"), 70) == 0
 
 
 async def test_a_reservation_settles_exactly_once_on_every_exit_path() -> None:

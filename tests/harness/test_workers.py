@@ -18,12 +18,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy as sa
 
 from harness.audit.reconcile import reconcile_run
 from harness.cli.main import main
 from harness.pricing.money import usd_to_nano
+from harness.run.claims import UnitClaims
 from harness.sim import SimServer
 from harness.store import workers as w
 from harness.store.engine import Store
@@ -78,6 +80,30 @@ def _billed_by_unit(db: str, invoice: dict[str, Any]) -> dict[tuple[str, int], l
         if r["billed"]:
             c = calls[r["client_request_id"]]
             out[(c["item_id"], int(c["repeat"]))].append(c)
+    return out
+
+
+def _communicate_or_explain(
+    db: str, procs: list[subprocess.Popen[bytes]], *, timeout: float
+) -> list[tuple[bytes, bytes]]:
+    """Each process's output; on a timeout, fail with what each printed and what the database's
+    sessions are doing (a lock held by a frozen process shows there)."""
+    deadline = time.monotonic() + timeout
+    out: list[tuple[bytes, bytes]] = []
+    for p in procs:
+        try:
+            out.append(p.communicate(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            sessions = _q(
+                db,
+                "SELECT pid, state, wait_event_type, wait_event, left(query, 120) AS query "
+                "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            tails = []
+            for q in procs:
+                q.kill()
+                tails.append(q.communicate()[1].decode()[-1500:])
+            pytest.fail(f"workers still running after {timeout:g}s; sessions {sessions}; stderr {tails}")
     return out
 
 
@@ -209,10 +235,22 @@ def test_a_paused_worker_loses_its_leases_and_starts_none_of_its_units_after(pg_
         _wait_for(lambda: _count(db, held) > 0)
         victim.send_signal(signal.SIGSTOP)
         try:
+            # Frozen: the units it may have bought and not finished are those it still holds with a
+            # call already started (reserved, or answered but not yet recorded as done: its ledger
+            # writes a batch at a time). Read now, before its 5 s leases run out and others take them.
+            started_held = {
+                (r["item_id"], int(r["repeat"]))
+                for r in _q(
+                    db,
+                    "SELECT DISTINCT u.item_id, u.repeat FROM unit_claims u "
+                    "JOIN run_workers w ON w.worker_id = u.worker_id "
+                    "JOIN calls c ON c.run_id = u.run_id AND c.model = u.model AND c.suite = u.suite "
+                    "AND c.item_id = u.item_id AND c.repeat = u.repeat "
+                    f"WHERE u.state = 'claimed' AND w.pid = {victim.pid}",
+                )
+            }
             survivors = [procs[1], procs[2]]
-            results = [p.communicate(timeout=200) for p in survivors]
-            # Still frozen: its calls in flight are the rows it left reserved (bought or being bought,
-            # not yet recorded: its ledger writes a batch at a time), as in the kill -9 test.
+            results = _communicate_or_explain(db, survivors, timeout=200)
             in_flight = _count(db, "SELECT count(*) FROM calls WHERE status = 'reserved'")
         finally:
             victim.send_signal(signal.SIGCONT)
@@ -227,14 +265,14 @@ def test_a_paused_worker_loses_its_leases_and_starts_none_of_its_units_after(pg_
     assert len(items) == units and {i["status"] for i in items} <= {"scored", "unusable"}
     billed = _billed_by_unit(db, invoice)
     assert len(billed) == units
-    # Only the calls the victim had in flight when it froze can be bought twice: its reserved rows
-    # (at most its -c 4 calls, plus answers it had received but not yet written).
+    # Only the units the victim had started and not finished when it froze can be bought twice:
+    # its calls in flight (at most its -c 4) and answers it had received but not yet written.
     twice = [k for k, v in billed.items() if len(v) > 1]
     detail = {
         k: [(c["status"], c["error_type"], c["attempt"], str(c["started_at"])[11:23]) for c in billed[k]]
         for k in twice
     }
-    assert len(twice) <= in_flight, (in_flight, detail)
+    assert set(twice) <= started_held, (sorted(started_held), in_flight, detail)
     assert all(len(v) == 2 for k, v in billed.items() if k in twice), detail
     victim_row = _q(db, f"SELECT * FROM run_workers WHERE pid = {victim.pid}")[0]
     assert victim_row["status"] == "lost"
@@ -337,6 +375,31 @@ def test_a_lease_expires_and_another_worker_takes_the_unit(db: str) -> None:
         assert w.release_units(store, run_id, "a") == 5
         info = w.worker_progress(store, run_id)
         assert info["total"] == 5 and info["units"] == {"free": 5}
+    finally:
+        store.close()
+
+
+def test_a_worker_paused_past_its_lease_learns_before_it_sends(db: str) -> None:
+    """What the runner asks just before sending a reserved attempt (Runner.lease_holds): a worker
+    that slept past its lease, whose unit another worker took meanwhile, is told it is not its own."""
+    store = Store.open(db)
+    try:
+        run_id = store.create_run(
+            suites=["tiny"], models=["m"], budget_nano=10, simulated=True, config={}, price_table_sha256="x"
+        )
+        key = ("m", "tiny", "q0", 0)
+
+        async def go() -> tuple[bool, bool]:
+            a = UnitClaims(store, run_id, lease_s=0.4)
+            await a.join([(key, False)])
+            assert [k for k, _ in await a.claim("m", 1)] == [key]
+            before = await a.still_mine(key)
+            await anyio.sleep(0.5)  # paused: no heartbeat, the lease runs out
+            w.register_worker(store, run_id, "b", host="h", pid=1, lease_s=5)
+            assert [k for k, _ in w.claim_units(store, run_id, "b", "m", 1, lease_s=5)] == [key]
+            return before, await a.still_mine(key)
+
+        assert anyio.run(go) == (True, False)
     finally:
         store.close()
 
