@@ -540,7 +540,9 @@ class Runner:
         stats = target.control_summary() or {}
         iv = target.interval()
         without = planned_items("betting", iv.estimate, target.half_width, target.population)
-        saved = max(0, without - iv.n) if without is not None else None
+        # A saving only once the target was met: a run stopped before (budget, a small suite, an
+        # interrupt) saved nothing yet, whatever the forecast without the control says.
+        saved = max(0, without - iv.n) if without is not None and target.done else None
         rho = stats.get("correlation")
         control_nano = int(info.get("spent_nano") or 0)
         paid = "reused, paid before" if info.get("reused") else "run first"
@@ -555,7 +557,12 @@ class Runner:
         line = (
             f"{source}; correlation {'n/a' if rho is None else f'{rho:.2f}'}; expensive model "
             f"{format_usd(spent_nano)} on {iv.n:,} items, "
-            + (f"~{saved:,} fewer than without the control" if saved is not None else "")
+            + (
+                f"~{saved:,} fewer than without the control"
+                if saved is not None
+                else "target not met yet"
+                + (f" (without the control it needs ~{without:,})" if without is not None else "")
+            )
         )
         return {
             "model": self.plan.control,

@@ -127,6 +127,22 @@ def test_control_runs_the_cheap_model_first_then_reuses_it(
     assert again["control"]["reused"] is True and again["control"]["run_id"] == control["run_id"]
 
 
+def test_a_control_run_stopped_before_the_target_claims_no_saving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The budget ends the expensive model after a few items: nothing was saved yet, whatever the
+    forecast without the control says (the summary used to read that forecast as a saving)."""
+    db, suite = tmp_path / "runs.db", _suite(tmp_path)
+    args = _run(db, suite, "openai/o4-mini", "--control", "openai/gpt-4o-mini", "--json")
+    args[args.index("--budget") + 1] = "0.06"
+    code, out, err = _cli(capsys, *args)
+    assert code == 3, err  # stopped at the budget
+    (summary,) = _config(db, json.loads(out)["id"])["target_ci"]
+    assert summary["method"] == "control" and not summary["reached"]
+    assert summary["control"]["items_saved"] is None
+    assert "target not met yet" in summary["line"] and "fewer than without the control" not in err
+
+
 def test_control_needs_target_ci_and_another_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
