@@ -472,6 +472,11 @@ def _stream_rows(db: Path) -> dict[str, float]:
     rows = con.execute(
         "select ttft_ms, latency_ms from calls where status = 'ok' and latency_ms is not null"
     ).fetchall()
+    starts = sorted(datetime.fromisoformat(str(r[0])) for r in con.execute("select started_at from calls"))
+    ends = sorted(
+        datetime.fromisoformat(str(r[0]))
+        for r in con.execute("select finished_at from calls where finished_at is not null")
+    )
     con.close()
     if not rows:
         return {}
@@ -481,7 +486,12 @@ def _stream_rows(db: Path) -> dict[str, float]:
     def q(xs: list[float], f: float) -> float:
         return xs[min(len(xs) - 1, int(f * len(xs)))] if xs else float("nan")
 
+    t0 = starts[0]
     return {
+        "start_p50": (starts[len(starts) // 2] - t0).total_seconds(),
+        "start_last": (starts[-1] - t0).total_seconds(),
+        "end_first": (ends[0] - t0).total_seconds() if ends else float("nan"),
+        "end_last": (ends[-1] - t0).total_seconds() if ends else float("nan"),
         "latency_p50": q(lat, 0.5),
         "latency_p99": q(lat, 0.99),
         "latency_max": lat[-1],
@@ -532,6 +542,11 @@ def streams_figure(
                 print(
                     f"  call latency p50 {d['latency_p50']:.1f}s, p99 {d['latency_p99']:.1f}s, max "
                     f"{d['latency_max']:.1f}s; time to first token p50 {d['ttft_p50']:.1f}s"
+                )
+                print(
+                    f"  from the first call's start: half the calls started by {d['start_p50']:.1f}s, the "
+                    f"last at {d['start_last']:.1f}s; the first finished at {d['end_first']:.1f}s, the "
+                    f"last at {d['end_last']:.1f}s"
                 )
     finally:
         sim.stop()
