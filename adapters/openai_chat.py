@@ -21,7 +21,11 @@ from typing import Any, cast
 import anyio
 import httpx2
 import openai
+from openai._base_client import make_request_options
+from openai._constants import RAW_RESPONSE_HEADER
+from openai._response import AsyncAPIResponse, AsyncResponseContextManager
 from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from harness.errors import ProviderError
 from harness.types import Completion, Message, ModelSpec, Request, Usage
@@ -135,6 +139,51 @@ def map_openai_error(
     return err
 
 
+#: The body fields :meth:`OpenAIChatAdapter.request_params` may set, in the order the SDK's
+#: ``chat.completions.create`` lists them (so the JSON it sends is the same, byte for byte), with the
+#: plain JSON types their values have. A body with only these, and messages of plain text, is sent
+#: as built (:func:`_direct_body`); tests/adapters/test_direct_body.py proves the SDK's parameter
+#: transform would give exactly the same body and request.
+_DIRECT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model": str,
+    "stream": bool,
+    "messages": list,
+    "max_completion_tokens": int,
+    "max_tokens": int,
+    "reasoning_effort": str,
+    "seed": int,
+    "stream_options": dict,
+    "temperature": (int, float),
+}
+_CREATE_OPTIONS = ("extra_body", "extra_headers")
+"""Keys of the params that are ``create()`` options, not body fields."""
+
+
+def _direct_body(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The streamed request's JSON body as ``chat.completions.create`` would send it, without its
+    request-parameter transform (a recursive walk over the TypedDict annotations, about half a
+    millisecond to a millisecond per call); None when ``params`` has anything the transform might
+    change (a field not in :data:`_DIRECT_FIELDS`, a message that is not plain text, a stream
+    option other than ``include_usage``)."""
+    body: dict[str, Any] = {}
+    for key, kind in _DIRECT_FIELDS.items():
+        if key in params:
+            value = params[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                return None
+            body[key] = value
+    if len(body) + sum(k in params for k in _CREATE_OPTIONS) != len(params) or body.get("stream") is not True:
+        return None
+    if body.get("stream_options", {"include_usage": True}) != {"include_usage": True}:
+        return None
+    for m in body["messages"]:
+        if not (isinstance(m, dict) and m.keys() == {"role", "content"} and isinstance(m["content"], str)):
+            return None
+        if not isinstance(m["role"], str):
+            return None
+    return body
+
+
 class OpenAIChatAdapter(AdapterBase):
     """Chat Completions, streamed with ``include_usage``, normalised to a :class:`Completion`.
 
@@ -164,6 +213,7 @@ class OpenAIChatAdapter(AdapterBase):
         connect_timeout_s: float = 10.0,
         max_connections: int | None = None,
         fast_stream: bool = True,
+        direct_body: bool = True,
     ) -> None:
         """Build the SDK client (SDK retries off; the harness owns retries).
 
@@ -178,10 +228,15 @@ class OpenAIChatAdapter(AdapterBase):
                 :class:`~adapters._common.ClientPool` sized to it (None: one client, the SDK's pool).
             fast_stream: read streams with :mod:`adapters._sse` (orjson, no model per chunk); False
                 iterates the SDK's stream of chunk models (the reference path).
+            direct_body: on the fast path, send a plain-text body as built through the SDK's own
+                ``post`` (which still builds, authenticates and sends the request and types its
+                errors) instead of ``create``, skipping its request-parameter transform
+                (:func:`_direct_body`); False always goes through ``create``.
         """
         super().__init__(spec, api_key)
         self._dialect = spec.dialect or "openai"
         self.fast_stream = fast_stream
+        self.direct_body = direct_body
         timeout = build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s)
         if max_connections is None:
             self._client = openai.AsyncOpenAI(
@@ -304,7 +359,7 @@ class OpenAIChatAdapter(AdapterBase):
         acc = ChatAccumulator(limit=request.max_output_tokens, started=started)
         headers: HeaderLike | None = None
         try:
-            async with client.chat.completions.with_streaming_response.create(**params) as raw:
+            async with self._stream_request(client, params) as raw:
                 http = raw.http_response
                 headers = http.headers
                 try:
@@ -352,6 +407,30 @@ class OpenAIChatAdapter(AdapterBase):
             started=started,
             output_bound=acc.nbytes + acc.chunks,
         )
+
+    def _stream_request(
+        self, client: openai.AsyncOpenAI, params: dict[str, Any]
+    ) -> AsyncResponseContextManager[AsyncAPIResponse[Any]]:
+        """``chat.completions.with_streaming_response.create(**params)``; with :attr:`direct_body`
+        and a plain body, the same request made through ``client.post`` with the options ``create``
+        passes, minus its parameter transform (the body is already what it would produce)."""
+        body = _direct_body(params) if self.direct_body else None
+        if body is None:
+            return client.chat.completions.with_streaming_response.create(**params)
+        options = make_request_options(
+            extra_headers={**(params.get("extra_headers") or {}), RAW_RESPONSE_HEADER: "stream"},
+            extra_body=params.get("extra_body"),
+            security={"bearer_auth": True},
+        )
+        request = client.post(
+            "/chat/completions",
+            body=body,
+            options=options,
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+        )
+        return AsyncResponseContextManager(cast(Any, request))
 
     async def _complete_sdk(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
         """The reference path: the SDK's stream of chunk models."""

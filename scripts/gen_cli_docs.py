@@ -1,6 +1,6 @@
 """Generate docs/cli.md from every command's --help (a test checks the file is current).
 
-    python scripts/gen_cli_docs.py > docs/cli.md
+python scripts/gen_cli_docs.py > docs/cli.md
 """
 
 from __future__ import annotations

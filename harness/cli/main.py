@@ -749,6 +749,22 @@ def sim() -> None:
     metavar="SECONDS",
     help="Batch APIs' time scale: a batch's requests finish within SECONDS (docs/batch.md).",
 )
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Server processes on the one socket, for load (each keeps its own invoice).",
+)
+@click.option(
+    "--pace",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Streams' pacing tick: events due within one tick go out in one write after one sleep, "
+    "the stream's duration unchanged (0 = a write per event).",
+)
 def sim_serve(
     host: str,
     port: int,
@@ -758,16 +774,21 @@ def sim_serve(
     answer_key: Path | None,
     allow_non_loopback: bool,
     batch_time: float = 1.0,
+    workers: int = 1,
+    pace: float = 0.0,
 ) -> None:
     """Run the simulator in the foreground and print its base URLs."""
     from harness.sim import serve_forever
-    from harness.sim.server import check_speed
+    from harness.sim.server import check_pace, check_speed
 
     if not 0 <= port <= 65535:
         _fail(f"--port must be 0 (a free port) to 65535, got {port}")
     check_speed(speed, "--speed")
     if batch_time < 0:
         _fail("--batch-time must not be negative")
+    if workers < 1:
+        _fail(f"--workers must be at least 1, got {workers}")
+    check_pace(pace, "--pace")
 
     def ready(openai_url: str, anthropic_url: str) -> None:
         click.echo(f"OPENAI_BASE_URL={openai_url}")
@@ -786,6 +807,8 @@ def sim_serve(
             allow_non_loopback=allow_non_loopback,
             on_ready=ready,
             batch_complete_s=batch_time,
+            workers=workers,
+            pace_s=pace,
         )
     except ValueError as exc:
         _fail(str(exc))

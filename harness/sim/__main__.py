@@ -1,10 +1,10 @@
 """``python -m harness.sim``: the simulator in the foreground (used by :class:`SimProcess`).
 
 Flags: ``--host --port --profiles --seed --speed --answer-key FILE --faults FILE --ready-file FILE
---parent-pid PID --allow-non-loopback --workers N``. Once listening it prints the two base URLs and, with
-``--ready-file``, writes the base URL (``http://127.0.0.1:PORT``) to that file atomically. With
-``--parent-pid`` it stops when that process is gone (a ``run --sim`` killed with SIGKILL leaves no
-simulator behind).
+--parent-pid PID --allow-non-loopback --workers N --pace SECONDS``. Once listening it prints the two
+base URLs and, with ``--ready-file``, writes the base URL (``http://127.0.0.1:PORT``) to that file
+atomically. With ``--parent-pid`` it stops when that process is gone (a ``run --sim`` killed with
+SIGKILL leaves no simulator behind).
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="Server processes on the one socket (for load; each keeps its own invoice).",
     )
+    ap.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Streams' pacing tick: events due within one tick go out in one write (0 = per event).",
+    )
     args = ap.parse_args(argv)
     if args.parent_pid is not None:
         _watch_parent(args.parent_pid)
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             on_ready=on_ready,
             faults=faults,
             workers=args.workers,
+            pace_s=args.pace,
         )
     except (ConfigError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)

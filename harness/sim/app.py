@@ -333,6 +333,7 @@ class _Handlers:
             headers,
             on_done=on_done,
             speed=speed,
+            pace_s=s.pace_s,
             ttft_s=profile.ttft_s,
             tokens_per_s=profile.tokens_per_s,
             fault=fault.kind,

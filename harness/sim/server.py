@@ -42,6 +42,7 @@ __all__ = [
     "SimProcess",
     "SimServer",
     "check_bind_host",
+    "check_pace",
     "check_speed",
     "serve_forever",
     "sim_environment",
@@ -78,6 +79,16 @@ def check_speed(speed: float, flag: str = "--sim-speed") -> None:
         raise ConfigError(
             f"{flag} takes a latency multiplier of 0 or more (0 = none, 1 = real latency), got {speed}"
         )
+
+
+def check_pace(pace_s: float, flag: str = "--pace") -> None:
+    """Refuse a pacing tick that is negative, NaN or infinite (0 = a sleep before every event).
+
+    Raises:
+        ConfigError: naming ``flag``.
+    """
+    if not math.isfinite(pace_s) or pace_s < 0:
+        raise ConfigError(f"{flag} takes a pacing tick of 0 seconds or more (0 = per event), got {pace_s}")
 
 
 #: Pending connections the listening socket holds (the kernel caps it at ``net.core.somaxconn``):
@@ -176,6 +187,7 @@ class SimServer:
         faults: FaultConfig | None = None,
         pricer: Callable[[str, str, Usage], Decimal] | None = None,
         allow_non_loopback: bool = False,
+        pace_s: float = 0.0,
     ) -> None:
         check_bind_host(host, allow_non_loopback)
         self._host = host
@@ -187,6 +199,7 @@ class SimServer:
             speed=speed,
             faults=faults,
             pricer=pricer,
+            pace_s=pace_s,
         )
         self._app = build_app(self._state)
         self._server: _Server | None = None
@@ -303,6 +316,7 @@ def serve_forever(
     faults: FaultConfig | None = None,
     batch_complete_s: float = 1.0,
     workers: int = 1,
+    pace_s: float = 0.0,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM; ``on_ready(openai_base_url, anthropic_base_url)``
     is called once the socket accepts connections.
@@ -328,7 +342,8 @@ def serve_forever(
         raise ConfigError(str(exc)) from None
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    state = SimState(profiles=loaded, seed=seed, answer_key=key, speed=speed, faults=faults)
+    check_pace(pace_s)
+    state = SimState(profiles=loaded, seed=seed, answer_key=key, speed=speed, faults=faults, pace_s=pace_s)
     state.batch_settings.complete_s = batch_complete_s
     sock = _bind(host, port)
     base = _url(host, sock.getsockname()[1])
@@ -488,6 +503,7 @@ def start_sim_process(
     answer_key_file: Path | None = None,
     faults_file: Path | None = None,
     workers: int = 1,
+    pace_s: float = 0.0,
 ) -> SimProcess:
     """Start ``python -m harness.sim`` on a free loopback port and wait until it listens.
 
@@ -522,6 +538,8 @@ def start_sim_process(
         cmd += ["--faults", str(faults_file)]
     if workers != 1:
         cmd += ["--workers", str(workers)]
+    if pace_s:
+        cmd += ["--pace", repr(float(pace_s))]
     with errlog.open("wb") as err:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=sim_environment()

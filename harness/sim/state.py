@@ -54,13 +54,18 @@ class SimState:
         speed: float = 0.0,
         faults: FaultConfig | None = None,
         pricer: Pricer | None = None,
+        pace_s: float = 0.0,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
+        if not pace_s >= 0:
+            raise ValueError("pace_s must be >= 0")
         self.profiles = dict(profiles)
         self.seed = seed
         self.answer_key = answer_key if answer_key is not None else AnswerKey()
         self.speed = speed
+        self.pace_s = pace_s
+        """Streams' pacing tick in seconds (:class:`harness.sim.streaming.SSEResponse`); 0 = per event."""
         self.faults = faults
         self.invoice = Invoice(pricer if pricer is not None else default_pricer(self.profiles))
         self.rate_limiter = RateLimiter()

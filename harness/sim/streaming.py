@@ -4,8 +4,13 @@ A renderer (:mod:`harness.sim.wire_openai`, :mod:`harness.sim.wire_anthropic`) p
 stream as a list of framed SSE events with the cumulative output tokens each one completes
 (:class:`Rendered`). :class:`SSEResponse` then sends them: at ``speed == 0`` events are coalesced
 into writes of up to 16 KiB; at ``speed > 0`` each event is sent on its own after sleeping for the
-profile's time to first token and ``tokens / tokens_per_s``. When it ends (completed, cut, error
-event, client gone or cancelled) it reports how many events were sent so the caller can bill them.
+profile's time to first token and ``tokens / tokens_per_s``. With a pacing tick (``pace_s > 0``) the
+delays are added up and slept only once they reach the tick: the events that come due within one tick
+go out in one write after one sleep (each at most one tick early), and what is left of the delay is
+slept before the last events are sent, so the stream's total duration is unchanged; at 10,000
+concurrent streams this turns millions of sleeps and writes into a few per stream. When it ends
+(completed, cut, error event, client gone or cancelled) it reports how many events were sent so the
+caller can bill them.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class SSEResponse(Response):
         fault: str | None = None,
         fault_after: int = 0,
         stall_s: float = 0.0,
+        pace_s: float = 0.0,
     ) -> None:
         # No Response.__init__: it would declare ``content-length: 0``; a stream is chunked.
         self.status_code = 200
@@ -114,6 +120,10 @@ class SSEResponse(Response):
         self.fault = fault
         self.fault_after = max(0, min(fault_after, rendered.final_index))
         self.stall_s = stall_s
+        self.pace_s = max(0.0, pace_s)
+        """Pacing granularity in (scaled) seconds; 0 sleeps before every event that has a delay."""
+        self.writes = 0
+        """Body writes made (``http.response.body`` messages), for tests and benchmarks."""
         self._sent = 0
         self._status = rendered.status
         self._disconnected = False
@@ -153,9 +163,12 @@ class SSEResponse(Response):
         r = self.rendered
         buf = bytearray()
         paced = self.speed > 0
+        tick = self.pace_s
+        pending = 0.0  # scaled delay come due but not slept yet (pacing tick)
 
         async def flush(more: bool = True) -> None:
             if buf or not more:
+                self.writes += 1
                 await send({"type": "http.response.body", "body": bytes(buf), "more_body": more})
                 buf.clear()
 
@@ -181,13 +194,17 @@ class SSEResponse(Response):
                 delay = (r.tokens[i] - prev_tokens) / self.tokens_per_s
                 if i == 0:
                     delay += self.ttft_s
-                if delay > 0:
+                pending += delay * self.speed
+                if pending > 0 and pending >= tick:
                     await flush()
-                    await anyio.sleep(delay * self.speed)
+                    await anyio.sleep(pending)
+                    pending = 0.0
             prev_tokens = r.tokens[i]
             buf += event
             self._sent = i + 1
-            if paced or len(buf) >= _COALESCE_BYTES:
+            if (paced and not tick) or len(buf) >= _COALESCE_BYTES:
                 await flush()
+        if pending > 0:  # the rest of the stream's duration: the last events go out at its end
+            await anyio.sleep(pending)
         self._bill("client_disconnected" if self._disconnected else self._status)
         await flush(more=False)

@@ -5,7 +5,8 @@ database.
 Run it directly (it is not part of the test suite)::
 
     python tests/benchmarks/bench_run.py [--calls 2000] [--concurrency 64 512]
-        [--baseline-src DIR] [--streams 10000 --stream-seconds 30] [--cost-rows 10000000]
+        [--baseline-src DIR] [--streams 10000 --stream-seconds 30 --sim-workers 2 --pace 0.25]
+        [--cost-rows 10000000]
 
 It prints figures; it asserts nothing about speed (these machines are shared and noisy).
 
@@ -19,9 +20,12 @@ It prints figures; it asserts nothing about speed (these machines are shared and
    command's wall time, client CPU per call (user + system of the whole process, start-up included)
    and peak resident memory.
 3. ``tollbench run`` start-up: from the process's start to its first call's start (from the call row).
-4. With ``--streams``: one ``tollbench run -c N`` over N simulated streams paced to last about
-   ``--stream-seconds`` each (the simulator's ``--speed`` is set from the first run's mean output);
-   prints the wall time, peak memory and how many calls failed, by error type.
+4. With ``--streams``: one ``tollbench run -c N`` over N simulated reasoning streams (``o4-mini``,
+   its profile set so that the hidden reasoning makes the first event come after most of
+   ``--stream-seconds`` and about 400 visible tokens stream after), the simulator in real time with
+   ``--sim-workers`` processes and the pacing tick ``--pace``; prints the calls ok and failed (by error
+   type), the whole command's wall time, peak resident memory, CPU per call, start-up and the calls'
+   latency.
 5. Builds a SQLite database of ``--cost-rows`` call rows (rows copied inside SQLite) and times
    ``tollbench costs --by model,suite``: the live query (every call summed) beside the snapshot path
    (per-run ``run_totals``; cold = computed on the way, warm = read), the query alone and the whole
@@ -219,6 +223,8 @@ def tollbench_run(
     concurrency: int,
     max_out: int,
     db: Path,
+    model: str = MODEL,
+    sim_root: str | None = None,
 ) -> tuple[Figure, float, Counter[str]]:
     """A figure, the start-up (process start to first call start) and the failures by type."""
     from suites import get_suite
@@ -227,8 +233,9 @@ def tollbench_run(
     repeats = max(1, calls // items)
     env = dict(os.environ, OPENAI_API_KEY="bench-not-secret", PYTHONPATH=str(src))
     cmd = [
-        sys.executable, "-m", "harness", "run", "demo", "-m", f"openai/{MODEL}", "--budget", "100000",
-        "--base-url", sim_url, "--repeats", str(repeats), "-c", str(concurrency), "--db", str(db),
+        sys.executable, "-m", "harness", "run", "demo", "-m", f"openai/{model}", "--budget", "1000000",
+        *(["--sim-url", sim_root] if sim_root else ["--base-url", sim_url]),
+        "--repeats", str(repeats), "-c", str(concurrency), "--db", str(db),
         "--max-output-tokens", str(max_out), "--json",
     ]  # fmt: skip
     spawned = datetime.now(UTC)
@@ -386,6 +393,9 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=0, help="also run this many concurrent long streams")
     ap.add_argument("--stream-seconds", type=float, default=30.0)
     ap.add_argument("--sim-workers", type=int, default=2, help="simulator processes for --streams")
+    ap.add_argument(
+        "--pace", type=float, default=0.25, help="the simulator's pacing tick for --streams (0 = per event)"
+    )
     ap.add_argument("--cost-rows", type=int, default=0)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -429,30 +439,115 @@ def main() -> None:
             costs_figures(tmp, args.cost_rows, ROOT)
 
 
+STREAM_MODEL = "o4-mini"
+STREAM_VISIBLE_TOKENS = 400
+
+
+def stream_profile(path: Path, seconds: float) -> tuple[int, float]:
+    """Write a profile file that makes every ``o4-mini`` stream last about ``seconds`` at speed 1.
+
+    A reasoning model's stream, as on the real API: its hidden reasoning tokens are not streamed, so
+    the first event comes after the time to first token plus the reasoning's time, and the visible
+    answer (about 400 tokens, 25 events) streams after. Both draws are nearly fixed (sigma 0.02), so
+    the streams last about the same. Returns (reasoning tokens, time to first token in seconds).
+    """
+    from harness.sim.profiles import sim_profiles
+
+    profile = sim_profiles()[STREAM_MODEL]
+    visible_s = STREAM_VISIBLE_TOKENS / profile.tokens_per_s
+    reasoning = max(64, round((seconds - profile.ttft_s - visible_s) * profile.tokens_per_s))
+    path.write_text(
+        f'[models."{STREAM_MODEL}"]\n'
+        f"output_tokens = {{ median = {STREAM_VISIBLE_TOKENS}, sigma = 0.02, min = 16, max = 8000 }}\n"
+        f"reasoning_tokens = {{ easy_median = {reasoning}, hard_median = {reasoning}, sigma = 0.02, "
+        "min = 64, max = 100000 }\n"
+        "rpm = 100000000\ntpm = 100000000000\n",
+        encoding="utf-8",
+    )
+    return reasoning, profile.ttft_s + reasoning / profile.tokens_per_s
+
+
+def _stream_rows(db: Path) -> dict[str, float]:
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "select ttft_ms, latency_ms from calls where status = 'ok' and latency_ms is not null"
+    ).fetchall()
+    starts = sorted(datetime.fromisoformat(str(r[0])) for r in con.execute("select started_at from calls"))
+    ends = sorted(
+        datetime.fromisoformat(str(r[0]))
+        for r in con.execute("select finished_at from calls where finished_at is not null")
+    )
+    con.close()
+    if not rows:
+        return {}
+    lat = sorted(r[1] / 1000 for r in rows)
+    ttft = sorted(r[0] / 1000 for r in rows if r[0] is not None)
+
+    def q(xs: list[float], f: float) -> float:
+        return xs[min(len(xs) - 1, int(f * len(xs)))] if xs else float("nan")
+
+    t0 = starts[0]
+    return {
+        "start_p50": (starts[len(starts) // 2] - t0).total_seconds(),
+        "start_last": (starts[-1] - t0).total_seconds(),
+        "end_first": (ends[0] - t0).total_seconds() if ends else float("nan"),
+        "end_last": (ends[-1] - t0).total_seconds() if ends else float("nan"),
+        "latency_p50": q(lat, 0.5),
+        "latency_p99": q(lat, 0.99),
+        "latency_max": lat[-1],
+        "ttft_p50": q(ttft, 0.5),
+    }
+
+
 def streams_figure(
     args: argparse.Namespace, srcs: list[tuple[str, Path]], tmp: Path, mean_out: float
 ) -> None:
+    """One ``tollbench run -c N`` over N concurrent reasoning streams of about ``--stream-seconds``."""
     from harness.sim import start_sim_process
-    from harness.sim.profiles import sim_profiles
 
-    profile = next(p for key, p in sim_profiles().items() if key.endswith(MODEL))
-    natural = profile.ttft_s + (mean_out or 200.0) / profile.tokens_per_s
-    speed = args.stream_seconds / natural
-    sim = start_sim_process(speed=speed, workers=args.sim_workers)
+    del mean_out  # the stream's length comes from its own profile (a reasoning model), not the demo's
+    prof = tmp / "streams-profile.toml"
+    reasoning, first_event_s = stream_profile(prof, args.stream_seconds)
+    sim = start_sim_process(profiles=prof, speed=1.0, workers=args.sim_workers, pace_s=args.pace)
     try:
         for name, src in srcs[:1]:
             db = tmp / "streams.db"
             fig, startup, errors = tollbench_run(
-                name, src, sim.openai_base_url, args.streams, args.streams, args.max_output_tokens, db
+                name,
+                src,
+                sim.openai_base_url,
+                args.streams,
+                args.streams,
+                16000,
+                db,
+                model=STREAM_MODEL,
+                # --sim-url: the simulator is the provider (OpenAI's dialect: a reasoning model takes
+                # max_completion_tokens only; --base-url would make it an OpenAI-compatible server)
+                sim_root=sim.openai_base_url.removesuffix("/v1"),
             )
             failed = f"; failed {dict(errors)}" if errors else "; none failed"
+            d = _stream_rows(db)
             print(
-                f"{args.streams:,} concurrent streams of about {args.stream_seconds:g}s ({name}, "
-                f"simulator speed {speed:.2f}, {args.sim_workers} processes): {fig.calls:,} calls ok in "
-                f"{fig.wall_s:.1f}s wall, peak "
+                f"{args.streams:,} concurrent streams of about {args.stream_seconds:g}s ({name}; simulated "
+                f"{STREAM_MODEL}: {reasoning:,} hidden reasoning tokens, first event planned at "
+                f"{first_event_s:.1f}s, then about {STREAM_VISIBLE_TOKENS} visible tokens; simulator at "
+                f"speed 1, {args.sim_workers} processes, pacing tick {args.pace:g}s):"
+            )
+            print(
+                f"  {fig.calls:,} calls ok in {fig.wall_s:.1f}s wall (the whole command), peak RSS "
                 f"{fig.peak_mb:.0f} MB, CPU {1000 * fig.cpu_s / max(1, fig.calls):.2f} ms/call, "
                 f"start-up {startup:.2f}s{failed}"
             )
+            if d:
+                print(
+                    f"  call latency p50 {d['latency_p50']:.1f}s, p99 {d['latency_p99']:.1f}s, max "
+                    f"{d['latency_max']:.1f}s; time to first token p50 {d['ttft_p50']:.1f}s"
+                )
+                print(
+                    f"  from the first call's start: half the calls started by {d['start_p50']:.1f}s, the "
+                    f"last at {d['start_last']:.1f}s; the first finished at {d['end_first']:.1f}s, the "
+                    f"last at {d['end_last']:.1f}s"
+                )
     finally:
         sim.stop()
 

@@ -382,6 +382,18 @@ def test_sim_serve_refuses_a_public_bind(capsys: pytest.CaptureFixture[str]) -> 
     assert "loopback" in err.lower() and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("flag", "value", "says"), [("--pace", "-0.5", "--pace"), ("--workers", "0", "--workers")]
+)
+def test_sim_serve_refuses_a_bad_pace_or_workers(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, says: str
+) -> None:
+    code, _, err = _cli("sim", "serve", "--port", "0", flag, value, capsys=capsys)
+    assert code == 2, err
+    assert says in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_forecast_refuses_a_budget_that_cannot_finish(
     db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
