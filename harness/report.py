@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from harness.pricing.money import format_usd, usd_str
 from harness.stats.calibration import rms_calibration_error
 from harness.stats.intervals import accuracy_ci
 from harness.store.engine import Store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+# rich is imported by the functions that print (``costs --json`` and the library need none of it).
 
 __all__ = ["cost_rows", "print_costs", "print_run", "print_runs", "run_report_dict", "runs_rows"]
 
@@ -239,6 +240,10 @@ def _pct(x: float | None) -> str:
 
 def print_run(report: Mapping[str, Any], console: Console) -> None:
     """The end-of-run table per model and suite, and the total against the budget."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     sim = " (SIMULATED: no real money)" if report["simulated"] else ""
     table = Table(title=escape(f"run {report['id']} — {report['status']}{sim}"), title_justify="left")
     for col in (
@@ -322,6 +327,8 @@ def print_run(report: Mapping[str, Any], console: Console) -> None:
 
 
 def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+    from rich.table import Table
+
     table = Table()
     for col in ("id", "started", "suites", "models", "status", "budget", "spent", "simulated"):
         table.add_column(col)
@@ -341,6 +348,9 @@ def print_runs(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
 
 
 def print_costs(rows: Sequence[Mapping[str, Any]], by: Sequence[str], console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table()
     show_saved = any(int(r.get("cached") or 0) for r in rows)
     show_reported = any(r.get("provider_reported_calls") for r in rows)
@@ -419,6 +429,8 @@ def _notes(rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...], *, reported
 
 def _add_row(table: Table, *cells: Any) -> None:
     """Add a row whose cells are plain text: data (run ids, models, item ids) is never rich markup."""
+    from rich.text import Text
+
     table.add_row(*(Text("" if c is None else str(c)) for c in cells))
 
 
@@ -488,6 +500,8 @@ def preset_summary(report: Mapping[str, Any], preset: Any) -> dict[str, Any]:
 
 def print_preset(summary: Mapping[str, Any], console: Console) -> None:
     """The preset's lines: each suite's score, the combined index and the total cost."""
+    from rich.text import Text
+
     for m in summary["models"]:
         parts = []
         for s in m["suites"]:

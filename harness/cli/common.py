@@ -13,13 +13,15 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from harness.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:  # rich is imported when something is printed with it
+    from rich.console import Console
+    from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +51,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _cell(value: Any) -> Text:
     """A table cell or line of data, never read as rich markup (a run id or model may hold ``[/]``)."""
+    from rich.text import Text
+
     return Text("" if value is None else str(value))
 
 
@@ -102,6 +106,8 @@ def probe_sim_url(url: str, timeout_s: float = 5.0) -> str | None:
 
 
 def _stdout() -> Console:
+    from rich.console import Console
+
     console = Console()
     # Piped or captured output gets a wide table instead of one squeezed to 80 columns.
     return console if console.is_terminal else Console(width=200)

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
-from rich.text import Text
 
 from harness.cli.common import db_option
 from harness.errors import ConfigError, DataError
@@ -292,6 +290,8 @@ def _open_read(db: str | None) -> Any:
 
 def _add_row(table: Any, *cells: Any) -> None:
     """A row of plain-text cells: data (models, suites) is never read as rich markup."""
+    from rich.text import Text
+
     table.add_row(*(Text(str(c)) for c in cells))
 
 
@@ -339,6 +339,7 @@ def rescore_cmd(run_id: str, db: str | None, json_output: bool, data: Path | Non
     if json_output:
         click.echo(json.dumps(result.as_dict(), indent=2))
         raise _exit(0)
+    from rich.markup import escape
     from rich.table import Table
 
     def pct(x: float | None) -> str:
@@ -423,7 +424,9 @@ def reprice_cmd(run_id: str, db: str | None, prices: tuple[Path, ...], json_outp
     if json_output:
         click.echo(json.dumps(result.as_dict(), indent=2))
         raise _exit(0)
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     sim = " (SIMULATED: no real money)" if result.simulated else ""
     table = Table(title=escape(f"run {run_id}: repriced with today's price table{sim}"), title_justify="left")

@@ -35,7 +35,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Field, SQLModel
 
 from harness.errors import StorageError
 from harness.store import migrations
@@ -44,12 +43,8 @@ __all__ = [
     "COST_GROUP_KEYS",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
-    "CallRecord",
-    "ItemResultRecord",
-    "PriceRecord",
     "Redactor",
     "RunOwner",
-    "RunRecord",
     "Store",
     "UTCDateTime",
     "calls_table",
@@ -123,153 +118,164 @@ class RunOwner:
         return cls(secrets.token_hex(16), os.getpid(), socket.gethostname())
 
 
-def _big(nullable: bool = False, **kw: Any) -> Any:
-    return Field(sa_type=sa.BigInteger, nullable=nullable, **kw)
+def _str(name: str, length: int, *args: Any, nullable: bool = False, **kw: Any) -> sa.Column[Any]:
+    return sa.Column(name, sa.String(length), *args, nullable=nullable, **kw)
 
 
-def _ts(nullable: bool = False) -> Any:
-    return Field(sa_type=UTCDateTime, nullable=nullable, default=None)
+def _big(name: str, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, sa.BigInteger, nullable=nullable)
 
 
-class RunRecord(SQLModel, table=True):
-    """One run: its budget ledger (``committed_nano`` = settled spend + open reservations)."""
-
-    __tablename__ = "runs"
-    id: str = Field(primary_key=True, max_length=64)
-    created_at: datetime = _ts()
-    finished_at: datetime | None = _ts(True)
-    status: str = Field(max_length=32)
-    budget_nano: int = _big()
-    committed_nano: int = _big()
-    spent_nano: int = _big()
-    simulated: bool
-    suites: list[str] = Field(sa_type=sa.JSON)
-    models: list[str] = Field(sa_type=sa.JSON)
-    config: dict[str, Any] = Field(sa_type=sa.JSON)
-    tollbench_version: str = Field(max_length=64)
-    price_table_sha256: str = Field(max_length=64)
-    heartbeat_at: datetime | None = _ts(True)
-    owner_token: str | None = Field(max_length=64, default=None)
-    """The session that owns the run (see :meth:`Store.claim_run`); NULL when nobody does."""
-    owner_pid: int | None = None
-    owner_host: str | None = Field(max_length=255, default=None)
+def _int(name: str, nullable: bool = False, **kw: Any) -> sa.Column[Any]:
+    return sa.Column(name, sa.Integer, nullable=nullable, **kw)
 
 
-class PriceRecord(SQLModel, table=True):
-    """A price row exactly as used by at least one call (``id`` = sha256 of the row)."""
-
-    __tablename__ = "prices"
-    id: str = Field(primary_key=True, max_length=64)
-    provider: str = Field(max_length=64)
-    model: str = Field(max_length=200)
-    row: dict[str, Any] = Field(sa_type=sa.JSON)
-    table_sha256: str = Field(max_length=64)
-    first_used_at: datetime = _ts()
+def _ts(name: str, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, UTCDateTime, nullable=nullable)
 
 
-class CallRecord(SQLModel, table=True):
-    """One attempt at a provider call, written ``reserved`` before it is sent and settled after."""
-
-    __tablename__ = "calls"
-    id: str = Field(primary_key=True, max_length=64)
-    run_id: str = Field(foreign_key="runs.id", max_length=64)
-    model: str = Field(max_length=200)
-    provider: str = Field(max_length=64)
-    api: str = Field(max_length=32)
-    provider_model: str = Field(max_length=200)
-    suite: str = Field(max_length=200)
-    item_id: str = Field(max_length=200)
-    repeat: int
-    attempt: int
-    role: str = Field(max_length=32)
-    status: str = Field(max_length=32)
-    reserved_nano: int = _big()
-    cost_nano: int | None = _big(True, default=None)
-    usage_known: bool | None = None
-    input_uncached: int | None = _big(True, default=None)
-    cache_read: int | None = _big(True, default=None)
-    cache_write_5m: int | None = _big(True, default=None)
-    cache_write_1h: int | None = _big(True, default=None)
-    output_tokens: int | None = _big(True, default=None)
-    reasoning_tokens: int | None = _big(True, default=None)
-    raw_usage: dict[str, Any] | None = Field(sa_type=sa.JSON(none_as_null=True), nullable=True, default=None)
-    price_id: str | None = Field(foreign_key="prices.id", max_length=64, default=None)
-    request_id: str | None = Field(max_length=200, default=None)
-    finish_reason: str | None = Field(max_length=64, default=None)
-    error_type: str | None = Field(max_length=200, default=None)
-    error_message: str | None = Field(sa_type=sa.Text, default=None)
-    http_status: int | None = None
-    started_at: datetime = _ts()
-    finished_at: datetime | None = _ts(True)
-    ttft_ms: int | None = None
-    latency_ms: int | None = None
-    retry_wait_ms: int | None = None
-    cached: bool = False
-    request_hash: str | None = Field(max_length=64, default=None)
-    """Response-cache key: sha256 of the canonical request (:mod:`harness.run.cache`)."""
-    request: dict[str, Any] | None = Field(sa_type=sa.JSON(none_as_null=True), nullable=True, default=None)
-    """The canonical request (messages and every parameter; never a key)."""
-    response: dict[str, Any] | None = Field(sa_type=sa.JSON(none_as_null=True), nullable=True, default=None)
-    """``{"text", "finish_reason"}`` of an answered call (or of the answer a cached row reused)."""
-    sent_to: str | None = Field(max_length=200, default=None)
-    """Where the request went: ``sim:<instance>`` for the simulator, else the API host."""
-    source_call_id: str | None = Field(max_length=64, default=None)
-    """For a ``cached`` row: the call whose answer was reused."""
-    reproduce_nano: int | None = _big(True, default=None)
-    """For a ``cached`` row: what the reused answer cost when it was bought (cost to reproduce)."""
-    service_tier: str | None = Field(max_length=32, default=None)
-    provider_cost_nano: int | None = _big(True, default=None)
-    """What the provider reported the call cost (OpenRouter, xAI), beside the computed ``cost_nano``."""
-    output_bound: int | None = _big(True, default=None)
-    """For a usage-unknown call: an upper bound of the output tokens received (it was charged at least
-    this many at the output price)."""
-    """The service tier the provider reported for the call (it was priced at that tier)."""
+def _text(name: str) -> sa.Column[Any]:
+    return sa.Column(name, sa.Text, nullable=True)
 
 
-class ItemResultRecord(SQLModel, table=True):
-    """The outcome of one item repeat for one model (unique per run, model, suite, item, repeat)."""
-
-    __tablename__ = "item_results"
-    run_id: str = Field(foreign_key="runs.id", primary_key=True, max_length=64)
-    model: str = Field(primary_key=True, max_length=200)
-    suite: str = Field(primary_key=True, max_length=200)
-    item_id: str = Field(primary_key=True, max_length=200)
-    repeat: int = Field(primary_key=True)
-    status: str = Field(max_length=32)
-    correct: bool | None = None
-    extracted: str | None = Field(sa_type=sa.Text, default=None)
-    answer_text: str | None = Field(sa_type=sa.Text, default=None)
-    target: str | None = Field(sa_type=sa.Text, default=None)
-    reason: str | None = Field(sa_type=sa.Text, default=None)
-    meta: dict[str, Any] = Field(sa_type=sa.JSON)
-    cost_nano: int = _big()
-    attempts: int
-    final_call_id: str | None = Field(max_length=64, default=None)
-    created_at: datetime = _ts()
+def _json(name: str, nullable: bool = False) -> sa.Column[Any]:
+    return sa.Column(name, sa.JSON(none_as_null=True) if nullable else sa.JSON, nullable=nullable)
 
 
-class EndpointFactRecord(SQLModel, table=True):
-    """What an endpoint was seen to do (``no_stream_usage``...), remembered across runs."""
+# The tables, as SQLAlchemy Core (the schema itself is made by :mod:`harness.store.migrations`). They were
+# SQLModel classes; Core tables need neither SQLModel nor pydantic, which ``tollbench costs`` would
+# otherwise spend most of its time importing (docs/performance.md). ``tests/harness/test_store_schema.py``
+# checks them against the migrated schema.
+_md = sa.MetaData()
 
-    __tablename__ = "endpoint_facts"
-    endpoint: str = Field(primary_key=True, max_length=500)
-    model: str = Field(primary_key=True, max_length=200)
-    fact: str = Field(primary_key=True, max_length=64)
-    value: str = Field(max_length=200)
-    seen_at: datetime = _ts()
+runs_table = sa.Table(
+    "runs",
+    _md,
+    # One run: its budget ledger (``committed_nano`` = settled spend + open reservations).
+    _str("id", 64, primary_key=True),
+    _ts("created_at"),
+    _ts("finished_at", True),
+    _str("status", 32),
+    _big("budget_nano"),
+    _big("committed_nano"),
+    _big("spent_nano"),
+    sa.Column("simulated", sa.Boolean, nullable=False),
+    _json("suites"),
+    _json("models"),
+    _json("config"),
+    _str("tollbench_version", 64),
+    _str("price_table_sha256", 64),
+    _ts("heartbeat_at", True),
+    # The session that owns the run (see :meth:`Store.claim_run`); NULL when nobody does.
+    _str("owner_token", 64, nullable=True),
+    _int("owner_pid", True),
+    _str("owner_host", 255, nullable=True),
+)
+"""One run: its budget ledger (``committed_nano`` = settled spend + open reservations)."""
 
+prices_table = sa.Table(
+    "prices",
+    _md,
+    _str("id", 64, primary_key=True),  # sha256 of the row
+    _str("provider", 64),
+    _str("model", 200),
+    _json("row"),
+    _str("table_sha256", 64),
+    _ts("first_used_at"),
+)
+"""A price row exactly as used by at least one call (``id`` = sha256 of the row)."""
 
-def _table(model: type[SQLModel]) -> sa.Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, sa.Table)
-    return table
+calls_table = sa.Table(
+    "calls",
+    _md,
+    _str("id", 64, primary_key=True),
+    _str("run_id", 64, sa.ForeignKey("runs.id")),
+    _str("model", 200),
+    _str("provider", 64),
+    _str("api", 32),
+    _str("provider_model", 200),
+    _str("suite", 200),
+    _str("item_id", 200),
+    _int("repeat"),
+    _int("attempt"),
+    _str("role", 32),
+    _str("status", 32),
+    _big("reserved_nano"),
+    _big("cost_nano", True),
+    sa.Column("usage_known", sa.Boolean, nullable=True),
+    _big("input_uncached", True),
+    _big("cache_read", True),
+    _big("cache_write_5m", True),
+    _big("cache_write_1h", True),
+    _big("output_tokens", True),
+    _big("reasoning_tokens", True),
+    _json("raw_usage", True),
+    _str("price_id", 64, sa.ForeignKey("prices.id"), nullable=True),
+    _str("request_id", 200, nullable=True),
+    _str("finish_reason", 64, nullable=True),
+    _str("error_type", 200, nullable=True),
+    _text("error_message"),
+    _int("http_status", True),
+    _ts("started_at"),
+    _ts("finished_at", True),
+    _int("ttft_ms", True),
+    _int("latency_ms", True),
+    _int("retry_wait_ms", True),
+    sa.Column("cached", sa.Boolean, nullable=False, default=False),
+    # Response-cache key: sha256 of the canonical request (:mod:`harness.run.cache`).
+    _str("request_hash", 64, nullable=True),
+    # The canonical request (messages and every parameter; never a key).
+    _json("request", True),
+    # ``{"text", "finish_reason"}`` of an answered call (or of the answer a cached row reused).
+    _json("response", True),
+    # Where the request went: ``sim:<instance>`` for the simulator, else the API host.
+    _str("sent_to", 200, nullable=True),
+    # For a ``cached`` row: the call whose answer was reused.
+    _str("source_call_id", 64, nullable=True),
+    # For a ``cached`` row: what the reused answer cost when it was bought (cost to reproduce).
+    _big("reproduce_nano", True),
+    # The service tier the provider reported for the call (it was priced at that tier).
+    _str("service_tier", 32, nullable=True),
+    # What the provider reported the call cost (OpenRouter, xAI), beside the computed ``cost_nano``.
+    _big("provider_cost_nano", True),
+    # For a usage-unknown call: an upper bound of the output tokens received (it was charged at least
+    # this many at the output price).
+    _big("output_bound", True),
+)
+"""One attempt at a provider call, written ``reserved`` before it is sent and settled after."""
 
+item_results_table = sa.Table(
+    "item_results",
+    _md,
+    _str("run_id", 64, sa.ForeignKey("runs.id"), primary_key=True),
+    _str("model", 200, primary_key=True),
+    _str("suite", 200, primary_key=True),
+    _str("item_id", 200, primary_key=True),
+    _int("repeat", primary_key=True),
+    _str("status", 32),
+    sa.Column("correct", sa.Boolean, nullable=True),
+    _text("extracted"),
+    _text("answer_text"),
+    _text("target"),
+    _text("reason"),
+    _json("meta"),
+    _big("cost_nano"),
+    _int("attempts"),
+    _str("final_call_id", 64, nullable=True),
+    _ts("created_at"),
+)
+"""The outcome of one item repeat for one model (unique per run, model, suite, item, repeat)."""
 
-runs_table = _table(RunRecord)
-calls_table = _table(CallRecord)
-item_results_table = _table(ItemResultRecord)
-prices_table = _table(PriceRecord)
-endpoint_facts_table = _table(EndpointFactRecord)
+endpoint_facts_table = sa.Table(
+    "endpoint_facts",
+    _md,
+    _str("endpoint", 500, primary_key=True),
+    _str("model", 200, primary_key=True),
+    _str("fact", 64, primary_key=True),
+    _str("value", 200),
+    _ts("seen_at"),
+)
+"""What an endpoint was seen to do (``no_stream_usage``...), remembered across runs."""
 
 _totals_md = sa.MetaData()
 run_totals_table = sa.Table(
