@@ -342,8 +342,13 @@ def test_four_runs_on_one_pool_never_bill_more_than_the_pool(
     assert _count(db, "SELECT count(*) FROM runs") == 4  # the refused runs created nothing
 
 
-def test_a_lease_expires_and_another_worker_takes_the_unit(db: str) -> None:
-    """Claims at the store level: SKIP LOCKED / BEGIN IMMEDIATE, leases, renewal, release."""
+def test_a_lease_expires_and_another_worker_takes_the_unit(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims at the store level: SKIP LOCKED / BEGIN IMMEDIATE, leases, renewal, release.
+
+    The store's clock is the test's: a loaded machine (CI once took over 0.5 s between two claims)
+    must not expire a lease the test means to be live, nor the test sleep to expire one."""
+    clock = [datetime.now(UTC)]
+    monkeypatch.setattr(w, "_now", lambda: clock[0])
     store = Store.open(db)
     try:
         run_id = store.create_run(
@@ -361,7 +366,7 @@ def test_a_lease_expires_and_another_worker_takes_the_unit(db: str) -> None:
         assert [k for k, _ in got_b] == keys[2:] and w.claim_units(store, run_id, "b", "m", 10, 0.5) == []
         assert w.units_left(store, run_id, "m", "b") == (0, 2)
         # b renews its leases; a does not: after the lease, a's units are b's, marked as taken.
-        time.sleep(0.6)
+        clock[0] += timedelta(seconds=0.6)
         alive, held = w.renew(store, run_id, "b", 0.5)
         assert alive and held == set(keys[2:])
         taken = w.claim_units(store, run_id, "b", "m", 10, lease_s=0.5)
