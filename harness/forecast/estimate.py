@@ -546,7 +546,6 @@ def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
     """Rendered prompt sizes of each model's units, per model and suite (each prompt rendered once)."""
     cache: dict[tuple[str, str, int, ImageRule | None], list[tuple[int, int, str]]] = {}
     out: dict[str, dict[str, _Prompts]] = {}
-    seed = plan.options.seed
     for name, mp in plan.models.items():
         per: dict[str, _Prompts] = {}
         for unit in mp.units:
@@ -555,7 +554,7 @@ def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
             got = cache.get(key)
             if got is None:
                 suite = plan.suites[unit.suite]
-                prompt = suite.render(unit.item, unit.repeat, seed)
+                prompt = plan.prompt(unit)
                 # A stepped unit is a chain of calls: each step's prompt (without the model's code
                 # for the earlier steps, which is not written yet).
                 calls = suite.key_prompts(prompt) if isinstance(suite, SteppedSuite) else [prompt]

@@ -33,7 +33,7 @@ from harness.run.retry import RetryPolicy
 from harness.stats.sampling import seeded_order, stratified_sample
 from harness.stats.sequential import CI_METHODS
 from harness.suite import Item, JudgedSuite, Suite, batchable
-from harness.types import ModelSpec
+from harness.types import ModelSpec, Prompt
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -191,6 +191,20 @@ class Plan:
     session from the control run before the runner starts."""
     control_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per suite: the control run used (``run_id``, ``spent_nano``, ``reused``)."""
+    _prompts: dict[tuple[str, str, int, int], Prompt] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def prompt(self, unit: Unit) -> Prompt:
+        """``unit``'s prompt, rendered once (the checks before the run, the forecast and the runner
+        all read it; rendering is deterministic in the item, the repeat and ``--seed``)."""
+        key = (unit.suite, unit.item.id, unit.repeat, self.options.seed)
+        got = self._prompts.get(key)
+        if got is None:
+            got = self._prompts[key] = self.suites[unit.suite].render(
+                unit.item, unit.repeat, self.options.seed
+            )
+        return got
 
     @property
     def total_units(self) -> int:
@@ -431,16 +445,14 @@ def smallest_call_nano(plan: Plan, model: str) -> int | None:
 
     mp = plan.models[model]
     smallest: int | None = None
-    seen: set[tuple[str, str, int]] = set()
+    priced: set[tuple[str, int]] = set()  # (suite, input bound): the worst case is priced once each
+    batch = {name: goes_by_batch(plan, mp.spec, suite) for name, suite in plan.suites.items()}
     for unit in mp.units:
-        key = (unit.suite, unit.item.id, unit.repeat)
-        if key in seen:
+        bound = input_tokens_upper_bound(plan.prompt(unit).messages, mp.spec.image_rule)
+        if (unit.suite, bound) in priced:
             continue
-        seen.add(key)
-        prompt = plan.suites[unit.suite].render(unit.item, unit.repeat, plan.options.seed)
-        bound = input_tokens_upper_bound(prompt.messages, mp.spec.image_rule)
-        batch = goes_by_batch(plan, mp.spec, plan.suites[unit.suite])
-        nano = usd_to_nano(mp.price.worst_case(bound, mp.max_output_tokens, batch=batch))
+        priced.add((unit.suite, bound))
+        nano = usd_to_nano(mp.price.worst_case(bound, mp.max_output_tokens, batch=batch[unit.suite]))
         if smallest is None or nano < smallest:
             smallest = nano
     return smallest

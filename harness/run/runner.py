@@ -26,7 +26,9 @@ from enum import StrEnum
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from harness.budget.gate import BudgetGate
 from harness.budget.ledger import CachedCall, CallStart, ItemResult, Ledger
@@ -79,6 +81,12 @@ _JUDGE_KEY = "\x00judge"
 #: Seconds between heartbeats of a running run (``runs.heartbeat_at``); resume treats a run whose
 #: heartbeat is older than a few of these as abandoned.
 HEARTBEAT_S = 10.0
+
+#: Workers started per event-loop turn (see :class:`_Crew`).
+SPAWN_BATCH = 64
+
+#: Units a worker process claims first (then four times as many per claim, up to ``--concurrency``).
+FIRST_CLAIM = 64
 
 
 class StopReason(StrEnum):
@@ -237,7 +245,10 @@ class Runner:
             usd_to_nano(plan.options.budget_usd),
             {name: ModelProgress(total=len(m.units)) for name, m in plan.models.items()},
         )
-        self._prompts: dict[tuple[str, str, int], Prompt] = {}
+        self._endpoints: dict[str, str] = {}
+        self._stepped: dict[str, bool] = {}
+        self._requests: dict[UnitKey, tuple[Request, dict[str, Any], str]] = {}
+        """Each unit's request as :meth:`load_cache` built it, taken by the unit's first attempt."""
         self._done: set[UnitKey] = set()
         self._batched: set[str] = set()
         """Models the batch path owns (``--batch``; :mod:`harness.run.batch`): no workers for them."""
@@ -301,9 +312,12 @@ class Runner:
         """Where this model's requests go, as the cache key names it (see :mod:`harness.run.cache`)."""
         if self.plan.options.simulated:
             return "simulator"
-        url = self._base_url(spec)
-        # Credentials in the URL are neither part of the key nor stored (docs/design.md, invariant 8).
-        return strip_url_credentials(url) if url else "default"
+        got = self._endpoints.get(spec.name)
+        if got is None:
+            url = self._base_url(spec)
+            # Credentials in the URL are neither part of the key nor stored (docs/design.md, invariant 8).
+            got = self._endpoints[spec.name] = strip_url_credentials(url) if url else "default"
+        return got
 
     def request_for(
         self, mp: ModelPlan, unit: Unit, prompt: Prompt | None = None
@@ -326,12 +340,7 @@ class Runner:
         return request, canonical, request_key(canonical)
 
     def prompt_for(self, unit: Unit) -> Prompt:
-        key = (unit.suite, unit.item.id, unit.repeat)
-        p = self._prompts.get(key)
-        if p is None:
-            p = self.plan.suites[unit.suite].render(unit.item, unit.repeat, self.plan.options.seed)
-            self._prompts[key] = p
-        return p
+        return self.plan.prompt(unit)
 
     def _base_url(self, spec: ModelSpec) -> str | None:
         """Where ``spec``'s requests go: the session's URL for its provider (the simulator's), its own
@@ -345,7 +354,11 @@ class Runner:
     def connect(self, base_urls: Mapping[str, str | None], sim_instance: str | None = None) -> None:
         """Say where requests go (before :meth:`execute`): base URL per provider and, for the simulator,
         its invoice instance (recorded as ``calls.sent_to`` for ``reconcile``)."""
+        before = {name: self.endpoint(mp.spec) for name, mp in self.plan.models.items()}
         self.base_urls = base_urls
+        self._endpoints.clear()
+        if any(self.endpoint(mp.spec) != before[name] for name, mp in self.plan.models.items()):
+            self._requests.clear()  # their cache keys name the endpoint
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
 
     async def load_cache(self) -> None:
@@ -354,12 +367,16 @@ class Runner:
         self._cache_loaded = True
         if not self.plan.options.use_cache:
             return
-        keys = [
-            self.request_for(mp, unit)[2]
-            for mp in self.plan.models.values()
-            for unit in mp.units
-            if unit_key(unit) not in self._done
-        ]
+        keys = []
+        for mp in self.plan.models.values():
+            for unit in mp.units:
+                ukey = unit_key(unit)
+                if ukey in self._done:
+                    continue
+                built = self.request_for(mp, unit)
+                keys.append(built[2])
+                if not self.stepped(unit.suite):  # a chain's steps build their own requests
+                    self._requests[ukey] = built
         self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
 
     def units_to_send(self) -> int:
@@ -585,39 +602,50 @@ class Runner:
         if name in self._batched:
             return  # the batch path buys this model's units (harness.run.batch)
         units = [u for u in mp.units if unit_key(u) not in self._done]
+        send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=0)
+        crew = _Crew(self, tg, mp, receive, most=min(self.plan.options.concurrency, max(1, len(units))))
+        crew.spawn(None)  # announced before anything runs, so the model never looks stuck early
         if self._claims is not None:
             # Units come from the run's claims, a few at a time (other workers buy the others).
-            send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=0)
-            tg.start_soon(self._feed, mp, send)
+            tg.start_soon(self._feed, mp, send, crew)
         else:
-            send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=len(units) or 1)
-            for unit in units:
-                send.send_nowait(unit)
-            send.close()
-        workers = min(self.plan.options.concurrency, max(1, len(units)))
-        if self._shares is not None:
-            self._shares.add_workers(name, workers)  # before any runs, so no model looks stuck early
-        for _ in range(workers):
-            tg.start_soon(self._worker, mp, receive.clone())
-        receive.close()
+            tg.start_soon(self._hand_out, mp, units, send, crew)
 
-    async def _worker(self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit]) -> None:
-        name = mp.spec.name
-        async with self._worker_life(name), receive:
-            async for unit in receive:
-                if self.state.stop_of(name) is not None:
+    async def _hand_out(
+        self, mp: ModelPlan, units: list[Unit], send: MemoryObjectSendStream[Unit], crew: _Crew
+    ) -> None:
+        """Give this model's units to its workers, in plan order (no other process buys them)."""
+        with crew, send:
+            for unit in units:
+                if self.state.stop_of(mp.spec.name) is not None or not await crew.give(unit, send):
                     return
-                if (unit.model, unit.suite) in self.state.target_reached:
-                    continue  # recorded as not run (target reached) at the end
-                claims = self._claims
-                if claims is not None and not await claims.still_mine(unit_key(unit)):
-                    continue  # another worker took it after this one's lease expired
-                try:
-                    await self._process(mp, unit)
-                except UnitLost:
-                    continue  # its lease ran out while it waited to send: the unit is another's now
-                if claims is not None:
-                    claims.finished(unit_key(unit))
+
+    async def _worker(
+        self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit], first: Unit | None
+    ) -> None:
+        async with self._worker_life(mp.spec.name), receive:
+            if first is not None and not await self._take(mp, first):
+                return
+            async for unit in receive:
+                if not await self._take(mp, unit):
+                    return
+
+    async def _take(self, mp: ModelPlan, unit: Unit) -> bool:
+        """Buy ``unit`` (or skip it); False when the model has stopped and its workers should end."""
+        if self.state.stop_of(mp.spec.name) is not None:
+            return False
+        if (unit.model, unit.suite) in self.state.target_reached:
+            return True  # recorded as not run (target reached) at the end
+        claims = self._claims
+        if claims is not None and not await claims.still_mine(unit_key(unit)):
+            return True  # another worker took it after this one's lease expired
+        try:
+            await self._process(mp, unit)
+        except UnitLost:
+            return True  # its lease ran out while it waited to send: the unit is another's now
+        if claims is not None:
+            claims.finished(unit_key(unit))
+        return True
 
     async def lease_holds(self, unit: Unit) -> None:
         """Called with an attempt reserved, just before it is sent: the unit is still this worker's.
@@ -649,7 +677,8 @@ class Runner:
         opts = self.plan.options
         prompt = self.prompt_for(unit)
         spec = mp.spec
-        request, canonical, rkey = self.request_for(mp, unit)
+        built = self._requests.pop(unit_key(unit), None)
+        request, canonical, rkey = built if built is not None else self.request_for(mp, unit)
         prior = self._prior.get(unit_key(unit))
         if prior is not None and prior.answer is not None:
             # Bought by this run before a crash, never recorded: re-score it, never buy it again.
@@ -996,7 +1025,10 @@ class Runner:
 
     def stepped(self, suite: str) -> bool:
         """Is ``suite``'s unit a chain of calls (:class:`~harness.suite.SteppedSuite`)?"""
-        return isinstance(self.plan.suites[suite], SteppedSuite)
+        got = self._stepped.get(suite)
+        if got is None:  # a runtime-checkable protocol's isinstance is slow: once per suite
+            got = self._stepped[suite] = isinstance(self.plan.suites[suite], SteppedSuite)
+        return got
 
     # -- what harness.run.steps uses of the runner ------------------------------------------------
 
@@ -1078,7 +1110,7 @@ class Runner:
                 result = self._item_result(unit, prompt, "not_run", None, None, "", why, [], [])
                 await ledger.record_item(result)
 
-    async def _feed(self, mp: ModelPlan, send: anyio.abc.ObjectSendStream[Unit]) -> None:
+    async def _feed(self, mp: ModelPlan, send: MemoryObjectSendStream[Unit], crew: _Crew) -> None:
         """Claim this model's units from the run (a batch at a time, in plan order) and hand them to
         the workers; when none is left to claim, wait while other workers hold some (they may give
         them back, or die), then stop."""
@@ -1086,10 +1118,12 @@ class Runner:
         assert claims is not None
         name = mp.spec.name
         by_key = {unit_key(u): u for u in mp.units}
-        batch = max(1, self.plan.options.concurrency)
-        async with send:
+        most = max(1, self.plan.options.concurrency)
+        batch = min(most, FIRST_CLAIM)  # the first requests leave before a claim of thousands of rows
+        with crew, send:
             while self.state.stop_of(name) is None and claims.alive:
                 got = await claims.claim(name, batch)
+                batch = min(most, batch * 4)
                 if not got:
                     if not await claims.others_hold(name):
                         return
@@ -1100,14 +1134,14 @@ class Runner:
                     fresh = await anyio.to_thread.run_sync(prior_units, self.store, self.run_id)
                     self._prior.update({k: fresh[k] for k in taken if k in fresh})
                 for key, _ in got:
+                    if self.state.stop_of(name) is not None:
+                        return  # the claimed units left are recorded as not run at the end
                     unit = by_key.get(key)
                     prior = self._prior.get(key)
                     if unit is None or key in self._done or (prior is not None and prior.done):
                         claims.finished(key)
                         continue
-                    try:
-                        await send.send(unit)
-                    except anyio.BrokenResourceError:
+                    if not await crew.give(unit, send):
                         return  # every worker of this model stopped
 
     def not_run_rows(self) -> dict[UnitKey, dict[str, Any]]:
@@ -1180,3 +1214,68 @@ class Runner:
 def unit_key(unit: Unit) -> UnitKey:
     """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
     return (unit.model, unit.suite, unit.item.id, unit.repeat)
+
+
+class _Crew:
+    """One model's workers, started as units come for them rather than all at once.
+
+    A unit goes to a worker waiting for one; when none waits, a new worker starts with it, up to
+    ``most`` (``--concurrency``); past that, the unit waits for a worker to free up. At ``-c 10000``
+    the first requests leave as soon as the first units are claimed instead of after ten thousand
+    tasks have been created and reached their first wait, and a model with fewer units than the
+    concurrency never starts more workers than it has units. Used as a context manager by the task
+    that hands the units out: leaving it closes the crew's own receiving end, so that when every
+    worker has stopped, a unit waiting for a worker fails at once (``BrokenResourceError``)
+    instead of waiting for nobody.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        tg: TaskGroup,
+        mp: ModelPlan,
+        receive: MemoryObjectReceiveStream[Unit],
+        most: int,
+    ) -> None:
+        self._runner = runner
+        self._tg = tg
+        self._mp = mp
+        self._receive = receive
+        self.most = most
+        self.spawned = 0
+
+    def spawn(self, first: Unit | None) -> None:
+        """Start one more worker (announced to the shares synchronously, before it runs)."""
+        runner = self._runner
+        if runner._shares is not None:
+            runner._shares.add_workers(self._mp.spec.name, 1)
+        self._tg.start_soon(runner._worker, self._mp, self._receive.clone(), first)
+        self.spawned += 1
+        if self.spawned >= self.most:
+            self._receive.close()  # no more workers: the stream breaks when the last one ends
+
+    async def give(self, unit: Unit, send: MemoryObjectSendStream[Unit]) -> bool:
+        """Hand ``unit`` to a worker; False when every worker of the model has stopped."""
+        try:
+            send.send_nowait(unit)  # a worker waits for it: no turn of the event loop per unit
+            return True
+        except anyio.WouldBlock:
+            pass
+        except anyio.BrokenResourceError:
+            return False
+        if self.spawned < self.most:
+            self.spawn(unit)
+            if self.spawned % SPAWN_BATCH == 0:
+                await anyio.lowlevel.checkpoint()  # the started workers run to their first wait
+            return True
+        try:
+            await send.send(unit)
+        except anyio.BrokenResourceError:
+            return False
+        return True
+
+    def __enter__(self) -> _Crew:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._receive.close()

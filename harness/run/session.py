@@ -167,11 +167,12 @@ async def run(
             from harness.answerkey import AnswerKey
 
             key = AnswerKey()
+            chains = {n: s for n, s in plan.suites.items() if isinstance(s, SteppedSuite)}
             for mp in plan.models.values():
                 for unit in mp.units:
                     key.add_prompt(runner.prompt_for(unit))
-                    stepped = plan.suites[unit.suite]
-                    if isinstance(stepped, SteppedSuite):  # every step (keyed from its own part on)
+                    stepped = chains.get(unit.suite)
+                    if stepped is not None:  # every step (keyed from its own part on)
                         key.add_prompts(stepped.key_prompts(runner.prompt_for(unit)))
             if hasattr(sim, "add_answer_key"):
                 await anyio.to_thread.run_sync(sim.add_answer_key, key)

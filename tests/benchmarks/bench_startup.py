@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "openai/gpt-4o-mini"
+BIG = ("--repeats", "250", "-c", "10000")  # the demo suite's 40 items, 10,000 units, all at once
 
 
 def _cpu_s(pid: int) -> float:
@@ -33,9 +34,12 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_request_s(src: Path, db: Path, timeout: float = 60.0) -> tuple[float, float]:
+def first_request_s(
+    src: Path, db: Path, timeout: float = 60.0, shape: tuple[str, ...] = ("--limit", "1")
+) -> tuple[float, float]:
     """Wall seconds from spawning ``tollbench run`` to the first request's bytes at the listener, and the
-    CPU seconds the process had used by then (less sensitive to other work on the machine)."""
+    CPU seconds the process had used by then (less sensitive to other work on the machine). ``shape``
+    is the run's size: one unit by default, ``BIG`` for 10,000 units at concurrency 10,000."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
@@ -43,8 +47,8 @@ def first_request_s(src: Path, db: Path, timeout: float = 60.0) -> tuple[float, 
         port = listener.getsockname()[1]
         env = dict(os.environ, OPENAI_API_KEY="bench-not-secret", PYTHONPATH=str(src))
         cmd = [
-            sys.executable, "-m", "harness", "run", "demo", "-m", MODEL, "--budget", "10", "--limit", "1",
-            "--base-url", f"http://127.0.0.1:{port}/v1", "--db", str(db), "--max-attempts", "1",
+            sys.executable, "-m", "harness", "run", "demo", "-m", MODEL, "--budget", "1000",
+            "--base-url", f"http://127.0.0.1:{port}/v1", "--db", str(db), "--max-attempts", "1", *shape,
         ]  # fmt: skip
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -110,6 +114,9 @@ def main() -> None:
                     wall, cpu = first_request_s(src, Path(tmp) / db)
                     add(src, f"run: start -> first request ({kind}, wall)", wall)
                     add(src, f"run: start -> first request ({kind}, CPU)", cpu)
+                wall, cpu = first_request_s(src, Path(tmp) / f"big-{n}-{i}.db", shape=BIG)
+                add(src, "run: 10,000 units at -c 10000 -> first request (wall)", wall)
+                add(src, "run: 10,000 units at -c 10000 -> first request (CPU)", cpu)
                 add(src, "tollbench --help (wall)", wall_s([*py, "--help"], src)[0])
                 if costs:
                     wall, cpu = wall_s(costs, src)
