@@ -7,26 +7,33 @@ It writes to stderr so ``--json`` on stdout stays machine-readable.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from harness.pricing.money import format_usd
 
 if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.live import Live
+
     from harness.run.runner import RunState
+
+#: Variables with which rich treats a stream that is not a terminal as one (then rich decides).
+_FORCING = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 __all__ = ["ProgressDisplay"]
 
 
 class ProgressDisplay:
     def __init__(self, stream: TextIO, *, simulated: bool, interval_s: float = 5.0) -> None:
-        self.console = Console(file=stream, stderr=True)
-        self.live_mode = self.console.is_terminal
+        self.stream = stream
+        self.console: Console | None = None
+        if _maybe_terminal(stream):  # rich (about 40 ms to import) only for a terminal
+            from rich.console import Console
+
+            self.console = Console(file=stream, stderr=True)
+        self.live_mode = self.console is not None and self.console.is_terminal
         self.simulated = simulated
         self.interval_s = interval_s
         self._last_line = 0.0
@@ -34,6 +41,8 @@ class ProgressDisplay:
 
     def __enter__(self) -> ProgressDisplay:
         if self.live_mode:
+            from rich.live import Live
+
             self._live = Live(console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()
         return self
@@ -56,7 +65,13 @@ class ProgressDisplay:
         if finished and self._last_line < 0:
             return
         self._last_line = -1.0 if finished else now
-        self.console.print(Text(self._line(state)), highlight=False, soft_wrap=True)
+        if self.console is None:
+            self.stream.write(self._line(state) + "\n")
+            self.stream.flush()
+        else:
+            from rich.text import Text
+
+            self.console.print(Text(self._line(state)), highlight=False, soft_wrap=True)
 
     def _rate(self, state: RunState) -> float:
         elapsed = max(1e-6, time.monotonic() - state.started)
@@ -92,6 +107,10 @@ class ProgressDisplay:
         return f" | {state.projection.estimate().text()}"
 
     def _render(self, state: RunState) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(box=None, pad_edge=False)
         for col in ("model", "items", "calls", "errors", "correct/scored"):
             table.add_column(col, justify="left" if col == "model" else "right")
@@ -111,3 +130,12 @@ class ProgressDisplay:
         if state.interrupted:
             head.append("  interrupted: settling in-flight calls", style="bold red")
         return Group(head, table)
+
+
+def _maybe_terminal(stream: TextIO) -> bool:
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+    return any(os.environ.get(name) for name in _FORCING)

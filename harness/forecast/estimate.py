@@ -546,6 +546,8 @@ def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
     """Rendered prompt sizes of each model's units, per model and suite (each prompt rendered once)."""
     cache: dict[tuple[str, str, int, ImageRule | None], list[tuple[int, int, str]]] = {}
     out: dict[str, dict[str, _Prompts]] = {}
+    # A runtime-checkable protocol's isinstance is slow: once per suite, not per unit.
+    stepped = {n: (s if isinstance(s, SteppedSuite) else None) for n, s in plan.suites.items()}
     for name, mp in plan.models.items():
         per: dict[str, _Prompts] = {}
         for unit in mp.units:
@@ -553,11 +555,11 @@ def _suite_prompts(plan: Plan) -> dict[str, dict[str, _Prompts]]:
             key = (unit.suite, unit.item.id, unit.repeat, rule)
             got = cache.get(key)
             if got is None:
-                suite = plan.suites[unit.suite]
                 prompt = plan.prompt(unit)
                 # A stepped unit is a chain of calls: each step's prompt (without the model's code
                 # for the earlier steps, which is not written yet).
-                calls = suite.key_prompts(prompt) if isinstance(suite, SteppedSuite) else [prompt]
+                chain = stepped[unit.suite]
+                calls = chain.key_prompts(prompt) if chain is not None else [prompt]
                 got = [
                     (
                         estimate_input_tokens(c.messages, rule),

@@ -183,6 +183,10 @@ def variant_for(service_tier: str | None, batch: bool) -> str | None:
     return tier
 
 
+#: Results a :class:`Price` remembers (then it starts again; worst cases differ by prompt size).
+_MEMO_MOST = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     """One row of the price table: a model's prices (USD per 1M tokens) over a span of dates."""
@@ -205,6 +209,8 @@ class Price:
     source_url: str = ""
     verified_on: date | None = None
     notes: str = ""
+    _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    """:attr:`id` and :meth:`worst_case` results (pure functions of the row, asked once per call)."""
 
     def __post_init__(self) -> None:
         # Keep the row immutable and the tiers ordered, whatever the caller passed.
@@ -224,7 +230,10 @@ class Price:
     @property
     def id(self) -> str:
         """SHA-256 hex of the row's canonical JSON: stable across processes, stored with each call."""
-        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        got = self._memo.get("id")
+        if got is None:
+            got = self._memo["id"] = hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+        return str(got)
 
     def canonical_json(self) -> str:
         """The row as sorted, compact JSON (what :attr:`id` hashes)."""
@@ -397,6 +406,25 @@ class Price:
         """
         if input_tokens_upper_bound < 0 or max_output_tokens < 0:
             raise ValueError("token counts must be >= 0")
+        tiers_key = None if reported_tiers is None else tuple(reported_tiers)
+        key = ("worst", input_tokens_upper_bound, max_output_tokens, service_tier, batch, tiers_key)
+        got = self._memo.get(key)
+        if got is None:
+            if len(self._memo) > _MEMO_MOST:
+                self._memo.clear()
+            got = self._memo[key] = self._worst_case(
+                input_tokens_upper_bound, max_output_tokens, service_tier, batch, tiers_key
+            )
+        return Decimal(got)
+
+    def _worst_case(
+        self,
+        input_tokens_upper_bound: int,
+        max_output_tokens: int,
+        service_tier: str | None,
+        batch: bool,
+        reported_tiers: tuple[str | None, ...] | None,
+    ) -> Decimal:
         names: list[str | None]
         if batch:
             names = [variant_for(service_tier, True)]

@@ -247,6 +247,7 @@ class Runner:
         )
         self._endpoints: dict[str, str] = {}
         self._stepped: dict[str, bool] = {}
+        self._judged_suites: dict[str, bool] = {}
         self._requests: dict[UnitKey, tuple[Request, dict[str, Any], str]] = {}
         """Each unit's request as :meth:`load_cache` built it, taken by the unit's first attempt."""
         self._done: set[UnitKey] = set()
@@ -1021,7 +1022,12 @@ class Runner:
     # -- what harness.run.judge uses of the runner ------------------------------------------------
 
     def _judged(self, suite: str) -> bool:
-        return self.plan.judge is not None and isinstance(self.plan.suites[suite], JudgedSuite)
+        got = self._judged_suites.get(suite)
+        if got is None:
+            got = self._judged_suites[suite] = self.plan.judge is not None and isinstance(
+                self.plan.suites[suite], JudgedSuite
+            )
+        return got
 
     def stepped(self, suite: str) -> bool:
         """Is ``suite``'s unit a chain of calls (:class:`~harness.suite.SteppedSuite`)?"""
