@@ -15,7 +15,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -42,10 +42,13 @@ __all__ = [
     "billed_unless_proven_free",
     "body_error_fields",
     "ClientPool",
+    "ClosesItsIteration",
     "build_timeout",
     "classify_status",
+    "close_iteration_with_response",
     "decimal_str",
     "error_for_status",
+    "hooked_http_client",
     "finish_reason",
     "malformed_stream",
     "no_finish_reason",
@@ -99,6 +102,52 @@ def build_timeout(*, connect_timeout_s: float, stall_timeout_s: float) -> httpx2
         write=stall_timeout_s,
         pool=stall_timeout_s,
     )
+
+
+# -- response bodies ----------------------------------------------------------------------------------
+
+
+class ClosesItsIteration(httpx2.AsyncByteStream):
+    """A response body whose close also closes the iteration it handed out.
+
+    An SDK (or our own reader) that stops reading a stream on an error object or a bad line closes the
+    response, but the iteration over its body (httpx2's ``BoundAsyncStream.__aiter__`` generator and the
+    transport's under it) stayed suspended, for the garbage collector to finalize whenever, on whatever
+    thread, it found them (CI once saw "async generator already executing" raised from the simulator's
+    thread). With this body, closing the response closes them, on the task that closes it."""
+
+    __slots__ = ("_iteration", "_stream")
+
+    def __init__(self, stream: httpx2.AsyncByteStream) -> None:
+        self._stream = stream
+        self._iteration: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._iteration = self._stream.__aiter__()
+        return self._iteration
+
+    async def aclose(self) -> None:
+        iteration, self._iteration = self._iteration, None
+        try:
+            if isinstance(iteration, AsyncGenerator):
+                await iteration.aclose()
+        finally:
+            await self._stream.aclose()
+
+
+async def close_iteration_with_response(response: httpx2.Response) -> None:
+    """An httpx2 ``response`` event hook: the response's close closes its body's iteration
+    (:class:`ClosesItsIteration`). Every client the adapters build has it."""
+    if isinstance(response.stream, httpx2.AsyncByteStream) and not isinstance(
+        response.stream, ClosesItsIteration
+    ):
+        response.stream = ClosesItsIteration(response.stream)
+
+
+def hooked_http_client(http_client: Callable[..., httpx2.AsyncClient], **kwargs: Any) -> httpx2.AsyncClient:
+    """``http_client(**kwargs)`` (an SDK's own httpx2 client class, with its defaults) with the hooks
+    every adapter's client has (:func:`close_iteration_with_response`)."""
+    return http_client(event_hooks={"response": [close_iteration_with_response]}, **kwargs)
 
 
 # -- connection pools ---------------------------------------------------------------------------------
@@ -162,7 +211,7 @@ class ClientPool(Generic[_C]):
         if self._ssl is None:
             self._ssl = _tls_context(self._base_url)
         limits = httpx2.Limits(max_connections=self._per_client, max_keepalive_connections=self._per_client)
-        http = self._http_client(limits=limits, timeout=self._timeout, verify=self._ssl)
+        http = hooked_http_client(self._http_client, limits=limits, timeout=self._timeout, verify=self._ssl)
         self._clients.append(self._make(http, self._timeout))
         self._busy.append(0)
         return len(self._clients) - 1

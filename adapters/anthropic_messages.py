@@ -38,6 +38,7 @@ from ._common import (
     build_timeout,
     error_for_status,
     finish_reason,
+    hooked_http_client,
     malformed_stream,
     no_finish_reason,
     rate_limits_from_headers,
@@ -178,7 +179,12 @@ class AnthropicMessagesAdapter(AdapterBase):
         timeout = build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s)
         if max_connections is None:
             self._client = anthropic.AsyncAnthropic(
-                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, open_telemetry=False
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                timeout=timeout,
+                http_client=hooked_http_client(anthropic.DefaultAsyncHttpxClient, timeout=timeout),
+                open_telemetry=False,
             )
         else:
             self._pool = ClientPool(

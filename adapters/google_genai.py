@@ -60,6 +60,7 @@ from ._common import (
     billed_unless_proven_free,
     build_timeout,
     classify_status,
+    close_iteration_with_response,
     error_for_status,
     malformed_stream,
     one_line,
@@ -321,13 +322,15 @@ def map_gemini_error(
 
 
 class _Seen:
-    """What the httpx2 response hook saw for one call: the status line and headers of the response."""
+    """What the httpx2 response hook saw for one call: the status line, the headers and the response
+    itself (closed by the call when it ends, whatever the SDK left open)."""
 
-    __slots__ = ("headers", "status")
+    __slots__ = ("headers", "response", "status")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.headers: httpx2.Headers | None = None
+        self.response: httpx2.Response | None = None
 
 
 #: The current call's :class:`_Seen` (the hook runs in the task that iterates the stream).
@@ -339,6 +342,8 @@ async def _on_response(response: httpx2.Response) -> None:
     if seen is not None:
         seen.status = response.status_code
         seen.headers = response.headers
+        seen.response = response
+    await close_iteration_with_response(response)
 
 
 class _AsyncClient(httpx2.AsyncClient):
@@ -556,9 +561,11 @@ class GoogleGenAIAdapter(AdapterBase):
             raise mapped from exc
         finally:
             _SEEN.reset(token)
-            if stream is not None:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if stream is not None:
                     await stream.aclose()
+                if seen.response is not None:
+                    await seen.response.aclose()
 
         latency = time.perf_counter() - started
         headers = seen.headers

@@ -39,6 +39,7 @@ from ._common import (
     build_timeout,
     error_for_status,
     finish_reason,
+    hooked_http_client,
     malformed_stream,
     no_finish_reason,
     rate_limits_from_headers,
@@ -240,7 +241,11 @@ class OpenAIChatAdapter(AdapterBase):
         timeout = build_timeout(connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s)
         if max_connections is None:
             self._client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                timeout=timeout,
+                http_client=hooked_http_client(openai.DefaultAsyncHttpxClient, timeout=timeout),
             )
         else:
             self._pool = ClientPool(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,9 @@ __all__ = [
     "error_reply",
     "make_adapter",
     "make_request",
+    "no_stream_left_open",
     "ok_events",
+    "open_stream_iterations",
     "spec_for",
 ]
 
@@ -57,9 +62,17 @@ def spec_for(api: str, **overrides: Any) -> ModelSpec:
 
 
 def make_adapter(
-    api: str, server: ScriptedServer, *, stall_timeout_s: float = 5.0, api_key: str = API_KEY, **spec: Any
+    api: str,
+    server: ScriptedServer,
+    *,
+    stall_timeout_s: float = 5.0,
+    api_key: str = API_KEY,
+    max_connections: int | None = None,
+    fast_stream: bool | None = None,
+    **spec: Any,
 ) -> Adapter:
-    """The real adapter pointed at the scripted server."""
+    """The real adapter pointed at the scripted server (``max_connections``: pooled clients, as the
+    runner makes them)."""
     base_url = server.url if api == "messages" else server.url + "/v1"
     return create_adapter(
         spec_for(api, **spec),
@@ -67,6 +80,8 @@ def make_adapter(
         base_url=base_url,
         stall_timeout_s=stall_timeout_s,
         connect_timeout_s=2.0,
+        max_connections=max_connections,
+        fast_stream=fast_stream,
     )
 
 
@@ -117,3 +132,33 @@ def error_reply(
     else:
         body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
     return Reply.json(body, status=status, headers=h)
+
+
+def open_stream_iterations() -> list[Any]:
+    """httpx2's response iterations (``BoundAsyncStream.__aiter__`` generators) suspended, not closed."""
+    return [
+        obj
+        for obj in gc.get_objects()
+        if type(obj).__name__ == "async_generator"
+        and obj.__qualname__ == "BoundAsyncStream.__aiter__"
+        and obj.ag_frame is not None  # a closed or finished generator has no frame
+    ]
+
+
+@contextlib.contextmanager
+def no_stream_left_open() -> Iterator[None]:
+    """Fail if the block leaves an httpx2 response iteration open for the garbage collector.
+
+    An SDK that raises on an error object in a stream may leave the response and httpx2's iterators
+    half read: the connection stays checked out, and the iterators' finalizers run whenever, on
+    whatever thread, the collector finds them (CI once saw "async generator already executing" from
+    the simulator's thread). The collector is off inside the block, so nothing is collected early."""
+    gc.collect()
+    gc.disable()
+    try:
+        before = {id(g) for g in open_stream_iterations()}
+        yield
+        left = [g for g in open_stream_iterations() if id(g) not in before]
+    finally:
+        gc.enable()
+    assert not left, f"{len(left)} response stream(s) left open: {left}"

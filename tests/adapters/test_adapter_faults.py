@@ -12,7 +12,16 @@ from typing import Any
 
 import anyio
 import pytest
-from adapters_testkit import API_KEY, APIS, error_reply, headers_for, make_adapter, make_request, ok_events
+from adapters_testkit import (
+    API_KEY,
+    APIS,
+    error_reply,
+    headers_for,
+    make_adapter,
+    make_request,
+    no_stream_left_open,
+    ok_events,
+)
 from helpers.scripted_server import Cut, Pause, Reply, ScriptedServer, sse_event
 
 from adapters import create_adapter
@@ -33,7 +42,7 @@ async def _fail(api: str, server: ScriptedServer, reply: Reply, **kw: Any) -> Pr
     server.push(reply)
     adapter = make_adapter(api, server, **kw)
     try:
-        with pytest.raises(ProviderError) as info:
+        with no_stream_left_open(), pytest.raises(ProviderError) as info:
             await adapter.complete(make_request(api))
     finally:
         await adapter.aclose()
@@ -245,6 +254,19 @@ async def test_error_object_in_stream(
     assert err.retry.kind == kind
     assert err.generation_started is True
     assert err.status_code == 200
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("fast_stream", [True, False])
+async def test_pooled_clients_close_what_an_error_object_left_open(
+    api: str, server: ScriptedServer, fast_stream: bool
+) -> None:
+    # The runner's clients come from a ClientPool (max_connections given); ``_fail`` checks that no
+    # response iteration is left for the garbage collector, on our reader and on the SDK's.
+    events = ok_events(api)
+    reply = Reply.sse([*events[:2], _stream_error_event(api, "api_error")], headers=headers_for(api))
+    err = await _fail(api, server, reply, max_connections=4, fast_stream=fast_stream)
+    assert type(err) is ProviderUnavailable
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from adapters_testkit import no_stream_left_open
 from helpers.scripted_server import Cut, Reply, ScriptedServer
 
 from adapters import create_adapter
@@ -512,3 +513,22 @@ async def test_adapter_is_registered_with_our_timeouts_and_no_sdk_retries(sim: S
     assert options.retry_options.attempts == 1 and options.api_version == "v1beta"
     assert options.httpx_async_client is http and not adapter._client._api_client.vertexai
     await adapter.aclose()
+
+
+@pytest.mark.parametrize("fault", [None, "error_event", "disconnect", "malformed"])
+async def test_a_call_leaves_no_open_stream_for_the_garbage_collector(
+    sim: SimServer, fault: str | None
+) -> None:
+    # The SDK raises on an error object or a bad line in the stream without closing the response or
+    # httpx2's iterators; the adapter closes the response on the call's own task.
+    headers = {"x-sim-fault": fault, "x-sim-fault-after": "3"} if fault else {}
+    adapter = _adapter(sim.base_url)
+    try:
+        for i in range(3):
+            with no_stream_left_open():
+                try:
+                    await adapter.complete(_request(call_id=f"gc-{fault}-{i}", extra_headers=headers))
+                except ProviderError:
+                    assert fault is not None
+    finally:
+        await adapter.aclose()
