@@ -20,6 +20,7 @@ import click
 
 from harness import __version__
 from harness.errors import ConfigError, HarnessError, StorageError
+from harness.run.startup import collector_paused
 
 __all__ = ["cli", "main"]
 
@@ -161,6 +162,7 @@ def cli() -> None:
 @click.option("--pool", help="Also draw the run's spend from this budget pool (`tollbench pool create`).")
 @lease_option
 @batch_options
+@collector_paused
 def run(
     suites: tuple[str, ...],
     models: tuple[str, ...],

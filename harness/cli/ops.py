@@ -18,6 +18,7 @@ import click
 
 from harness.cli.common import db_option
 from harness.errors import ConfigError, DataError
+from harness.run.startup import collector_paused
 
 __all__ = ["export_cmd", "import_cmd", "reconcile", "reprice_cmd", "rescore_cmd", "resume"]
 
@@ -55,6 +56,7 @@ def _check_sim_url(sim_url: str | None) -> None:
 @click.option("--no-cache", is_flag=True, help="Do not answer from the response cache (answers are stored).")
 @click.option("--force", is_flag=True, help="Take over a run that looks alive (fresh heartbeat).")
 @click.option("-c", "--concurrency", type=int, help="Concurrent calls per model [default: as stored].")
+@collector_paused
 def resume(
     run_id: str,
     add_budget: str | None,

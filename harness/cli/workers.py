@@ -23,6 +23,7 @@ from harness.cli.common import (
     probe_sim_url,
 )
 from harness.errors import ConfigError
+from harness.run.startup import collector_paused
 
 __all__ = ["pool", "print_workers", "worker", "workers_dict"]
 
@@ -47,6 +48,7 @@ def lease_option(f: Any) -> Any:
 @click.option("--sim-url", help="Send to the simulator already running at this URL (a simulated run).")
 @lease_option
 @click.option("--json", "json_output", is_flag=True, help="Print the final report as JSON.")
+@collector_paused
 def worker(
     run_id: str,
     db: str | None,

@@ -18,7 +18,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -56,6 +56,7 @@ from harness.run.limiter import AdaptiveLimiter
 from harness.run.plan import ModelPlan, Plan, PriorUnit, RunOptions, Unit, prepare_run
 from harness.run.prior import prior_units
 from harness.run.retry import retrying
+from harness.run.startup import resume_collector
 from harness.run.steps import STEP_ROLE, run_steps
 from harness.stats.sequential import TargetCI, planned_items
 from harness.store.engine import Store
@@ -249,13 +250,15 @@ class Runner:
         self._stepped: dict[str, bool] = {}
         self._judged_suites: dict[str, bool] = {}
         self._requests: dict[UnitKey, tuple[Request, dict[str, Any], str]] = {}
-        """Each unit's request as :meth:`load_cache` built it, taken by the unit's first attempt."""
+        """Each unit's request as :meth:`look_up` built it, taken by the unit's first attempt."""
         self._done: set[UnitKey] = set()
         self._batched: set[str] = set()
         """Models the batch path owns (``--batch``; :mod:`harness.run.batch`): no workers for them."""
         self._prior: dict[UnitKey, PriorUnit] = dict(prior or {})
         self._cache: dict[str, CachedAnswer] = {}
-        self._cache_loaded = False
+        """The response cache's answers found so far, by request key (:meth:`look_up`)."""
+        self._looked_up: set[UnitKey] = set()
+        """Units whose response-cache lookup is done: a unit is looked up before it is bought."""
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
         self._adapters: dict[str, Adapter] = {}
         self._learned: set[tuple[str, str]] = set()
@@ -359,45 +362,65 @@ class Runner:
         self.base_urls = base_urls
         self._endpoints.clear()
         if any(self.endpoint(mp.spec) != before[name] for name, mp in self.plan.models.items()):
-            self._requests.clear()  # their cache keys name the endpoint
+            self._requests.clear()  # their cache keys name the endpoint: look them up again
+            self._looked_up.clear()
+            self._cache.clear()
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
 
-    async def load_cache(self) -> None:
-        """Look every unit still to answer up in the response cache (once; :meth:`execute` does it
-        if nobody did before)."""
-        self._cache_loaded = True
+    async def look_up(self, mp: ModelPlan, units: Iterable[Unit]) -> None:
+        """Look ``units`` up in the response cache (those not looked up yet, in one query); the
+        request and key built for it are the ones the unit's first attempt sends.
+
+        The units are looked up a batch at a time just ahead of the workers (:meth:`_hand_out`,
+        :meth:`_feed`), so the first requests do not wait for thousands of keys, and a unit is always
+        looked up before it is bought (:meth:`_process` looks up one the feed did not)."""
         if not self.plan.options.use_cache:
             return
         keys = []
-        for mp in self.plan.models.values():
-            for unit in mp.units:
-                ukey = unit_key(unit)
-                if ukey in self._done:
-                    continue
-                built = self.request_for(mp, unit)
-                keys.append(built[2])
-                if not self.stepped(unit.suite):  # a chain's steps build their own requests
-                    self._requests[ukey] = built
-        self._cache = await anyio.to_thread.run_sync(find_cached, self.store, keys)
+        looked_up, done = self._looked_up, self._done
+        for unit in units:
+            ukey = unit_key(unit)
+            if ukey in looked_up or ukey in done:
+                continue
+            looked_up.add(ukey)
+            built = self.request_for(mp, unit)
+            keys.append(built[2])
+            if not self.stepped(unit.suite):  # a chain's steps build their own requests
+                self._requests[ukey] = built
+        if keys:
+            self._cache.update(await anyio.to_thread.run_sync(find_cached, self.store, keys))
 
-    def units_to_send(self) -> int:
-        """Units that need a provider call: not answered before, no stored answer to re-score, and
-        (once :meth:`load_cache` ran) no answer in the response cache; a judged suite's unit not
-        done yet always counts (its judge may have to be called)."""
-        count = 0
+    async def load_cache(self) -> None:
+        """Look every unit still to answer up in the response cache (the batch path plans with all
+        of them; the streaming path looks units up as it hands them out)."""
         for mp in self.plan.models.values():
-            for unit in mp.units:
-                key = unit_key(unit)
-                prior = self._prior.get(key)
-                if key not in self._done and (self._judged(unit.suite) or self.stepped(unit.suite)):
-                    count += 1
-                    continue
-                if key in self._done or (prior is not None and prior.answer is not None):
-                    continue
-                if self._cache and self.request_for(mp, unit)[2] in self._cache:
-                    continue
-                count += 1
-        return count
+            await self.look_up(mp, mp.units)
+
+    def _needs_call(self, mp: ModelPlan, unit: Unit) -> bool:
+        """Whether ``unit`` (looked up) needs a provider call: not answered before, no stored answer to
+        re-score, no answer in the response cache; a judged or stepped suite's unit not done yet
+        always does (its judge or its steps may have to be called)."""
+        key = unit_key(unit)
+        if key in self._done:
+            return False
+        if self._judged(unit.suite) or self.stepped(unit.suite):
+            return True
+        prior = self._prior.get(key)
+        if prior is not None and prior.answer is not None:
+            return False
+        built = self._requests.get(key)
+        rkey = built[2] if built is not None else self.request_for(mp, unit)[2]
+        return not (self._cache and rkey in self._cache)
+
+    async def needs_a_call(self) -> bool:
+        """Whether any unit needs a provider call (see :meth:`_needs_call`), looking units up in the
+        response cache a batch at a time only until one does."""
+        for mp in self.plan.models.values():
+            for chunk in _growing_chunks(mp.units):
+                await self.look_up(mp, chunk)
+                if any(self._needs_call(mp, unit) for unit in chunk):
+                    return True
+        return False
 
     async def execute(self) -> str:
         """Run every unit; return the final run status."""
@@ -442,9 +465,6 @@ class Runner:
                 price.to_dict(),
                 self.plan.price_table.sha256,
             )
-        if not self._cache_loaded:
-            await self.load_cache()
-
         status = "done"
         try:
             async with Ledger(self.store, self.run_id, claims=self._claims is not None) as ledger:
@@ -460,9 +480,11 @@ class Runner:
                 if opts.batch:
                     from harness.run.batch import BatchDriver
 
+                    await self.load_cache()  # what is cached is not put in a batch
                     batches = BatchDriver(self)
                     await batches.prepare()
                     self._batched = batches.models
+                resume_collector()  # start-up is over (harness.run.startup)
                 try:
                     async with anyio.create_task_group() as tg:
                         if self.handle_signals:
@@ -617,9 +639,11 @@ class Runner:
     ) -> None:
         """Give this model's units to its workers, in plan order (no other process buys them)."""
         with crew, send:
-            for unit in units:
-                if self.state.stop_of(mp.spec.name) is not None or not await crew.give(unit, send):
-                    return
+            for chunk in _growing_chunks(units):
+                await self.look_up(mp, chunk)
+                for unit in chunk:
+                    if self.state.stop_of(mp.spec.name) is not None or not await crew.give(unit, send):
+                        return
 
     async def _worker(
         self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit], first: Unit | None
@@ -678,6 +702,8 @@ class Runner:
         opts = self.plan.options
         prompt = self.prompt_for(unit)
         spec = mp.spec
+        if unit_key(unit) not in self._looked_up:
+            await self.look_up(mp, (unit,))
         built = self._requests.pop(unit_key(unit), None)
         request, canonical, rkey = built if built is not None else self.request_for(mp, unit)
         prior = self._prior.get(unit_key(unit))
@@ -1139,6 +1165,7 @@ class Runner:
                 if taken:  # another worker held them: what did it buy before it went?
                     fresh = await anyio.to_thread.run_sync(prior_units, self.store, self.run_id)
                     self._prior.update({k: fresh[k] for k in taken if k in fresh})
+                await self.look_up(mp, [by_key[key] for key, _ in got if key in by_key])
                 for key, _ in got:
                     if self.state.stop_of(name) is not None:
                         return  # the claimed units left are recorded as not run at the end
@@ -1220,6 +1247,16 @@ class Runner:
 def unit_key(unit: Unit) -> UnitKey:
     """(model, suite, item id, repeat): what identifies a unit across sessions of a run."""
     return (unit.model, unit.suite, unit.item.id, unit.repeat)
+
+
+def _growing_chunks(units: Sequence[Unit]) -> Iterator[Sequence[Unit]]:
+    """``units`` in chunks of :data:`FIRST_CLAIM`, then four times as many each time (at most 4,096):
+    the first units go out after a small batch of work, the rest in few large ones."""
+    size, start = FIRST_CLAIM, 0
+    while start < len(units):
+        yield units[start : start + size]
+        start += size
+        size = min(size * 4, 4096)
 
 
 class _Crew:

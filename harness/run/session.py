@@ -143,12 +143,11 @@ async def run(
             prior=prior,
             claims=claims,
         )
-        await runner.load_cache()
         if opts.simulated and sim is None and opts.sim_url:
             from harness.sim import SimClient
 
             sim = SimClient(opts.sim_url)
-        elif opts.simulated and sim is None and runner.units_to_send() > 0:
+        elif opts.simulated and sim is None and await runner.needs_a_call():
             sim = await _start_simulator(plan)
             own_sim = True
         instance = await anyio.to_thread.run_sync(_sim_instance, sim) if sim is not None else None

@@ -212,3 +212,15 @@ async def test_a_fully_cached_simulated_run_starts_no_simulator(
     assert (
         report["cached"] == 12 and report["scored"] == _report(db_path, first.run_id)["results"][0]["scored"]
     )
+
+
+async def test_units_past_the_first_batches_are_looked_up_too(db_path: Path, sim: Any) -> None:
+    # The streaming path looks units up a batch at a time (64, then 256, ...) as it hands them out:
+    # 408 units span three batches; the rerun buys none of them.
+    big = await _run(db_path, sim, models=["openai/gpt-4o-mini"], repeats=34, seed=5)
+    paid = _requests(sim)
+    assert big.status == "done" and paid == 12 * 34
+    again = await _run(db_path, sim, models=["openai/gpt-4o-mini"], repeats=34, seed=5)
+    assert again.status == "done" and _requests(sim) == paid  # nothing bought twice
+    report = _report(db_path, again.run_id)["results"][0]
+    assert report["cached"] == 12 * 34 and Decimal(report["spent_usd"]) == 0

@@ -1,0 +1,104 @@
+"""The garbage collector during a run's start-up (harness.run.startup, docs/performance.md "Start-up"):
+paused from the command's start until the runner's workers start, then resumed with start-up's objects
+frozen; resumed however the command ends; never touched for library callers."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.run import startup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    was = gc.isenabled()
+    yield
+    gc.unfreeze()
+    startup._paused = False
+    if was:
+        gc.enable()
+
+
+def test_a_command_runs_with_the_collector_paused_and_ends_with_it_on(collector: None) -> None:
+    seen: list[bool] = []
+
+    @startup.collector_paused
+    def command(fail: bool) -> str:
+        seen.append(gc.isenabled())
+        if fail:
+            raise RuntimeError("bad input")
+        return "ok"
+
+    assert command(False) == "ok" and gc.isenabled() and seen == [False]
+    with pytest.raises(RuntimeError):
+        command(True)
+    assert gc.isenabled() and seen == [False, False]  # resumed on the way out of a failure too
+
+
+def test_resuming_twice_or_without_a_pause_changes_nothing(collector: None) -> None:
+    gc.disable()  # the caller's own choice
+    startup.pause_collector()
+    startup.resume_collector()
+    assert not gc.isenabled()  # not ours to turn on
+    gc.enable()
+    startup.pause_collector()
+    startup.resume_collector()
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled() and frozen > 0
+    startup.resume_collector()
+    assert gc.get_freeze_count() == frozen
+
+
+def test_a_cli_run_resumes_the_collector_before_its_workers_start(tmp_path: Path) -> None:
+    # A fresh interpreter (freezing is for the process's lifetime): record the collector's state when
+    # the runner resumes it and when the run's first call is sent, then run the demo on the simulator.
+    script = f"""
+import gc, json, sys
+import harness.run.runner as runner
+import harness.run.startup as startup
+from adapters.openai_chat import OpenAIChatAdapter
+seen = {{}}
+real_resume, real_complete = startup.resume_collector, OpenAIChatAdapter.complete
+def resume():
+    seen.setdefault("paused_until_resume", not gc.isenabled())
+    real_resume()
+async def complete(self, request):
+    seen.setdefault("on_at_first_call", gc.isenabled())
+    return await real_complete(self, request)
+runner.resume_collector = resume
+OpenAIChatAdapter.complete = complete
+from harness.cli.main import main
+try:
+    code = main(["run", "demo", "-m", "openai/gpt-4o-mini", "--sim", "--limit", "3", "--budget", "1",
+          "--db", {str(tmp_path / "runs.db")!r}])
+finally:
+    seen["on_after"] = gc.isenabled()
+    seen["code"] = code
+    seen["frozen"] = gc.get_freeze_count()
+    print("SEEN" + json.dumps(seen))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=100
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("SEEN")]
+    assert proc.returncode == 0 and line, proc.stderr[-2000:]
+    seen = json.loads(line[0][4:])
+    assert seen == {
+        "paused_until_resume": True,
+        "on_at_first_call": True,
+        "on_after": True,
+        "code": 0,
+        "frozen": seen["frozen"],
+    }, seen
+    assert seen["frozen"] > 10_000  # the SDKs' classes, the plan, the store: all frozen
