@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ def clean_environ(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     yield
+    # A command run in this process froze what was alive when its runner started
+    # (harness.run.startup): fine for a CLI process that ends with its run, not for the test session.
+    gc.unfreeze()
 
 
 @pytest.fixture
