@@ -116,21 +116,23 @@ class ClosesItsIteration(httpx2.AsyncByteStream):
     thread, it found them (CI once saw "async generator already executing" raised from the simulator's
     thread). With this body, closing the response closes them, on the task that closes it."""
 
-    __slots__ = ("_iteration", "_stream")
+    __slots__ = ("_iterations", "_stream")
 
     def __init__(self, stream: httpx2.AsyncByteStream) -> None:
         self._stream = stream
-        self._iteration: AsyncIterator[bytes] | None = None
+        self._iterations: list[AsyncIterator[bytes]] = []
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        self._iteration = self._stream.__aiter__()
-        return self._iteration
+        iteration = self._stream.__aiter__()
+        self._iterations.append(iteration)
+        return iteration
 
     async def aclose(self) -> None:
-        iteration, self._iteration = self._iteration, None
+        iterations, self._iterations = self._iterations, []
         try:
-            if isinstance(iteration, AsyncGenerator):
-                await iteration.aclose()
+            for iteration in iterations:
+                if isinstance(iteration, AsyncGenerator):
+                    await iteration.aclose()
         finally:
             await self._stream.aclose()
 
