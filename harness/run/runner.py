@@ -259,6 +259,8 @@ class Runner:
         """The response cache's answers found so far, by request key (:meth:`look_up`)."""
         self._looked_up: set[UnitKey] = set()
         """Units whose response-cache lookup is done: a unit is looked up before it is bought."""
+        self._looking: dict[UnitKey, anyio.Event] = {}
+        """Units whose lookup is under way, and the event set when it ends."""
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
         self._adapters: dict[str, Adapter] = {}
         self._learned: set[tuple[str, str]] = set()
@@ -368,27 +370,59 @@ class Runner:
         self._sent_to = f"sim:{sim_instance}" if sim_instance else None
 
     async def look_up(self, mp: ModelPlan, units: Iterable[Unit]) -> None:
-        """Look ``units`` up in the response cache (those not looked up yet, in one query); the
-        request and key built for it are the ones the unit's first attempt sends.
+        """Look ``units`` up in the response cache (those not looked up or being looked up, in one
+        query); the request and key built for each are the ones the unit's first attempt sends.
 
-        The units are looked up a batch at a time just ahead of the workers (:meth:`_hand_out`,
-        :meth:`_feed`), so the first requests do not wait for thousands of keys, and a unit is always
-        looked up before it is bought (:meth:`_process` looks up one the feed did not)."""
+        While a run goes, :meth:`_look_ahead` looks a model's units up a batch at a time from the
+        start, ahead of the workers, so the first requests do not wait for thousands of keys and the
+        later units do not wait for the database once the run is busy; a unit is always looked up
+        before it is bought (:meth:`_looked_up_before_buying`)."""
         if not self.plan.options.use_cache:
             return
-        keys = []
-        looked_up, done = self._looked_up, self._done
-        for unit in units:
-            ukey = unit_key(unit)
-            if ukey in looked_up or ukey in done:
-                continue
-            looked_up.add(ukey)
-            built = self.request_for(mp, unit)
-            keys.append(built[2])
-            if not self.stepped(unit.suite):  # a chain's steps build their own requests
-                self._requests[ukey] = built
-        if keys:
-            self._cache.update(await anyio.to_thread.run_sync(find_cached, self.store, keys))
+        keys: list[str] = []
+        mine: list[UnitKey] = []
+        looked_up, looking, done = self._looked_up, self._looking, self._done
+        finished = anyio.Event()
+        try:
+            for unit in units:
+                ukey = unit_key(unit)
+                if ukey in looked_up or ukey in looking or ukey in done:
+                    continue
+                mine.append(ukey)
+                looking[ukey] = finished
+                built = self.request_for(mp, unit)
+                keys.append(built[2])
+                if not self.stepped(unit.suite):  # a chain's steps build their own requests
+                    self._requests[ukey] = built
+                if len(mine) % 512 == 0:
+                    await anyio.lowlevel.checkpoint()  # the workers' first requests go meanwhile
+            if mine:
+                self._cache.update(await anyio.to_thread.run_sync(find_cached, self.store, keys))
+                looked_up.update(mine)
+        finally:
+            for ukey in mine:
+                del looking[ukey]
+            finished.set()
+
+    async def _looked_up_before_buying(self, mp: ModelPlan, unit: Unit) -> None:
+        """Return once ``unit`` is looked up: wait for the lookup under way, or make it."""
+        if not self.plan.options.use_cache:
+            return
+        ukey = unit_key(unit)
+        while ukey not in self._looked_up and ukey not in self._done:
+            pending = self._looking.get(ukey)
+            if pending is not None:
+                await pending.wait()  # then looked up, or (its lookup failed) looked up here
+            else:
+                await self.look_up(mp, (unit,))
+
+    async def _look_ahead(self, mp: ModelPlan, units: Sequence[Unit]) -> None:
+        """Look a model's units up, in plan order (the order they are claimed and handed out in), a
+        batch at a time: 64 first, then four times as many each time."""
+        for chunk in _growing_chunks(units):
+            if self.state.stop_of(mp.spec.name) is not None:
+                return
+            await self.look_up(mp, chunk)
 
     async def load_cache(self) -> None:
         """Look every unit still to answer up in the response cache (the batch path plans with all
@@ -628,6 +662,8 @@ class Runner:
         send, receive = anyio.create_memory_object_stream[Unit](max_buffer_size=0)
         crew = _Crew(self, tg, mp, receive, most=min(self.plan.options.concurrency, max(1, len(units))))
         crew.spawn(None)  # announced before anything runs, so the model never looks stuck early
+        if self.plan.options.use_cache:
+            tg.start_soon(self._look_ahead, mp, units)
         if self._claims is not None:
             # Units come from the run's claims, a few at a time (other workers buy the others).
             tg.start_soon(self._feed, mp, send, crew)
@@ -639,11 +675,9 @@ class Runner:
     ) -> None:
         """Give this model's units to its workers, in plan order (no other process buys them)."""
         with crew, send:
-            for chunk in _growing_chunks(units):
-                await self.look_up(mp, chunk)
-                for unit in chunk:
-                    if self.state.stop_of(mp.spec.name) is not None or not await crew.give(unit, send):
-                        return
+            for unit in units:
+                if self.state.stop_of(mp.spec.name) is not None or not await crew.give(unit, send):
+                    return
 
     async def _worker(
         self, mp: ModelPlan, receive: anyio.abc.ObjectReceiveStream[Unit], first: Unit | None
@@ -702,8 +736,7 @@ class Runner:
         opts = self.plan.options
         prompt = self.prompt_for(unit)
         spec = mp.spec
-        if unit_key(unit) not in self._looked_up:
-            await self.look_up(mp, (unit,))
+        await self._looked_up_before_buying(mp, unit)
         built = self._requests.pop(unit_key(unit), None)
         request, canonical, rkey = built if built is not None else self.request_for(mp, unit)
         prior = self._prior.get(unit_key(unit))
@@ -1165,7 +1198,6 @@ class Runner:
                 if taken:  # another worker held them: what did it buy before it went?
                     fresh = await anyio.to_thread.run_sync(prior_units, self.store, self.run_id)
                     self._prior.update({k: fresh[k] for k in taken if k in fresh})
-                await self.look_up(mp, [by_key[key] for key, _ in got if key in by_key])
                 for key, _ in got:
                     if self.state.stop_of(name) is not None:
                         return  # the claimed units left are recorded as not run at the end
