@@ -224,3 +224,27 @@ async def test_units_past_the_first_batches_are_looked_up_too(db_path: Path, sim
     assert again.status == "done" and _requests(sim) == paid  # nothing bought twice
     report = _report(db_path, again.run_id)["results"][0]
     assert report["cached"] == 12 * 34 and Decimal(report["spent_usd"]) == 0
+
+
+async def test_a_unit_waits_for_its_batch_lookup_rather_than_buying(
+    db_path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The look-ahead's lookups are slow here (a busy database): the workers reach their units while
+    # their batch is still being looked up, and wait for it instead of buying what is cached.
+    import time
+
+    import harness.run.runner as runner_module
+
+    first = await _run(db_path, sim, repeats=8)
+    paid = _requests(sim)
+    real = runner_module.find_cached
+
+    def slow(store: Any, keys: Any) -> Any:
+        time.sleep(0.3)
+        return real(store, keys)
+
+    monkeypatch.setattr(runner_module, "find_cached", slow)
+    again = await _run(db_path, sim, repeats=8)
+    assert (first.status, again.status) == ("done", "done")
+    assert _requests(sim) == paid  # nothing bought twice
+    assert _report(db_path, again.run_id)["results"][0]["cached"] == 12 * 8
