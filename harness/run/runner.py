@@ -426,7 +426,7 @@ class Runner:
 
     async def load_cache(self) -> None:
         """Look every unit still to answer up in the response cache (the batch path plans with all
-        of them; the streaming path looks units up as it hands them out)."""
+        of them; the streaming path looks units up ahead of its workers, :meth:`_look_ahead`)."""
         for mp in self.plan.models.values():
             await self.look_up(mp, mp.units)
 
