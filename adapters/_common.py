@@ -122,6 +122,11 @@ class ClosesItsIteration(httpx2.AsyncByteStream):
         self._stream = stream
         self._iterations: list[AsyncIterator[bytes]] = []
 
+    @property
+    def elapsed(self) -> Any:
+        """The wrapped body's ``elapsed`` (``httpx2.Response.elapsed`` reads it from the body)."""
+        return getattr(self._stream, "elapsed", None)
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         iteration = self._stream.__aiter__()
         self._iterations.append(iteration)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,32 @@ def test_body_error_fields_both_shapes() -> None:
     detailed = {"type": "error", "error": {"type": "rate_limit_error", "details": {"error_code": "ramp"}}}
     assert body_error_fields(detailed) == ("rate_limit_error", "ramp", None)
     assert body_error_fields("text body") == (None, None, None)
+
+
+@pytest.mark.anyio
+async def test_a_hooked_client_keeps_the_response_elapsed_and_closes_its_iteration() -> None:
+    import datetime
+
+    import httpx2
+
+    from adapters._common import ClosesItsIteration, hooked_http_client
+
+    class Body(httpx2.AsyncByteStream):  # a body that arrives in parts, as over a socket
+        async def __aiter__(self) -> Any:
+            for part in (b"data: 1\n\n", b"data: 2\n\n"):
+                yield part
+
+    def reply(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, stream=Body())
+
+    async with hooked_http_client(httpx2.AsyncClient, transport=httpx2.MockTransport(reply)) as client:
+        response = await client.send(client.build_request("GET", "http://test/"), stream=True)
+        assert isinstance(response.stream, ClosesItsIteration)
+        chunks = aiter(response.stream)
+        assert await anext(chunks)  # half read
+        await response.aclose()
+        assert isinstance(response.elapsed, datetime.timedelta)
+        with pytest.raises(StopAsyncIteration):
+            await anext(chunks)  # closed with the response
+        plain = await client.get("http://test/")  # read whole: the body's iteration ran to its end
+        assert plain.content.startswith(b"data: 1") and isinstance(plain.elapsed, datetime.timedelta)
