@@ -22,10 +22,12 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def collector() -> Iterator[None]:
-    was = gc.isenabled()
+    was, thresholds = gc.isenabled(), gc.get_threshold()
     yield
     gc.unfreeze()
     startup._paused = False
+    startup._thresholds = None
+    gc.set_threshold(*thresholds)
     if was:
         gc.enable()
 
@@ -40,10 +42,12 @@ def test_a_command_runs_with_the_collector_paused_and_ends_with_it_on(collector:
             raise RuntimeError("bad input")
         return "ok"
 
+    before = gc.get_threshold()
     assert command(False) == "ok" and gc.isenabled() and seen == [False]
     with pytest.raises(RuntimeError):
         command(True)
     assert gc.isenabled() and seen == [False, False]  # resumed on the way out of a failure too
+    assert gc.get_threshold() == before  # the run's thresholds last as long as the command
 
 
 def test_resuming_twice_or_without_a_pause_changes_nothing(collector: None) -> None:
@@ -52,12 +56,15 @@ def test_resuming_twice_or_without_a_pause_changes_nothing(collector: None) -> N
     startup.resume_collector()
     assert not gc.isenabled()  # not ours to turn on
     gc.enable()
+    before = gc.get_threshold()
     startup.pause_collector()
     startup.resume_collector()
     frozen = gc.get_freeze_count()
-    assert gc.isenabled() and frozen > 0
+    assert gc.isenabled() and frozen > 0 and gc.get_threshold() == startup.RUN_THRESHOLDS
     startup.resume_collector()
     assert gc.get_freeze_count() == frozen
+    startup.end_of_command()
+    assert gc.get_threshold() == before
 
 
 def test_a_cli_run_resumes_the_collector_before_its_workers_start(tmp_path: Path) -> None:
@@ -75,6 +82,7 @@ def resume():
     real_resume()
 async def complete(self, request):
     seen.setdefault("on_at_first_call", gc.isenabled())
+    seen.setdefault("thresholds_at_first_call", list(gc.get_threshold()))
     return await real_complete(self, request)
 runner.resume_collector = resume
 OpenAIChatAdapter.complete = complete
@@ -84,6 +92,7 @@ try:
           "--db", {str(tmp_path / "runs.db")!r}])
 finally:
     seen["on_after"] = gc.isenabled()
+    seen["thresholds_after"] = list(gc.get_threshold())
     seen["code"] = code
     seen["frozen"] = gc.get_freeze_count()
     print("SEEN" + json.dumps(seen))
@@ -98,6 +107,8 @@ finally:
         "paused_until_resume": True,
         "on_at_first_call": True,
         "on_after": True,
+        "thresholds_at_first_call": list(startup.RUN_THRESHOLDS),
+        "thresholds_after": [700, 10, 10],  # CPython's defaults, which the command started with
         "code": 0,
         "frozen": seen["frozen"],
     }, seen
