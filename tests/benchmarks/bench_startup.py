@@ -34,12 +34,26 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The loop people write by hand, as short as it gets: the SDK's import, a client, one streamed request.
+BARE_LOOP = """
+import sys, anyio, openai
+async def main():
+    client = openai.AsyncOpenAI(base_url=sys.argv[1], api_key="bench-not-secret", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "2+2?"}], stream=True)
+    async for _ in stream:
+        pass
+anyio.run(main)
+"""
+
+
 def first_request_s(
-    src: Path, db: Path, timeout: float = 60.0, shape: tuple[str, ...] = ("--limit", "1")
+    src: Path, db: Path, timeout: float = 60.0, shape: tuple[str, ...] = ("--limit", "1"), bare: bool = False
 ) -> tuple[float, float]:
     """Wall seconds from spawning ``tollbench run`` to the first request's bytes at the listener, and the
     CPU seconds the process had used by then (less sensitive to other work on the machine). ``shape``
-    is the run's size: one unit by default, ``BIG`` for 10,000 units at concurrency 10,000."""
+    is the run's size: one unit by default, ``BIG`` for 10,000 units at concurrency 10,000. ``bare``
+    times ``BARE_LOOP`` instead: the floor the SDK itself sets on this machine."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
@@ -50,6 +64,8 @@ def first_request_s(
             sys.executable, "-m", "harness", "run", "demo", "-m", MODEL, "--budget", "1000",
             "--base-url", f"http://127.0.0.1:{port}/v1", "--db", str(db), "--max-attempts", "1", *shape,
         ]  # fmt: skip
+        if bare:
+            cmd = [sys.executable, "-c", BARE_LOOP, f"http://127.0.0.1:{port}/v1"]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -109,6 +125,11 @@ def main() -> None:
         wall_s(costs, srcs[0])  # the first query after the runs end computes the snapshots
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):  # the sources interleaved: the load drifts between repeats
+            wall, cpu = first_request_s(ROOT, Path(tmp) / "unused.db", bare=True)
+            add(ROOT, "bare SDK loop: start -> first request (wall)", wall)
+            add(ROOT, "bare SDK loop: start -> first request (CPU)", cpu)
+            sdk_import = wall_s([sys.executable, "-c", "import openai"], ROOT)[0]
+            add(ROOT, "python -c 'import openai' (wall)", sdk_import)
             for n, src in enumerate(srcs):
                 for kind, db in (("new database", f"{n}-{i}.db"), ("existing db", f"{n}.db")):
                     wall, cpu = first_request_s(src, Path(tmp) / db)
@@ -125,7 +146,7 @@ def main() -> None:
                     wall, cpu = wall_s([*costs, "--json"], src)
                     add(src, "costs --by model,suite --json (warm, wall)", wall)
                     add(src, "costs --by model,suite --json (warm, CPU)", cpu)
-    for src in srcs:
+    for src in dict.fromkeys([ROOT, *srcs]):
         print(src)
         for (s, label), values in figures.items():
             if s == src:

@@ -37,6 +37,16 @@ Printed per accuracy and method: the correlation of the control with the model's
 items at the stop (median, max), the cost of what was bought (cheap
 model's full run included) as a share of the expensive model's full run (median, max), the median
 interval half-width, and how often the interval covered the truth.
+
+``--design`` prints, instead, what *choosing* the items by the control could save at a fixed size
+beyond the regression estimator every ``--control`` run already uses (seed 0, per accuracy and
+control): the per-item variance of the plain mean, of the regression estimator on a uniform sample,
+of a sample stratified by the control (deciles of a prediction, or its 0/1 answer) with proportional
+allocation, with Neyman allocation at the strata's *true* standard deviations (an upper bound: a run
+only has predictions of them), and of sampling with replacement with probability proportional to
+the predicted standard deviation ``sqrt(c (1 - c))`` (mixed half and half with uniform) and the
+difference estimator. Each is a share of the plain mean's variance; the ratio to the regression
+estimator's is what choosing would add.
 """
 
 from __future__ import annotations
@@ -217,6 +227,86 @@ def _one(
     return out
 
 
+def _variance(xs: list[float]) -> float:
+    m = statistics.fmean(xs)
+    return statistics.fmean([(x - m) ** 2 for x in xs])
+
+
+def _design_row(y: list[float], c: list[float], binary: bool) -> tuple[float, ...]:
+    """Per-item variances (shares of the plain mean's) of: the regression estimator, proportional
+    stratification by the control, Neyman allocation at the true within-stratum deviations, and PPS
+    with replacement on the predicted deviation with the difference estimator."""
+    n = len(y)
+    vy = _variance(y)
+    mc, my = statistics.fmean(c), statistics.fmean(y)
+    beta = math.fsum((ci - mc) * (yi - my) for ci, yi in zip(c, y, strict=True)) / math.fsum(
+        (ci - mc) ** 2 for ci in c
+    )
+    resid = [yi - beta * ci for yi, ci in zip(y, c, strict=True)]
+    v_reg = _variance(resid)
+    if binary:
+        strata = [[i for i in range(n) if c[i] < 0.5], [i for i in range(n) if c[i] >= 0.5]]
+    else:
+        ranked = sorted(range(n), key=lambda i: c[i])
+        strata = [ranked[k * n // 10 : (k + 1) * n // 10] for k in range(10)]
+    weights = [len(s) / n for s in strata]
+    sds = [math.sqrt(_variance([y[i] for i in s])) for s in strata]
+    v_prop = math.fsum(w * sd * sd for w, sd in zip(weights, sds, strict=True))
+    v_neyman = math.fsum(w * sd for w, sd in zip(weights, sds, strict=True)) ** 2
+    predicted = [math.sqrt(max(ci * (1.0 - ci), 1e-4)) for ci in c]
+    total = math.fsum(predicted)
+    pi = [0.5 / n + 0.5 * sd / total for sd in predicted]
+    v_pps = (
+        math.fsum(d * d / (n * n * p) for d, p in zip(resid, pi, strict=True)) - statistics.fmean(resid) ** 2
+    )
+    return v_reg / vy, v_prop / vy, v_neyman / vy, v_pps / vy
+
+
+def design(n_items: int, accuracies: list[float], rhos: tuple[float, ...]) -> None:
+    """``--design``: what choosing the items by the control could save beyond the regression estimator."""
+    items = _costs(0, n_items)[0]
+    ids = [it.id for it in items]
+    stratum = {it.id: it.stratum for it in items}
+    print(
+        f"{n_items:,} items, seed 0; per-item variance as a share of the plain mean's (in brackets: of "
+        "the regression estimator's, i.e. what choosing adds)"
+    )
+    print(
+        f"{'accuracy':>8} {'control':>22} {'regression':>10} {'stratified':>16} "
+        f"{'Neyman (true sd)':>16} {'PPS':>16}"
+    )
+    for accuracy in accuracies:
+        p = _item_accuracy(0, n_items, accuracy)
+        rng = random.Random(f"0-{accuracy}")
+        y = [float(rng.random() < p[i]) for i in ids]
+        history, _ = _history_control(0, n_items, accuracy)
+        cases: list[tuple[str, list[float], bool]] = [
+            ("history (Rasch fit)", [float(history[i] or 0.0) for i in ids], False),
+            ("each item's P(right)", [p[i] for i in ids], False),
+        ]
+        for rho in rhos:
+            crng = random.Random(f"0-{accuracy}-{rho}")
+            cases.append(
+                (
+                    f"0/1 answers, rho {rho}",
+                    [
+                        y[k]
+                        if crng.random() < rho
+                        else float(crng.random() < _stratum_accuracy(accuracy, stratum[i]))
+                        for k, i in enumerate(ids)
+                    ],
+                    True,
+                )
+            )
+        for name, c, binary in cases:
+            reg, prop, ney, pps = _design_row(y, c, binary)
+            print(
+                f"{accuracy:>8.2f} {name:>22} {reg:>10.3f} {prop:>7.3f} ({prop / reg:.3f}) "
+                f"{ney:>7.3f} ({ney / reg:.3f}) {pps:>7.3f} ({pps / reg:.3f})",
+                flush=True,
+            )
+
+
 def _task(args: tuple[int, int, float, float, int, tuple[float, ...]]) -> dict[str, dict[str, float]]:
     return _one(*args)
 
@@ -230,8 +320,12 @@ def main() -> None:
     ap.add_argument("--rho", type=float, nargs="*", default=[0.3, 0.6, 0.8])
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--design", action="store_true", help="what choosing items by the control could save")
     args = ap.parse_args()
     rhos = tuple(args.rho)
+    if args.design:
+        design(args.items, args.accuracy, rhos)
+        return
     print(
         f"{args.items:,} items, {STRATA} strata, target +-{args.half_width}, 95% intervals, "
         f"{args.seeds} seeds, {args.concurrency - 1} in-flight items paid after the stop; "
