@@ -1,4 +1,5 @@
-"""ClientPool: SDK clients of at most 64 connections each, as many as the concurrency needs."""
+"""ClientPool: SDK clients of at most CONNECTIONS_PER_CLIENT connections each, as many as the concurrency
+needs."""
 
 from __future__ import annotations
 
@@ -41,15 +42,22 @@ async def test_pool_grows_only_when_every_client_is_full() -> None:
         assert len(pool.clients) == 1
         leases = [pool.lease() for _ in range(200)]
         clients = [lease.__enter__() for lease in leases]
-        assert len(pool.clients) == 4  # ceil(200 / 64)
+        made = -(-200 // CONNECTIONS_PER_CLIENT)
+        assert len(pool.clients) == made
         per_client = {id(c): clients.count(c) for c in clients}
         assert max(per_client.values()) <= CONNECTIONS_PER_CLIENT
         # past the concurrency it was sized for it does not grow: the least busy client is lent
         with pool.lease() as extra:
-            assert extra in pool.clients and len(pool.clients) == 4
-        for lease in leases:
-            lease.__exit__(None, None, None)
-        assert pool._busy == [0, 0, 0, 0]
+            assert extra in pool.clients and len(pool.clients) == made
+        # a released connection is lent again before any new client is made
+        leases[7].__exit__(None, None, None)
+        again = pool.lease()
+        assert again.__enter__() is clients[7] and len(pool.clients) == made
+        again.__exit__(None, None, None)
+        for k, lease in enumerate(leases):
+            if k != 7:
+                lease.__exit__(None, None, None)
+        assert pool._busy == [0] * made and pool._spare == set(range(made))
         first = pool.clients[0]
         assert first.timeout.pool is None  # waiting for a pooled connection is not a failure
         assert first.timeout.read == 30
