@@ -1,6 +1,8 @@
 """``tollbench run`` start-up, directly: from the process's start to the first HTTP request's bytes
 arriving at a listening socket (a stand-in for the provider that records the moment and answers
-nothing; the run is then stopped). Also times ``tollbench costs --by model,suite`` and ``--help``.
+nothing; the run is then stopped). Beside it, the floor the SDK sets on the machine: ``python -c "import
+openai"`` and a bare SDK loop's first streamed request (``BARE_LOOP``). Also times ``tollbench costs
+--by model,suite`` and ``--help``.
 
     python tests/benchmarks/bench_startup.py [--repeats 7] [--src DIR ...] [--costs-db FILE]
 
