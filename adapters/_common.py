@@ -174,7 +174,8 @@ class ClientPool(Generic[_C]):
 
     Without it an SDK client has the SDK's pool (1,000 connections, 100 kept alive): at a higher
     concurrency calls wait for a connection until the pool timeout (``PoolTimeout``), and above 100 the
-    connections are closed and opened again on every call. :meth:`lease` lends the least-busy client.
+    connections are closed and opened again on every call. :meth:`lease` lends a client with a
+    connection to spare.
 
     Args:
         make: builds one SDK client around the given ``httpx2.AsyncClient`` with the given timeout.
