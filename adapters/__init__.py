@@ -49,7 +49,7 @@ def create_adapter(
         stall_timeout_s: longest silence allowed while streaming.
         connect_timeout_s: connect timeout.
         max_connections: the most calls in flight at once (the run's concurrency): the OpenAI and
-            Anthropic adapters then spread their calls over SDK clients of at most 64 connections
+            Anthropic adapters then spread their calls over SDK clients of at most 16 connections
             each (:class:`adapters._common.ClientPool`). None: one SDK client with the SDK's pool.
         fast_stream: read streams from the SDK's raw response with :mod:`adapters._sse` (the
             default where an adapter has it); False: the SDK's own stream of models.

@@ -89,7 +89,7 @@ class AdapterBase:
         return bound + extra_body_tokens_upper_bound(extra)
 
     def _lease(self) -> AbstractContextManager[Any]:
-        """The SDK client for one call (the least-busy one of the pool, when there is one)."""
+        """The SDK client for one call (one with a connection to spare, when there is a pool)."""
         if self._pool is not None:
             lease: AbstractContextManager[Any] = self._pool.lease()
             return lease
