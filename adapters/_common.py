@@ -48,10 +48,12 @@ __all__ = [
     "close_iteration_with_response",
     "decimal_str",
     "error_for_status",
+    "error_status_of_unread_body",
     "hooked_http_client",
     "finish_reason",
     "malformed_stream",
     "no_finish_reason",
+    "note_error_status",
     "one_line",
     "parse_duration",
     "parse_reset",
@@ -61,6 +63,7 @@ __all__ = [
     "retry_after_from_headers",
     "stream_error",
     "transport_error",
+    "unread_error_body",
 ]
 
 
@@ -151,10 +154,67 @@ async def close_iteration_with_response(response: httpx2.Response) -> None:
         response.stream = ClosesItsIteration(response.stream)
 
 
+#: The request extension where :func:`note_error_status` keeps an error response's status and headers.
+_ERROR_STATUS = "tollbench.error_status"
+
+
+async def note_error_status(response: httpx2.Response) -> None:
+    """An httpx2 ``response`` event hook: an error status (4xx/5xx) is noted on its request, so that a
+    failure reading the error's body (a stall, a cut) is still known to follow an error status
+    (:func:`error_status_of_unread_body`). Every client the adapters build has it."""
+    if response.status_code >= 400:
+        response.request.extensions[_ERROR_STATUS] = (response.status_code, response.headers)
+
+
+def error_status_of_unread_body(exc: BaseException) -> tuple[int, httpx2.Headers] | None:
+    """The HTTP error status and headers received before ``exc``, when ``exc`` is a transport failure
+    reading that error response's body; None otherwise.
+
+    The SDKs read an error response's body to build their status error, and the OpenAI SDK does it
+    outside the code that wraps transport failures: a body that stalls or is cut arrives as a raw
+    ``httpx2.ReadTimeout`` or ``RemoteProtocolError`` with no status on it. The status line was an
+    error, received before any output, so the attempt is proven free (invariant 11) and is classified
+    by its status, as :func:`error_for_status` does.
+    """
+    cause = _transport_cause(exc)
+    if not isinstance(cause, httpx2.RequestError):
+        return None
+    try:
+        request = cause.request
+    except RuntimeError:  # raised before the request was made
+        return None
+    noted = request.extensions.get(_ERROR_STATUS)
+    if not isinstance(noted, tuple):
+        return None
+    status, headers = noted
+    return int(status), headers
+
+
+def unread_error_body(exc: BaseException, *, provider: str, secrets: tuple[str, ...]) -> ProviderError | None:
+    """The harness error for a transport failure while reading an HTTP error's body
+    (:func:`error_status_of_unread_body`): the status's own class and retry decision, never billed."""
+    noted = error_status_of_unread_body(exc)
+    if noted is None:
+        return None
+    status, headers = noted
+    cause = _transport_cause(exc)
+    what = type(cause if cause is not None else exc).__name__
+    return error_for_status(
+        status,
+        provider=provider,
+        message=f"its error body could not be read ({what})",
+        headers=headers,
+        error_type=None,
+        error_code=None,
+        request_id=request_id_from_headers(headers),
+        secrets=secrets,
+    )
+
+
 def hooked_http_client(http_client: Callable[..., httpx2.AsyncClient], **kwargs: Any) -> httpx2.AsyncClient:
     """``http_client(**kwargs)`` (an SDK's own httpx2 client class, with its defaults) with the hooks
-    every adapter's client has (:func:`close_iteration_with_response`)."""
-    return http_client(event_hooks={"response": [close_iteration_with_response]}, **kwargs)
+    every adapter's client has (:func:`note_error_status`, :func:`close_iteration_with_response`)."""
+    return http_client(event_hooks={"response": [note_error_status, close_iteration_with_response]}, **kwargs)
 
 
 # -- connection pools ---------------------------------------------------------------------------------
@@ -623,7 +683,8 @@ def billed_unless_proven_free(exc: BaseException, *, response_started: bool) -> 
     only with proof"). The only proofs are:
 
     - an HTTP error status received from the provider before any output (handled by
-      :func:`error_for_status`, which never calls this);
+      :func:`error_for_status`, which never calls this, and by :func:`unread_error_body` when the
+      error's own body then stalled or was cut);
     - a transport failure whose cause is in :data:`PROVEN_UNSENT`: the connection was never made
       (``ConnectError``, ``ConnectTimeout``), no pooled connection was obtained (``PoolTimeout``), or
       the URL's scheme cannot be sent at all (``UnsupportedProtocol``).

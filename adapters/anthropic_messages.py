@@ -45,6 +45,7 @@ from ._common import (
     request_id_from_headers,
     stream_error,
     transport_error,
+    unread_error_body,
 )
 from ._sse import MessagesAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 
@@ -129,7 +130,11 @@ def map_anthropic_error(
             request_id=exc.request_id,
             secrets=(api_key,),
         )
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+    unread = unread_error_body(exc, provider="anthropic", secrets=(api_key,))
+    if unread is not None:
+        return unread
+    transport = anthropic.APIConnectionError | httpx2.TransportError | ssl.SSLError | anyio.EndOfStream
+    if isinstance(exc, transport):
         timeout = isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)
         return transport_error(
             exc,

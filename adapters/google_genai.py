@@ -63,11 +63,13 @@ from ._common import (
     close_iteration_with_response,
     error_for_status,
     malformed_stream,
+    note_error_status,
     one_line,
     parse_duration,
     redact,
     request_id_from_headers,
     transport_error,
+    unread_error_body,
 )
 
 __all__ = [
@@ -303,6 +305,9 @@ def map_gemini_error(
             if delay is not None:
                 mapped.retry = RetryDecision(mapped.retry.retry, mapped.retry.kind, delay)
         return mapped
+    unread = unread_error_body(exc, provider=PROVIDER, secrets=(api_key,))
+    if unread is not None:
+        return unread
     if isinstance(exc, httpx2.TransportError):
         return transport_error(
             exc,
@@ -343,6 +348,7 @@ async def _on_response(response: httpx2.Response) -> None:
         seen.status = response.status_code
         seen.headers = response.headers
         seen.response = response
+    await note_error_status(response)
     await close_iteration_with_response(response)
 
 

@@ -46,6 +46,7 @@ from ._common import (
     request_id_from_headers,
     stream_error,
     transport_error,
+    unread_error_body,
 )
 from ._sse import ChatAccumulator, SSESplitter, StreamErrorEvent, body_chunks
 from .openai_compat import provider_cost, usage_for_dialect
@@ -74,8 +75,16 @@ def chat_content(m: Message) -> str | list[dict[str, Any]]:
     return parts
 
 
+#: What the OpenAI SDK lets through unwrapped: a transport failure while it reads an error response's
+#: body (``err.response.aread()`` after the status line) and anything raised while a stream is read.
+RAW_TRANSPORT_ERRORS = (httpx2.TransportError, ssl.SSLError, anyio.EndOfStream)
+
+#: Everything :func:`map_openai_error` maps.
+OPENAI_FAILURES = (openai.APIError, *RAW_TRANSPORT_ERRORS)
+
+
 def map_openai_error(
-    exc: openai.APIError,
+    exc: openai.APIError | httpx2.TransportError | ssl.SSLError | anyio.EndOfStream,
     *,
     generation_started: bool,
     api_key: str,
@@ -87,7 +96,7 @@ def map_openai_error(
     """Map an ``openai`` exception to the harness hierarchy with its retry classification.
 
     Args:
-        exc: what the SDK raised.
+        exc: what the SDK raised, or a raw transport failure it let through (:data:`RAW_TRANSPORT_ERRORS`).
         generation_started: True when the 200 response had begun streaming. For a transport failure
             before that, the error's ``generation_started`` (may be billed) is decided by
             :func:`adapters._common.billed_unless_proven_free`.
@@ -110,13 +119,16 @@ def map_openai_error(
             request_id=exc.request_id,
             secrets=secrets,
         )
+    unread = unread_error_body(exc, provider=provider, secrets=secrets)
+    if unread is not None:
+        return unread
     request_id = request_id_from_headers(headers)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | ssl.SSLError | anyio.EndOfStream):
         # ``__cause__`` is the httpx2 error (or anyio.EndOfStream / ssl.SSLError the SDK also wraps).
         err = transport_error(
             exc,
             provider=provider,
-            timeout=isinstance(exc, openai.APITimeoutError),
+            timeout=isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException),
             generation_started=billed_unless_proven_free(exc, response_started=generation_started),
             response_started=generation_started,
             request_id=request_id,
@@ -386,7 +398,7 @@ class OpenAIChatAdapter(AdapterBase):
                 finally:
                     with anyio.CancelScope(shield=True):
                         await http.aclose()
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             response_started = headers is not None
             raise map_openai_error(
                 exc,
@@ -445,7 +457,7 @@ class OpenAIChatAdapter(AdapterBase):
         started = time.perf_counter()
         try:
             stream = await client.chat.completions.create(**params)
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             raise map_openai_error(
                 exc, generation_started=False, api_key=self._api_key, provider=provider
             ) from exc
@@ -498,7 +510,7 @@ class OpenAIChatAdapter(AdapterBase):
                     # More tokens than the limit: the server does not honour it. Stop paying for it.
                     cut = True
                     break
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             raise map_openai_error(
                 exc,
                 generation_started=True,
@@ -590,7 +602,7 @@ class OpenAIChatAdapter(AdapterBase):
                 **params, timeout=self._whole_answer_timeout
             )
             response = raw.parse()
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             raise map_openai_error(
                 exc, generation_started=False, api_key=self._api_key, provider=provider
             ) from exc

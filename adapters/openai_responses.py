@@ -40,7 +40,7 @@ from ._common import (
     stream_error,
 )
 from ._sse import ResponsesAccumulator, SSESplitter, StreamErrorEvent, body_chunks
-from .openai_chat import map_openai_error
+from .openai_chat import OPENAI_FAILURES, map_openai_error
 
 __all__ = ["OpenAIResponsesAdapter", "usage_from_openai_responses"]
 
@@ -209,7 +209,7 @@ class OpenAIResponsesAdapter(AdapterBase):
                 finally:
                     with anyio.CancelScope(shield=True):
                         await http.aclose()
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             raise map_openai_error(
                 exc,
                 generation_started=headers is not None,
@@ -295,7 +295,7 @@ class OpenAIResponsesAdapter(AdapterBase):
         started = time.perf_counter()
         try:
             stream = await client.responses.create(**params)
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             raise map_openai_error(exc, generation_started=False, api_key=self._api_key) from exc
 
         headers = stream.response.headers
@@ -330,7 +330,7 @@ class OpenAIResponsesAdapter(AdapterBase):
                     refused = True
                     if ttft is None:
                         ttft = time.perf_counter() - started
-        except openai.APIError as exc:
+        except OPENAI_FAILURES as exc:
             raise map_openai_error(
                 exc,
                 generation_started=True,

@@ -196,6 +196,36 @@ async def test_stall_before_headers_is_call_timeout_and_may_be_billed(
     assert err.retry.retry is True
 
 
+def _error_with_unreadable_body(api: str, status: int, end: Pause | Cut, **headers: str) -> Reply:
+    """An HTTP error whose status line and headers arrive, then its body stalls or is cut."""
+    whole = error_reply(api, status, etype="api_error", headers=headers)
+    return Reply(status=status, headers=whole.headers, events=[whole.body[:9], end, whole.body[9:]])
+
+
+@pytest.mark.parametrize("fast_stream", [True, False])
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("end", [Pause(3.0), Cut()], ids=["stalls", "cut"])
+@pytest.mark.parametrize("status", [500, 429])
+async def test_error_status_whose_body_never_arrives_is_classified_by_its_status(
+    api: str, server: ScriptedServer, end: Pause | Cut, fast_stream: bool, status: int
+) -> None:
+    # The OpenAI SDK reads an error's body outside the code that wraps transport failures, so a stall
+    # or a cut there arrives as a raw httpx2 error (CI saw a whole run crash on one). The status line
+    # was an error, before any output: the attempt is free, and classified and retried by its status.
+    reply = _error_with_unreadable_body(api, status, end, **{"retry-after": "7"})
+    # The body's pause outlasts the stall timeout, so the error must be the unread body's; the
+    # deadline is only against a hang (the first adapter of an SDK imports it, seconds on a busy CI).
+    with anyio.fail_after(20):
+        err = await _fail(api, server, reply, stall_timeout_s=0.3, fast_stream=fast_stream)
+    assert type(err) is (RateLimited if status == 429 else ProviderUnavailable)
+    assert err.status_code == status and err.retry.retry is True
+    assert err.retry.kind == ("rate_limit" if status == 429 else "transient")
+    assert err.retry.retry_after_s == 7.0
+    assert err.generation_started is False and err.may_be_billed is False
+    assert "error body could not be read" in str(err)
+    assert err.request_id == ("req_an_456" if api == "messages" else "req_oa_123")
+
+
 @pytest.mark.parametrize("api", APIS)
 async def test_connection_refused_is_retryable_and_not_started(api: str) -> None:
     with socket.socket() as sock:

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import pytest
 from adapters_testkit import no_stream_left_open
-from helpers.scripted_server import Cut, Reply, ScriptedServer
+from helpers.scripted_server import Cut, Pause, Reply, ScriptedServer
 
 from adapters import create_adapter
 from adapters.google_genai import (
@@ -532,3 +533,24 @@ async def test_a_call_leaves_no_open_stream_for_the_garbage_collector(
                     assert fault is not None
     finally:
         await adapter.aclose()
+
+
+@pytest.mark.parametrize("end", [Pause(3.0), Cut()], ids=["stalls", "cut"])
+async def test_error_status_whose_body_never_arrives_is_free_and_retried(
+    scripted: ScriptedServer, end: Pause | Cut
+) -> None:
+    # A 503 whose body stalls past the stall timeout or is cut: the status line proves the attempt
+    # free; it is classified and retried by its status, not as a stall that may have been billed.
+    body = json.dumps({"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}).encode()
+    headers = {"content-type": "application/json", "retry-after": "3"}
+    scripted.push(Reply(status=503, headers=headers, events=[body[:9], end, body[9:]]))
+    adapter = _adapter(scripted.url, stall_s=0.3)
+    try:
+        with anyio.fail_after(20), pytest.raises(ProviderUnavailable) as info:
+            await adapter.complete(_request())
+    finally:
+        await adapter.aclose()
+    err = info.value
+    assert err.status_code == 503 and not err.may_be_billed and err.retry.retry
+    assert err.retry.retry_after_s == 3.0 and "error body could not be read" in err.message
+    assert len(scripted.requests) == 1
