@@ -17,6 +17,13 @@ for _p in (_TESTS, _TESTS.parent):
 
 from helpers.scripted_server import ScriptedServer  # noqa: E402
 
+# The SDKs are imported here, once, and not by the first test that makes an adapter: an SDK's import
+# took 2.3 s inside a pytest session, and a test run alone spent it inside its own deadline.
+import adapters.anthropic_messages  # noqa: E402
+import adapters.google_genai  # noqa: E402
+import adapters.openai_chat  # noqa: E402
+import adapters.openai_responses  # noqa: E402, F401
+
 
 @pytest.fixture
 def anyio_backend() -> str:
